@@ -1,0 +1,1 @@
+"""regnotify's Celery side: the app, tasks, providers, relay and CLI."""

@@ -1,0 +1,77 @@
+"""Configuration from the environment (and `.env` when present)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting regnotify reads; names are the environment variables of DESIGN.md."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str | None = None
+    celery_broker_url: str | None = None
+    relay_token: SecretStr | None = None
+    relay_public_url: str | None = None
+
+    sms_provider: Literal["twilio", "console"] | None = None
+    email_provider: Literal["resend", "console"] | None = None
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str | None = None
+
+    resend_api_key: SecretStr | None = None
+    resend_api_base_url: str | None = None
+    resend_webhook_secret: SecretStr | None = None
+    email_from: str = "Registrations <registrations@example.com>"
+
+    flower_basic_auth: SecretStr | None = None
+
+    dealership_name: str = "Your dealership"
+    portal_url: str | None = None
+
+    # Delivery tuning.
+    send_max_retries: int = Field(default=8, ge=0)
+    send_retry_backoff_max: int = Field(default=600, ge=1)
+    provider_timeout_s: float = Field(default=10.0, gt=0)
+    # Requests per second across all workers. Twilio queues per sender and
+    # takes API calls well above a long code's 1 MPS; Resend's default team
+    # limit is 2 requests/s.
+    twilio_rate_per_s: float = Field(default=10.0, gt=0)
+    resend_rate_per_s: float = Field(default=2.0, gt=0)
+    claim_batch_size: int = Field(default=500, ge=1, le=50_000)
+    sweep_after_s: int = Field(default=120, ge=5)
+    worker_concurrency: int = Field(default=16, ge=1)
+
+    @field_validator("twilio_api_base_url", "resend_api_base_url", "relay_public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    def sms_provider_name(self) -> str:
+        """'twilio' when chosen or when Twilio credentials are present, else 'console'."""
+        if self.sms_provider:
+            return self.sms_provider
+        if self.twilio_account_sid and self.twilio_auth_token:
+            return "twilio"
+        return "console"
+
+    def email_provider_name(self) -> str:
+        """'resend' when chosen or when a Resend key is present, else 'console'."""
+        if self.email_provider:
+            return self.email_provider
+        return "resend" if self.resend_api_key else "console"
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,68 @@
+"""SECURITY DEFINER functions pin search_path, and the tick wakes the relay."""
+
+from __future__ import annotations
+
+import json
+
+from tests.pg import connect
+
+
+def test_security_definer_functions_pin_search_path(conn):
+    rows = conn.execute(
+        "SELECT p.proname, p.proconfig FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'public' AND p.prosecdef").fetchall()
+    names = {r["proname"] for r in rows}
+    assert {"queue_status_notification", "notification_tick"} <= names
+    for r in rows:
+        assert r["proconfig"] and any(c.startswith("search_path=") for c in r["proconfig"]), r
+
+
+def test_definer_trigger_ignores_a_hostile_search_path(conn, clean_db):
+    # A shadow table earlier on the caller's search_path must not capture the insert.
+    conn.execute("CREATE SCHEMA IF NOT EXISTS evil")
+    conn.execute("CREATE TABLE IF NOT EXISTS evil.notification_queue (LIKE "
+                 "public.notification_queue)")
+    try:
+        from tests.pg import new_registration
+
+        reg = new_registration(conn)
+        with connect(clean_db) as c:
+            c.execute("SET search_path = evil, public")
+            c.execute("UPDATE public.registrations SET current_stage = 'documents_collected' "
+                      "WHERE id = %s", (reg,))
+        assert conn.execute("SELECT count(*) AS n FROM evil.notification_queue"
+                            ).fetchone()["n"] == 0
+        assert conn.execute("SELECT count(*) AS n FROM public.notification_queue"
+                            ).fetchone()["n"] == 1
+    finally:
+        conn.execute("DROP SCHEMA evil CASCADE")
+
+
+def test_tick_without_pg_net_sends_a_notify(conn, clean_db):
+    with connect(clean_db) as listener:
+        listener.execute("LISTEN notification_tick")
+        how = conn.execute("SELECT notification_tick() AS how").fetchone()["how"]
+        assert how == "notify"
+        got = next(listener.notifies(timeout=5, stop_after=1), None)
+    assert got is not None
+    assert got.channel == "notification_tick"
+    assert json.loads(got.payload)["source"] == "notification_tick"
+
+
+def test_customers_cannot_call_the_tick(database_url, conn):
+    rows = conn.execute(
+        "SELECT has_function_privilege('anon', 'public.notification_tick()', 'EXECUTE') AS a, "
+        "has_function_privilege('authenticated', 'public.notification_tick()', 'EXECUTE') AS b"
+    ).fetchone()
+    assert rows == {"a": False, "b": False}
+
+
+def test_cron_job_is_scheduled(conn, cron_enabled):
+    job = conn.execute(
+        "SELECT schedule, command, active FROM cron.job "
+        "WHERE jobname = 'process-notification-queue'").fetchone()
+    assert job is not None
+    assert job["schedule"] == "* * * * *"
+    assert "notification_tick()" in job["command"]
+    assert job["active"] is True
