@@ -67,7 +67,9 @@ ALTER TABLE public.registration_notifications
     -- True from just before a provider call until its outcome is known: a
     -- retry that finds it set cannot tell whether the provider accepted.
     ADD COLUMN IF NOT EXISTS outcome_unknown boolean NOT NULL DEFAULT false,
-    ADD COLUMN IF NOT EXISTS last_attempt_at timestamptz;
+    ADD COLUMN IF NOT EXISTS last_attempt_at timestamptz,
+    -- When a retry is due, so `status` can say what a delivery is waiting for.
+    ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz;
 
 DO $audit$
 BEGIN
