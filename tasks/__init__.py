@@ -1,1 +1,8 @@
-"""regnotify's Celery side: the app, tasks, providers, relay and CLI."""
+"""regnotify's application side: the Celery app and its tasks, providers, relay and CLI.
+
+`celery -A tasks worker` finds the app here.
+"""
+
+from tasks.celery_app import app
+
+__all__ = ["app"]

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
 
     # Delivery tuning.
     send_max_retries: int = Field(default=8, ge=0)
-    send_retry_backoff_max: int = Field(default=600, ge=1)
+    send_retry_backoff_base: float = Field(default=2.0, gt=0)
+    send_retry_backoff_max: int = Field(default=600, ge=1, le=3000)
     provider_timeout_s: float = Field(default=10.0, gt=0)
     # Requests per second across all workers. Twilio queues per sender and
     # takes API calls well above a long code's 1 MPS; Resend's default team

@@ -18,7 +18,10 @@ import pytest
 
 from db.migrations import migrate
 from tasks.embedded_postgres import EmbeddedPostgres, free_port
+from tasks.embedded_redis import EmbeddedRedis
 from tests.pg import connect
+from tests.wire.resend_wire import ResendSdkState, ResendWire
+from tests.wire.twilio_wire import TwilioWire
 
 TEST_DATABASE = "regnotify_test"
 
@@ -84,3 +87,117 @@ def cron_enabled(pg_cluster: EmbeddedPostgres) -> None:
     """Skip, with the reason, when the machine has no pg_cron package."""
     if not pg_cluster.cron:
         pytest.skip("pg_cron is not installed on this machine (apt-get install postgresql-15-cron)")
+
+
+# ── Delivery: Redis, wire-level providers, the Celery app ────────────────────
+
+TWILIO_FROM = "+15005550006"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A private Redis for the run (never the machine's own on 6379)."""
+    server = EmbeddedRedis(port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def twilio_wire_server() -> Iterator[TwilioWire]:
+    """Twilio's Messages API, spoken by a local server."""
+    with TwilioWire() as wire:
+        yield wire
+
+
+@pytest.fixture(scope="session")
+def resend_wire_server() -> Iterator[ResendWire]:
+    """Resend's e-mail API, spoken by a local server."""
+    with ResendWire() as wire:
+        yield wire
+
+
+@pytest.fixture()
+def twilio_wire(twilio_wire_server: TwilioWire) -> Iterator[TwilioWire]:
+    """The Twilio wire with an empty ledger and no faults."""
+    twilio_wire_server.reset(config=True)
+    yield twilio_wire_server
+    twilio_wire_server.reset(config=True)
+
+
+@pytest.fixture()
+def resend_wire(resend_wire_server: ResendWire) -> Iterator[ResendWire]:
+    """The Resend wire with an empty ledger and no faults."""
+    resend_wire_server.reset(config=True)
+    yield resend_wire_server
+    resend_wire_server.reset(config=True)
+
+
+def provider_env(
+    database_url: str, broker_url: str, twilio: TwilioWire, resend_: ResendWire
+) -> dict[str, str]:
+    """The environment that points regnotify at the test database, Redis and wires."""
+    return {
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "SMS_PROVIDER": "twilio",
+        "EMAIL_PROVIDER": "resend",
+        "TWILIO_ACCOUNT_SID": twilio.account_sid,
+        "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_FROM_NUMBER": TWILIO_FROM,
+        "TWILIO_API_BASE_URL": twilio.url,
+        "RESEND_API_KEY": resend_.api_key,
+        "RESEND_API_BASE_URL": resend_.url,
+        "EMAIL_FROM": "Lone Star Auto <registrations@lonestar.test>",
+        "DEALERSHIP_NAME": "Lone Star Auto",
+        "SEND_MAX_RETRIES": "3",
+        "SEND_RETRY_BACKOFF_BASE": "0.05",
+        "PROVIDER_TIMEOUT_S": "1",
+        "TWILIO_RATE_PER_S": "1000",
+        "RESEND_RATE_PER_S": "1000",
+    }
+
+
+def reset_process_state() -> None:
+    """Make the tasks re-read the environment: settings, engine, providers, limiters."""
+    from tasks import delivery_flow
+    from tasks.database import reset_engine
+    from tasks.providers.registry import reset_providers
+    from tasks.settings import get_settings
+
+    get_settings.cache_clear()
+    reset_engine()
+    reset_providers()
+    delivery_flow._limiter.cache_clear()
+
+
+@pytest.fixture()
+def pipeline(
+    clean_db: str,
+    redis_server: EmbeddedRedis,
+    twilio_wire: TwilioWire,
+    resend_wire: ResendWire,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[dict[str, str]]:
+    """Eager Celery (tasks run in this process) against the test database and the wires."""
+    from tasks.celery_app import app
+
+    state = ResendSdkState.capture()
+    env = provider_env(clean_db, redis_server.url, twilio_wire, resend_wire)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_process_state()
+    saved = {k: app.conf.get(k) for k in ("task_always_eager", "task_eager_propagates")}
+    app.conf.task_always_eager = True
+    # Retries run inline only when eager errors are not propagated (Celery
+    # raises Retry otherwise); tests assert the database's end state instead.
+    app.conf.task_eager_propagates = False
+    try:
+        yield env
+    finally:
+        app.conf.update(saved)
+        monkeypatch.undo()
+        reset_process_state()
+        state.restore()

@@ -69,7 +69,10 @@ ALTER TABLE public.registration_notifications
     ADD COLUMN IF NOT EXISTS outcome_unknown boolean NOT NULL DEFAULT false,
     ADD COLUMN IF NOT EXISTS last_attempt_at timestamptz,
     -- When a retry is due, so `status` can say what a delivery is waiting for.
-    ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz;
+    ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz,
+    -- A worker owns a delivery until then; a redelivered or swept copy of
+    -- its task leaves it alone, and a killed worker's claim simply expires.
+    ADD COLUMN IF NOT EXISTS lease_until timestamptz;
 
 DO $audit$
 BEGIN

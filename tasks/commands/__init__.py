@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tasks.commands import migrate
+from tasks.commands import migrate, send, tick, worker
 
-COMMANDS = [migrate]
+COMMANDS = [migrate, worker, tick, send]

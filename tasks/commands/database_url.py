@@ -20,3 +20,16 @@ def resolve_database_url(args: argparse.Namespace) -> str:
     if not url:
         raise CommandError("no database: set DATABASE_URL or pass --database-url")
     return url
+
+
+def use_database_url(args: argparse.Namespace) -> str:
+    """Resolve the URL and make it the one the tasks' engine uses in this process."""
+    import os
+
+    from tasks.database import reset_engine
+
+    url = resolve_database_url(args)
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    reset_engine()
+    return url

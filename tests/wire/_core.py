@@ -7,6 +7,31 @@ plus a ledger of what it "accepted" and a set of fault-injection knobs.
 Everything mutable lives behind one lock per server. Each connection gets its
 own thread (``ThreadingHTTPServer``), so sleeping to simulate latency in one
 request never delays another.
+
+Control API (JSON; never counted as provider traffic), for other processes
+and for wires run with ``python -m tests.wire`` (``RemoteWire`` wraps it):
+
+=======  ======================  ================================================
+GET      /_wire/health           ``{"ok", "provider", "url"}``
+GET      /_wire/info             credentials the wire accepts
+GET      /_wire/config           current ``ChaosConfig``
+POST     /_wire/config           ``configure(**body)``; answers the new config
+POST     /_wire/reset            ``{"config": bool}``: wipe ledger/scripts/keys
+POST     /_wire/script           ``{"recipient", "steps": [...]}`` or
+                                 ``{"clear": true, "recipient"?}``
+GET      /_wire/script           pending steps per recipient
+POST     /_wire/rate_limit       ``{"count"?, "seconds"?, "retry_after"?}``
+GET      /_wire/sends            ``?to=&since=``: accepted sends (``to_dict``)
+POST     /_wire/wait             ``{"count", "recipient"?, "timeout"?}``: blocks
+                                 until that many sends; 408 on timeout
+GET      /_wire/duplicates       groups of same recipient + same content
+GET      /_wire/attempts         ``?since=``: every send request and its outcome
+GET      /_wire/stats            counts by outcome and HTTP status
+POST     /_wire/status           Twilio ``{"sid", "status", "error_code"?}``;
+                                 Resend ``{"id", "last_event"}``
+=======  ======================  ================================================
+
+Bad input answers 400 ``{"error": ...}``; unknown endpoints 404.
 """
 
 from __future__ import annotations
@@ -211,12 +236,33 @@ class AcceptedSend:
     fault: str | None
     payload: dict[str, Any] = field(default_factory=dict)
     status: str = "queued"
+    error_code: int | None = None
+    text: str | None = None
+
+    @property
+    def content(self) -> str:
+        """What a human would call "the message": the SMS body, or the e-mail
+        subject plus its text (HTML when there is no text part)."""
+        if self.subject is None:
+            return self.body or ""
+        return f"{self.subject}\n{self.body or ''}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy (``from_`` is exported as ``from``)."""
         data = asdict(self)
         data["from"] = data.pop("from_")
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AcceptedSend:
+        """Inverse of ``to_dict`` (used by ``RemoteWire``); unknown keys are
+        ignored so an older reader survives a newer server."""
+        values = dict(data)
+        values["from_"] = values.pop("from", values.get("from_"))
+        return cls(**{k: v for k, v in values.items() if k in _SEND_FIELDS})
+
+
+_SEND_FIELDS = frozenset(f.name for f in fields(AcceptedSend))
 
 
 @dataclass
@@ -235,6 +281,14 @@ class Attempt:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
+        """Inverse of ``to_dict``."""
+        return cls(**{k: v for k, v in data.items() if k in _ATTEMPT_FIELDS})
+
+
+_ATTEMPT_FIELDS = frozenset(f.name for f in fields(Attempt))
 
 
 # --------------------------------------------------------------------------
@@ -386,7 +440,7 @@ class _Handler(BaseHTTPRequestHandler):
             received_mono=received_mono,
         )
         reply = self.server.wire._handle(request)
-        if reply is None:
+        if reply is None or self.server.wire._stopping.is_set():
             # Closing without a byte of response is what a crashed proxy or a
             # reset connection looks like to the client.
             self.close_connection = True
@@ -455,12 +509,15 @@ class WireServer:
         self._host = host
         self._requested_port = port
         self._lock = threading.Lock()
+        # Shares the lock, so waiters see every ledger change atomically.
+        self._changed = threading.Condition(self._lock)
         self._initial_config = ChaosConfig(**_coerce_config(config))
         self._config = replace(self._initial_config)
         self._seed = seed
         self._rng = random.Random(seed)
         self._max_attempts_log = max_attempts_log
         self._server: _HTTPServer | None = None
+        self._last_port = 0
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._reset_state()
@@ -468,12 +525,19 @@ class WireServer:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> Self:
-        """Bind and serve in a background thread; returns ``self``."""
+        """Bind and serve in a background thread; returns ``self``.
+
+        After a ``stop()`` this binds the port used before, so ``stop()`` /
+        ``start()`` simulates a provider outage at an unchanged URL (the app
+        under test keeps its configuration). Ledger and knobs survive it.
+        """
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = _HTTPServer((self._host, self._requested_port), self)
+        port = self._requested_port or self._last_port
+        server = _HTTPServer((self._host, port), self)
         self._server = server
+        self._last_port = int(server.server_address[1])
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -488,7 +552,8 @@ class WireServer:
         server, self._server = self._server, None
         if server is None:
             return
-        # Stalled handlers sleep on this event, so they finish promptly.
+        # Stalled handlers sleep on this event, so they finish promptly; they
+        # check it again before answering, so nothing is answered after this.
         self._stopping.set()
         server.shutdown()
         server.server_close()
@@ -520,10 +585,10 @@ class WireServer:
 
     @property
     def port(self) -> int:
-        """Bound port (after ``start()``)."""
+        """Bound port; while stopped, the port it had (or was asked for)."""
         if self._server is None:
-            if self._requested_port:
-                return self._requested_port
+            if self._requested_port or self._last_port:
+                return self._requested_port or self._last_port
             raise RuntimeError("wire server not started")
         return int(self._server.server_address[1])
 
@@ -558,8 +623,8 @@ class WireServer:
             if seed_given:
                 self._seed = None if seed is None else int(seed)
                 self._rng.seed(self._seed)
-            if self._config.max_rps is None:
-                self._bucket_tokens = 0.0
+            if "max_rps" in coerced:
+                self._bucket_tokens = None
         if count is not None or seconds is not None:
             self.rate_limit(count=count, seconds=seconds)
         return self.config
@@ -616,7 +681,7 @@ class WireServer:
     def pending_scripts(self) -> dict[str, list[str]]:
         """Steps not played yet, per recipient."""
         with self._lock:
-            return {k: [s.raw for s in v] for k, v in self._scripts.items() if v}
+            return {k: [s.raw or s.kind for s in v] for k, v in self._scripts.items() if v}
 
     def parse_step(self, token: str) -> Step:
         """Parse one script step (raises ``ValueError`` on unknown steps)."""
@@ -647,12 +712,47 @@ class WireServer:
             return len(self._by_recipient.get(self._recipient_key(recipient), []))
 
     def duplicates(self) -> dict[tuple[str, str], list[AcceptedSend]]:
-        """Accepted sends grouped by (recipient, body/subject) with >1 entry."""
+        """Accepted sends grouped by (recipient, ``content``) with >1 entry."""
         groups: dict[tuple[str, str], list[AcceptedSend]] = {}
         for send in self.sends():
-            content = send.body if send.subject is None else f"{send.subject}\n{send.body}"
-            groups.setdefault((send.to, content or ""), []).append(send)
+            groups.setdefault((send.to, send.content), []).append(send)
         return {k: v for k, v in groups.items() if len(v) > 1}
+
+    def get_send(self, send_id: str) -> AcceptedSend | None:
+        """The accepted send with this provider id (Twilio SID / Resend id)."""
+        with self._lock:
+            return self._by_id.get(send_id)
+
+    def wait_for_sends(
+        self, count: int, recipient: str | None = None, timeout: float = 10.0
+    ) -> list[AcceptedSend]:
+        """Block until at least ``count`` sends are accepted (optionally for
+        one recipient) and return them all.
+
+        Senders are usually other processes (a Celery worker), so polling
+        the ledger with sleeps would make tests slow or flaky; this wakes on
+        every accepted send instead. Raises ``TimeoutError`` with what did
+        arrive.
+        """
+        deadline = time.monotonic() + timeout
+
+        def current() -> list[AcceptedSend]:
+            if recipient is None:
+                return self._sends
+            return self._by_recipient.get(self._recipient_key(recipient), [])
+
+        with self._changed:
+            while len(current()) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    got = [(s.to, s.content) for s in current()]
+                    raise TimeoutError(
+                        f"{self.provider} wire: wanted {count} accepted sends"
+                        f"{'' if recipient is None else ' to ' + recipient}"
+                        f" within {timeout}s, got {len(got)}: {got!r}"
+                    )
+                self._changed.wait(left)
+            return list(current())
 
     def attempts(self, since: int = 0) -> list[Attempt]:
         """Every send request (accepted or not) in arrival order."""
@@ -695,7 +795,8 @@ class WireServer:
         self._rl_remaining = 0
         self._rl_until = 0.0
         self._rl_retry_after: float | None = None
-        self._bucket_tokens = 0.0
+        # None = full: a fresh limiter must admit a first burst, not 429 it.
+        self._bucket_tokens: float | None = None
         self._bucket_stamp = time.monotonic()
         self._seq = 0
         self._attempt_seq = 0
@@ -743,9 +844,8 @@ class WireServer:
                 return Step("rate_limit", 429, seconds=left if retry is None else retry)
             if cfg.max_rps:
                 burst = max(1.0, cfg.max_rps)
-                self._bucket_tokens = min(
-                    burst, self._bucket_tokens + (now - self._bucket_stamp) * cfg.max_rps
-                )
+                tokens = burst if self._bucket_tokens is None else self._bucket_tokens
+                self._bucket_tokens = min(burst, tokens + (now - self._bucket_stamp) * cfg.max_rps)
                 self._bucket_stamp = now
                 if self._bucket_tokens < 1.0:
                     wait = (1.0 - self._bucket_tokens) / cfg.max_rps
@@ -762,8 +862,7 @@ class WireServer:
             if cfg.drop_after_accept_rate and rng.random() < cfg.drop_after_accept_rate:
                 return Step("drop_after_accept")
             if cfg.timeout_after_accept and (
-                cfg.timeout_after_accept_rate >= 1.0
-                or rng.random() < cfg.timeout_after_accept_rate
+                cfg.timeout_after_accept_rate >= 1.0 or rng.random() < cfg.timeout_after_accept_rate
             ):
                 return Step("timeout_after_accept", seconds=cfg.timeout_after_accept)
             return None
@@ -775,12 +874,13 @@ class WireServer:
             self._seq += 1
             send: AcceptedSend = send_factory(self._seq)
             self._sends.append(send)
-            self._by_recipient.setdefault(self._recipient_key(send.to), []).append(send)
-            for other in send.recipients:
-                key = self._recipient_key(other)
-                if other != send.to:
-                    self._by_recipient.setdefault(key, []).append(send)
+            # A dict keeps order and files one send once per distinct key, even
+            # when recipients repeat or differ only in case.
+            keys = dict.fromkeys(self._recipient_key(r) for r in [send.to, *send.recipients])
+            for key in keys:
+                self._by_recipient.setdefault(key, []).append(send)
             self._by_id[send.id] = send
+            self._changed.notify_all()
             return send
 
     def _count(
@@ -823,7 +923,10 @@ class WireServer:
             try:
                 return self._control(request)
             except (ValueError, TypeError, KeyError) as exc:
-                return Reply.json(400, {"error": str(exc)})
+                return Reply.json(400, {"error": f"{type(exc).__name__}: {exc}"})
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                return Reply.json(500, {"error": f"{type(exc).__name__}: {exc}"})
         with self._lock:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
@@ -875,6 +978,18 @@ class WireServer:
             since = int(request.arg("since") or 0)
             sends = self.sends(recipient=request.arg("to"), since=since)
             return Reply.json(200, {"sends": [s.to_dict() for s in sends], "count": len(sends)})
+        if name == "wait" and method == "POST":
+            # A 408 rather than a hang past the caller's own HTTP timeout.
+            timeout = min(float(payload.get("timeout", 10.0)), 300.0)
+            recipient = payload.get("recipient")
+            try:
+                sends = self.wait_for_sends(int(payload["count"]), recipient, timeout)
+            except TimeoutError as exc:
+                return Reply.json(408, {"error": str(exc), "count": self.accepted_count(recipient)})
+            return Reply.json(200, {"sends": [s.to_dict() for s in sends], "count": len(sends)})
+        if name == "duplicates" and method == "GET":
+            groups = [[s.to_dict() for s in group] for group in self.duplicates().values()]
+            return Reply.json(200, {"duplicates": groups})
         if name == "attempts" and method == "GET":
             attempts = self.attempts(since=int(request.arg("since") or 0))
             return Reply.json(200, {"attempts": [a.to_dict() for a in attempts]})

@@ -1,0 +1,179 @@
+"""One delivery row (registration_notifications) through its send, retries and sweep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from db.queries import query
+from db.queue import DeliveryRef
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery with what its send needs: row state plus the registration's current contact."""
+
+    id: int
+    registration_id: str
+    channel: str
+    status: str
+    recipient: str | None
+    old_stage: str | None
+    new_stage: str
+    attempts: int
+    outcome_unknown: bool
+    last_attempt_at: datetime | None
+    body: str | None
+    subject: str | None
+    provider: str | None
+    provider_message_id: str | None
+    leased: bool
+    retry_pending: bool
+    customer_name: str | None
+    customer_phone: str | None
+    customer_email: str | None
+    vin: str | None
+    vehicle_year: int | None
+    make: str | None
+    model: str | None
+    plate_number: str | None
+    new_stage_label: str | None
+    old_stage_label: str | None
+    sms_opted_out: bool
+
+    @property
+    def in_flight(self) -> bool:
+        """Still queued or sending: a send task has work to do."""
+        return self.status in ("queued", "sending")
+
+    @property
+    def contact(self) -> str | None:
+        """The registration's current address for this channel."""
+        return self.customer_phone if self.channel == "sms" else self.customer_email
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The lease a send task holds while it calls the provider."""
+
+    attempts: int
+    attempted_at: datetime
+
+
+def load(conn: Connection, delivery_id: int) -> Delivery | None:
+    """The delivery and its registration, or None when either is gone."""
+    row = conn.exec_driver_sql(query("load_delivery"), {"id": delivery_id}).mappings().first()
+    if row is None:
+        return None
+    data: dict[str, Any] = dict(row)
+    data["registration_id"] = str(data["registration_id"])
+    return Delivery(**data)
+
+
+def claim(
+    conn: Connection,
+    delivery_id: int,
+    *,
+    lease_s: float,
+    recipient: str,
+    provider: str,
+    body: str,
+    subject: str | None,
+    template_used: str,
+) -> Claim | None:
+    """Take the lease and count an attempt; None when another worker holds it or it moved on."""
+    row = conn.exec_driver_sql(
+        query("claim_delivery"),
+        {
+            "id": delivery_id,
+            "lease_s": lease_s,
+            "recipient": recipient,
+            "provider": provider,
+            "body": body,
+            "subject": subject,
+            "template_used": template_used,
+        },
+    ).first()
+    return None if row is None else Claim(int(row.attempts), row.last_attempt_at)
+
+
+def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> None:
+    """Record the provider's acceptance."""
+    conn.exec_driver_sql(
+        query("mark_sent"), {"id": delivery_id, "provider_message_id": provider_message_id}
+    )
+
+
+def mark_failed(conn: Connection, delivery_id: int, code: str, message: str) -> None:
+    """Record a final failure with the provider's (or our) code and message."""
+    conn.exec_driver_sql(
+        query("mark_failed"),
+        {"id": delivery_id, "error_code": code, "error_message": message[:2000]},
+    )
+
+
+def mark_skipped(conn: Connection, delivery_id: int, reason: str) -> None:
+    """Record that this delivery will not be sent, and why."""
+    conn.exec_driver_sql(query("mark_skipped"), {"id": delivery_id, "skip_reason": reason})
+
+
+def schedule_retry(
+    conn: Connection,
+    delivery_id: int,
+    *,
+    countdown_s: float,
+    outcome_unknown: bool,
+    code: str,
+    message: str,
+) -> None:
+    """Release the lease and record the transient error and when the next attempt is due."""
+    conn.exec_driver_sql(
+        query("schedule_retry"),
+        {
+            "id": delivery_id,
+            "countdown_s": countdown_s,
+            "outcome_unknown": outcome_unknown,
+            "error_code": code,
+            "error_message": message[:2000],
+        },
+    )
+
+
+def release(conn: Connection, delivery_id: int, countdown_s: float) -> None:
+    """Give the delivery back untouched, due again after `countdown_s`."""
+    conn.exec_driver_sql(query("release_lease"), {"id": delivery_id, "countdown_s": countdown_s})
+
+
+def set_sms_opt_out(conn: Connection, phone: str, *, opted_out: bool, source: str) -> None:
+    """Record an SMS opt-out (or opt-in) for a phone number."""
+    conn.exec_driver_sql(
+        query("opt_out_phone"), {"phone": phone, "opted_out": opted_out, "source": source}
+    )
+
+
+def sweep_stale(conn: Connection, *, older_than_s: float, limit: int) -> list[DeliveryRef]:
+    """Deliveries still moving whose task may be lost; touched so each is swept once per window."""
+    rows = conn.exec_driver_sql(
+        query("sweep_stale"), {"older_than_s": older_than_s, "limit": limit}
+    ).all()
+    return [DeliveryRef(int(r.id), str(r.channel)) for r in rows]
+
+
+def failed(
+    conn: Connection, *, since: datetime, channel: str | None, registration_id: str | None
+) -> list[DeliveryRef]:
+    """Failed deliveries matching the filters, oldest first."""
+    rows = conn.exec_driver_sql(
+        query("failed_deliveries"),
+        {"since": since, "channel": channel, "registration_id": registration_id},
+    ).all()
+    return [DeliveryRef(int(r.id), str(r.channel)) for r in rows]
+
+
+def requeue_failed(conn: Connection, delivery_id: int) -> DeliveryRef | None:
+    """Put a failed delivery back to queued with a fresh attempt budget."""
+    row = conn.exec_driver_sql(query("requeue_failed"), {"id": delivery_id}).first()
+    return None if row is None else DeliveryRef(int(row.id), str(row.channel))

@@ -1,0 +1,69 @@
+"""The debounce queue: claiming due rows into deliveries, and when the next one is due."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from db.queries import query
+
+
+@dataclass(frozen=True)
+class DeliveryRef:
+    """A delivery to send: its row id and channel (which task sends it)."""
+
+    id: int
+    channel: str
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """What one claim did: queue rows closed, and the deliveries to send."""
+
+    closed: int
+    deliveries: list[DeliveryRef]
+
+
+def claim_due(conn: Connection, batch: int) -> ClaimResult:
+    """Close up to `batch` due queue rows and return the deliveries they produced.
+
+    Runs inside the caller's transaction: dispatch only after it commits.
+    """
+    closed = 0
+    refs: list[DeliveryRef] = []
+    for row in conn.exec_driver_sql(query("claim_due"), {"batch": batch}):
+        if row.id is None:
+            closed = int(row.closed)
+        else:
+            refs.append(DeliveryRef(int(row.id), str(row.channel)))
+    refs.sort(key=lambda ref: ref.id)
+    return ClaimResult(closed, refs)
+
+
+def next_send_after(conn: Connection) -> datetime | None:
+    """The earliest pending send_after, or None when nothing waits."""
+    return conn.exec_driver_sql(query("next_send_after")).scalar()
+
+
+def due_count(conn: Connection) -> int:
+    """How many pending rows are due now."""
+    return int(conn.exec_driver_sql(query("queue_due_count")).scalar() or 0)
+
+
+def request_manual_send(conn: Connection, registration_id: str) -> bool:
+    """Make a message about the current stage due now; False if no such registration."""
+    found = conn.exec_driver_sql(
+        query("registration_exists"), {"registration_id": registration_id}
+    ).scalar()
+    if not found:
+        return False
+    conn.exec_driver_sql(query("request_manual_send"), {"registration_id": registration_id})
+    return True
+
+
+def seconds_until_next_due(conn: Connection) -> float | None:
+    """Seconds (on the database's clock) until the earliest pending row is due; None if none."""
+    value = conn.exec_driver_sql(query("seconds_until_next_due")).scalar()
+    return None if value is None else float(value)

@@ -1,0 +1,105 @@
+-- The debounce queue: claiming due rows and turning them into deliveries.
+
+-- name: claim_due
+-- One statement claims up to %(batch)s due rows (skipping rows another
+-- claimer holds), closes them with their reason, and writes one delivery row
+-- per channel: `queued`, or `skipped` with the first reason that applies.
+-- `id = ANY(ARRAY(...))` keeps the plan on ix_notification_queue_due; `IN`
+-- over the locked subquery turned into a hash join that scanned the table.
+-- Returns one row with the number of queue rows closed (id NULL), then one
+-- row per delivery that must be sent.
+WITH closed AS (
+    UPDATE public.notification_queue AS q
+    SET sent          = true,
+        processed_at  = now(),
+        updated_at    = now(),
+        closed_reason = CASE
+            WHEN q.old_stage IS NULL THEN 'manual'
+            WHEN q.old_stage = q.new_stage THEN 'no_net_change'
+            WHEN NOT q.notify_customer THEN 'silenced'
+            ELSE 'processed'
+        END
+    WHERE q.id = ANY(ARRAY(
+        SELECT d.id
+        FROM public.notification_queue AS d
+        WHERE d.sent = false AND d.send_after <= now()
+        ORDER BY d.send_after
+        LIMIT %(batch)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING q.id, q.registration_id, q.old_stage, q.new_stage, q.notify_customer
+),
+decided AS (
+    SELECT c.id AS queue_id,
+           c.registration_id,
+           c.old_stage,
+           c.new_stage,
+           ch.channel,
+           CASE ch.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
+               AS recipient,
+           CASE
+               WHEN r.notification_pref NOT IN (ch.channel, 'both') THEN 'preference'
+               WHEN NOT c.notify_customer THEN 'silenced'
+               WHEN c.old_stage IS NOT DISTINCT FROM c.new_stage
+                    AND c.old_stage IS NOT NULL THEN 'no_net_change'
+               WHEN ch.channel = 'sms' AND r.customer_phone IS NULL THEN 'no_contact'
+               WHEN ch.channel = 'email' AND r.customer_email IS NULL THEN 'no_contact'
+               WHEN ch.channel = 'sms' AND EXISTS (
+                   SELECT 1 FROM public.sms_opt_outs AS o
+                   WHERE o.phone = r.customer_phone AND o.opted_out
+               ) THEN 'opted_out'
+           END AS skip_reason
+    FROM closed AS c
+    JOIN public.registrations AS r ON r.id = c.registration_id
+    CROSS JOIN (VALUES ('sms'), ('email')) AS ch (channel)
+),
+written AS (
+    INSERT INTO public.registration_notifications
+        (registration_id, queue_id, channel, recipient, status, skip_reason,
+         old_stage, new_stage)
+    SELECT registration_id, queue_id, channel, recipient,
+           CASE WHEN skip_reason IS NULL THEN 'queued' ELSE 'skipped' END,
+           skip_reason, old_stage, new_stage
+    FROM decided
+    ON CONFLICT (queue_id, channel) DO NOTHING
+    RETURNING id, channel, status
+)
+SELECT NULL::bigint AS id, NULL::text AS channel, count(*) AS closed FROM closed
+UNION ALL
+SELECT id, channel, NULL FROM written WHERE status = 'queued';
+
+-- name: next_send_after
+-- The earliest pending send_after, for the wake-up; NULL when nothing waits.
+SELECT min(send_after) AS send_after
+FROM public.notification_queue
+WHERE sent = false;
+
+-- name: queue_due_count
+SELECT count(*) AS due
+FROM public.notification_queue
+WHERE sent = false AND send_after <= now();
+
+-- name: request_manual_send
+-- `regnotify send`: a message about the registration's current stage, due
+-- now. A pending burst is simply made due; otherwise a row with no old stage
+-- (which is how the claim tells a manual send) is added.
+WITH flushed AS (
+    UPDATE public.notification_queue
+    SET send_after = now(), notify_customer = true, updated_at = now()
+    WHERE registration_id = %(registration_id)s AND sent = false
+    RETURNING id
+)
+INSERT INTO public.notification_queue (registration_id, old_stage, new_stage, send_after)
+SELECT r.id, NULL, r.current_stage, now()
+FROM public.registrations AS r
+WHERE r.id = %(registration_id)s AND NOT EXISTS (SELECT 1 FROM flushed)
+RETURNING id;
+
+-- name: registration_exists
+SELECT EXISTS (SELECT 1 FROM public.registrations WHERE id = %(registration_id)s) AS found;
+
+-- name: seconds_until_next_due
+-- Measured on the database's clock, the one send_after was written with.
+SELECT extract(epoch FROM min(send_after) - now())::float8 AS seconds
+FROM public.notification_queue
+WHERE sent = false;

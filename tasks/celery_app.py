@@ -1,0 +1,72 @@
+"""The Celery application: Redis broker, JSON only, late acks, one queue per kind of work."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from tasks.settings import get_settings
+
+#: The tick runs on its own queue so a backlog of sends never delays claiming.
+QUEUE_TICK = "notifications"
+QUEUE_SMS = "sms"
+QUEUE_EMAIL = "email"
+ALL_QUEUES = (QUEUE_TICK, QUEUE_SMS, QUEUE_EMAIL)
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+#: Redis redelivers an unacknowledged message after this long. It must exceed
+#: every countdown we schedule (retries cap at send_retry_backoff_max, the
+#: wake-up at a minute) or a waiting message would be delivered twice. Lost
+#: work is found sooner by the sweep, which reads the database.
+VISIBILITY_TIMEOUT_S = 3600
+
+
+def broker_url() -> str:
+    """CELERY_BROKER_URL, or a Redis on localhost."""
+    return get_settings().celery_broker_url or DEFAULT_BROKER_URL
+
+
+def create_app() -> Celery:
+    """Build the app from the environment's settings."""
+    settings = get_settings()
+    app = Celery("regnotify", broker=broker_url(), include=[
+        "tasks.queue_tick",
+        "tasks.send_sms",
+        "tasks.send_email",
+    ])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # Deliveries live in PostgreSQL; nothing reads task results.
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(name) for name in ALL_QUEUES],
+        task_default_queue=QUEUE_TICK,
+        task_create_missing_queues=False,
+        task_routes={
+            "process_notification_queue": {"queue": QUEUE_TICK},
+            "send_sms": {"queue": QUEUE_SMS},
+            "send_email": {"queue": QUEUE_EMAIL},
+        },
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # Sends wait on the network, not the CPU: threads give many concurrent
+        # provider calls per process at a fraction of prefork's memory.
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
+        # Flower needs task events.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        enable_utc=True,
+        timezone="UTC",
+    )
+    return app
+
+
+app = create_app()

@@ -1,0 +1,38 @@
+"""`regnotify worker`: a Celery worker consuming every regnotify queue."""
+
+from __future__ import annotations
+
+import argparse
+
+from tasks.commands.database_url import add_database_url_option, use_database_url
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the subcommand."""
+    p = sub.add_parser("worker", help="run a Celery worker for the tick, SMS and e-mail queues")
+    add_database_url_option(p)
+    p.add_argument("-c", "--concurrency", type=int, metavar="N",
+                   help="concurrent tasks (default: WORKER_CONCURRENCY, 16)")
+    p.add_argument("-Q", "--queues", default=None,
+                   help="comma-separated queues (default: notifications,sms,email)")
+    p.add_argument("--pool", default=None, choices=["threads", "prefork", "solo", "gevent"],
+                   help="worker pool (default: threads)")
+    p.add_argument("-l", "--loglevel", default="info")
+    p.add_argument("-n", "--hostname", default=None, help="worker node name")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the worker in the foreground until it is stopped."""
+    use_database_url(args)
+    from tasks.celery_app import ALL_QUEUES, app
+
+    argv = ["worker", "-Q", args.queues or ",".join(ALL_QUEUES), "-l", args.loglevel, "-E"]
+    if args.concurrency:
+        argv += ["-c", str(args.concurrency)]
+    if args.pool:
+        argv += ["-P", args.pool]
+    if args.hostname:
+        argv += ["-n", args.hostname]
+    app.worker_main(argv)
+    return 0

@@ -1,0 +1,1 @@
+"""Provider adapters: Twilio and Resend through their SDKs, console ones for development."""

@@ -1,0 +1,90 @@
+"""What every provider adapter offers, and the one error type the send tasks understand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Sms:
+    """One text message to send."""
+
+    to: str
+    body: str
+    status_callback: str | None = None
+
+
+@dataclass(frozen=True)
+class Email:
+    """One e-mail to send; `idempotency_key` is the same on every retry of a delivery."""
+
+    to: str
+    subject: str
+    html: str
+    text: str
+    idempotency_key: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+class ProviderError(Exception):
+    """A provider call that did not end in an accepted message.
+
+    `transient` errors are retried; the rest fail the delivery at once.
+    `outcome_unknown` means the provider may have accepted the message anyway
+    (a timeout, a dropped connection, a 5xx), so a retry must check first.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        transient: bool,
+        outcome_unknown: bool = False,
+        retry_after: float | None = None,
+        opt_out: bool = False,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.transient = transient
+        self.outcome_unknown = outcome_unknown
+        self.retry_after = retry_after
+        self.opt_out = opt_out
+
+
+class SmsProvider(Protocol):
+    """Sends texts; can look for a text it may already have accepted."""
+
+    name: str
+
+    def send(self, sms: Sms) -> str:
+        """Send; return the provider's message id or raise ProviderError."""
+        ...
+
+    def find_sent(self, sms: Sms, since: datetime) -> str | None:
+        """The id of an identical message accepted since `since`, if any."""
+        ...
+
+
+class EmailProvider(Protocol):
+    """Sends e-mails; retries with the same idempotency key are safe."""
+
+    name: str
+
+    def send(self, email: Email) -> str:
+        """Send; return the provider's message id or raise ProviderError."""
+        ...
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds form), None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

@@ -1,0 +1,51 @@
+"""Which provider each channel uses, built once per process from the settings."""
+
+from __future__ import annotations
+
+import threading
+
+from tasks.providers.base import EmailProvider, SmsProvider
+from tasks.providers.console import ConsoleEmail, ConsoleSms
+from tasks.settings import get_settings
+
+_lock = threading.Lock()
+_sms: SmsProvider | None = None
+_email: EmailProvider | None = None
+
+
+def sms_provider() -> SmsProvider:
+    """Twilio when configured, else the console."""
+    global _sms
+    with _lock:
+        if _sms is None:
+            settings = get_settings()
+            if settings.sms_provider_name() == "twilio":
+                from tasks.providers.twilio_sms import TwilioSms
+
+                _sms = TwilioSms(settings)
+            else:
+                _sms = ConsoleSms()
+        return _sms
+
+
+def email_provider() -> EmailProvider:
+    """Resend when configured, else the console."""
+    global _email
+    with _lock:
+        if _email is None:
+            settings = get_settings()
+            if settings.email_provider_name() == "resend":
+                from tasks.providers.resend_email import ResendEmail
+
+                _email = ResendEmail(settings)
+            else:
+                _email = ConsoleEmail()
+        return _email
+
+
+def reset_providers() -> None:
+    """Forget the providers so the next call reads the settings again (tests, reconfiguration)."""
+    global _sms, _email
+    with _lock:
+        _sms = None
+        _email = None

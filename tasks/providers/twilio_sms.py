@@ -1,0 +1,136 @@
+"""SMS through the official `twilio` SDK."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from tasks.providers.base import ProviderError, Sms, parse_retry_after
+from tasks.settings import Settings
+
+# The SDK logs every request at INFO, including the body and our numbers.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+#: Errors that will not change on retry: bad or unreachable numbers, a
+#: recipient who replied STOP, a sender that cannot send there, bad credentials.
+PERMANENT_CODES = frozenset({21211, 21408, 21606, 21610, 21612, 21614, 20003, 21212, 21617, 21602})
+OPT_OUT_CODE = 21610
+
+
+class _HeaderKeepingHttpClient(TwilioHttpClient):
+    """Keeps the last response's headers: TwilioRestException drops Retry-After."""
+
+    last_headers: dict[str, str]
+
+    def request(self, *args: Any, **kwargs: Any) -> Response:
+        self.last_headers = {}
+        response = super().request(*args, **kwargs)
+        self.last_headers = {k.lower(): v for k, v in dict(response.headers or {}).items()}
+        return response
+
+
+class TwilioSms:
+    """Twilio's Messages API; one SDK client per thread (its HTTP session is not shared)."""
+
+    name = "twilio"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.twilio_account_sid or not settings.twilio_auth_token:
+            raise ValueError("Twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        if not (settings.twilio_from_number or settings.twilio_messaging_service_sid):
+            raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+        self._sid = settings.twilio_account_sid
+        self._token = settings.twilio_auth_token.get_secret_value()
+        self._from = settings.twilio_from_number
+        self._service = settings.twilio_messaging_service_sid
+        self._base_url = settings.twilio_api_base_url
+        self._timeout = settings.provider_timeout_s
+        self._local = threading.local()
+
+    def _client(self) -> Client:
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            http = _HeaderKeepingHttpClient(timeout=self._timeout)
+            # An empty environment: the SDK would otherwise read TWILIO_EDGE /
+            # TWILIO_REGION from os.environ and rewrite our base URL.
+            client = Client(self._sid, self._token, http_client=http, environment={"_": ""})
+            client.edge = None
+            client.region = None
+            if self._base_url:
+                client.api.base_url = self._base_url
+            self._local.client = client
+            self._local.http = http
+        return client
+
+    def _sender(self) -> dict[str, str]:
+        if self._service:
+            return {"messaging_service_sid": self._service}
+        assert self._from is not None
+        return {"from_": self._from}
+
+    def send(self, sms: Sms) -> str:
+        """Create the message; return its SM sid."""
+        extra: dict[str, Any] = {}
+        if sms.status_callback:
+            extra["status_callback"] = sms.status_callback
+        try:
+            message = self._client().messages.create(
+                to=sms.to, body=sms.body, **self._sender(), **extra
+            )
+        except TwilioRestException as exc:
+            raise self._classify(exc) from exc
+        except (requests.RequestException, TwilioException, OSError) as exc:
+            # The request may have reached Twilio before the connection broke.
+            raise ProviderError(
+                "network", _describe(exc), transient=True, outcome_unknown=True
+            ) from exc
+        return str(message.sid)
+
+    def find_sent(self, sms: Sms, since: datetime) -> str | None:
+        """Look for our message among those sent to this number since the earlier attempt."""
+        filters: dict[str, Any] = {"to": sms.to}
+        if self._from and not self._service:
+            filters["from_"] = self._from
+        # Clocks differ: look a little before our own record of the attempt.
+        filters["date_sent_after"] = since - timedelta(minutes=5)
+        try:
+            for message in self._client().messages.list(limit=50, page_size=50, **filters):
+                if message.body == sms.body:
+                    return str(message.sid)
+        except TwilioRestException as exc:
+            raise self._classify(exc, lookup=True) from exc
+        except (requests.RequestException, TwilioException, OSError) as exc:
+            raise ProviderError(
+                "network", _describe(exc), transient=True, outcome_unknown=True
+            ) from exc
+        return None
+
+    def _classify(self, exc: TwilioRestException, *, lookup: bool = False) -> ProviderError:
+        code = int(exc.code) if exc.code else None
+        status = int(exc.status or 0)
+        text = str(exc.msg or "")
+        label = str(code if code is not None else f"http_{status}")
+        headers: dict[str, str] = getattr(self._local, "http", None).last_headers or {}
+        if status == 429 or code == 20429:
+            return ProviderError(
+                label, text, transient=True, outcome_unknown=lookup,
+                retry_after=parse_retry_after(headers.get("retry-after")),
+            )
+        if status >= 500:
+            return ProviderError(label, text, transient=True, outcome_unknown=True)
+        if code in PERMANENT_CODES or 400 <= status < 500:
+            return ProviderError(label, text, transient=False, opt_out=code == OPT_OUT_CODE)
+        return ProviderError(label, text, transient=True, outcome_unknown=True)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description without URLs' credentials (requests puts none there)."""
+    return f"{type(exc).__name__}: {exc}"[:500]

@@ -1,0 +1,83 @@
+"""The `process_notification_queue` task: claim due rows, fan out sends, sweep lost ones."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+from celery import Task
+
+from db import deliveries
+from db.queue import claim_due, seconds_until_next_due
+from tasks.celery_app import app
+from tasks.database import engine
+from tasks.dispatch import dispatch
+from tasks.retry_policy import INFRASTRUCTURE_RETRY
+from tasks.settings import get_settings
+from tasks.wakeup import arm_wakeup, run_started
+
+log = logging.getLogger(__name__)
+
+#: A run hands over to a fresh one after this long, so one huge backlog
+#: never pins a worker thread or outlives the broker's patience.
+RUN_BUDGET_S = 20.0
+SWEEP_LIMIT = 5000
+
+
+@dataclass
+class TickResult:
+    """What one run did."""
+
+    closed: int = 0
+    dispatched: int = 0
+    swept: int = 0
+    batches: int = 0
+    continued: bool = False
+    wake_in_s: float | None = None
+
+
+def drain_due() -> TickResult:
+    """Claim and dispatch due rows batch by batch, then re-dispatch stale deliveries."""
+    settings = get_settings()
+    result = TickResult()
+    started = time.monotonic()
+    while True:
+        with engine().begin() as conn:
+            claimed = claim_due(conn, settings.claim_batch_size)
+        # Committed: the rows exist before any worker can look for them.
+        result.dispatched += dispatch(claimed.deliveries)
+        result.closed += claimed.closed
+        result.batches += 1
+        if claimed.closed < settings.claim_batch_size:
+            break
+        if time.monotonic() - started > RUN_BUDGET_S:
+            result.continued = True
+            break
+    with engine().begin() as conn:
+        stale = deliveries.sweep_stale(
+            conn, older_than_s=settings.sweep_after_s, limit=SWEEP_LIMIT
+        )
+    if stale:
+        log.warning("sweep: re-dispatching %d deliveries whose tasks went missing", len(stale))
+    result.swept = dispatch(stale)
+    with engine().begin() as conn:
+        result.wake_in_s = seconds_until_next_due(conn)
+    return result
+
+
+@app.task(name="process_notification_queue", bind=True, acks_late=True,
+          **INFRASTRUCTURE_RETRY)
+def process_notification_queue(self: Task, reason: str = "tick") -> dict[str, object]:
+    """Turn due queue rows into deliveries and send tasks; idempotent.
+
+    `reason` says what started the run (tick, wake-up, continue), for Flower.
+    """
+    run_started()
+    result = drain_due()
+    if result.continued:
+        process_notification_queue.apply_async(kwargs={"reason": "continue"})
+    elif result.wake_in_s is not None:
+        armed = arm_wakeup(result.wake_in_s)
+        result.wake_in_s = armed if armed is not None else result.wake_in_s
+    return {"reason": reason, **asdict(result)}

@@ -1,0 +1,28 @@
+"""How many SMS segments a body costs (GSM-7 or UCS-2), so texts stay within two."""
+
+from __future__ import annotations
+
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# These take two septets (an escape and the character).
+_GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+def is_gsm7(body: str) -> bool:
+    """True when every character has a GSM 03.38 encoding."""
+    return all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in body)
+
+
+def segment_count(body: str) -> int:
+    """Segments a carrier bills for `body`: 160/153 septets in GSM-7, 70/67 UTF-16 units else."""
+    if is_gsm7(body):
+        units = sum(2 if ch in _GSM_EXTENDED else 1 for ch in body)
+        single, multi = 160, 153
+    else:
+        units = len(body.encode("utf-16-le")) // 2
+        single, multi = 70, 67
+    if units <= single:
+        return 1
+    return -(-units // multi)

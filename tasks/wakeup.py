@@ -1,0 +1,117 @@
+"""Starting queue runs: coalesced ticks, and one wake-up at the next send_after.
+
+Both use small Redis keys beside the broker's queues. They only save work:
+if Redis loses them, the next tick or the cron safety net runs anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+
+from tasks.celery_app import app, broker_url
+
+log = logging.getLogger(__name__)
+
+PENDING_KEY = "regnotify:tick:pending"
+WAKE_KEY = "regnotify:tick:wake_at"
+
+#: A pending marker outlives a lost message by at most this long.
+PENDING_TTL_S = 120
+#: Wake-ups further out are re-armed by the run they start; a countdown is
+#: an unacked message in Redis, so it must stay well under the visibility timeout.
+MAX_WAKE_DELAY_S = 60.0
+
+# Arm a wake-up at ARGV[1] (epoch seconds) unless one is armed at or before
+# it and still ahead. Returns 1 when the caller must schedule the run.
+_ARM = """
+local target = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local armed = tonumber(redis.call('GET', KEYS[1]))
+if armed and armed > now and armed <= target + 0.05 then return 0 end
+local ttl = math.ceil((target - now) * 1000) + 5000
+if ttl < 5000 then ttl = 5000 end
+redis.call('SET', KEYS[1], tostring(target), 'PX', ttl)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class TickRequest:
+    """The outcome of asking for a run: a new task id, or coalesced into one already queued."""
+
+    task_id: str | None
+    coalesced: bool
+
+
+_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis | None:
+    global _client
+    url = broker_url()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    if _client is None:
+        _client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return _client
+
+
+def reset_client() -> None:
+    """Forget the Redis client (tests that change the broker)."""
+    global _client
+    _client = None
+
+
+def request_tick() -> TickRequest:
+    """Enqueue process_notification_queue unless a run is already waiting to start."""
+    from tasks.queue_tick import process_notification_queue
+
+    client = _redis()
+    if client is not None:
+        try:
+            if not client.set(PENDING_KEY, "1", nx=True, ex=PENDING_TTL_S):
+                return TickRequest(None, True)
+        except redis.RedisError as exc:
+            # Without the marker we may enqueue a spare run; that is harmless.
+            log.warning("tick coalescing unavailable: %s", type(exc).__name__)
+    result = process_notification_queue.apply_async()
+    return TickRequest(result.id, False)
+
+
+def run_started() -> None:
+    """Called as a run starts: ticks from now on must start another run."""
+    client = _redis()
+    if client is None:
+        return
+    try:
+        client.delete(PENDING_KEY)
+    except redis.RedisError as exc:
+        log.warning("could not clear the tick marker: %s", type(exc).__name__)
+
+
+def arm_wakeup(seconds_until_due: float | None) -> float | None:
+    """Schedule one run for when the next pending row is due; returns the countdown used."""
+    if seconds_until_due is None:
+        return None
+    from tasks.queue_tick import process_notification_queue
+
+    if app.conf.task_always_eager:
+        # Inline "countdowns" would run at once and recurse.
+        return None
+    # A floor, so rows another claimer holds cannot spin us in a tight loop.
+    countdown = min(max(seconds_until_due, 0.2), MAX_WAKE_DELAY_S)
+    client = _redis()
+    if client is not None:
+        try:
+            now_s, now_us = client.time()
+            target = now_s + now_us / 1e6 + countdown
+            if not int(client.eval(_ARM, 1, WAKE_KEY, repr(target))):
+                return None
+        except redis.RedisError as exc:
+            log.warning("wake-up dedup unavailable: %s", type(exc).__name__)
+    process_notification_queue.apply_async(countdown=countdown, kwargs={"reason": "wake-up"})
+    return countdown
