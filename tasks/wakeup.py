@@ -103,7 +103,7 @@ def arm_wakeup(seconds_until_due: float | None) -> float | None:
         # Inline "countdowns" would run at once and recurse.
         return None
     # A floor, so rows another claimer holds cannot spin us in a tight loop.
-    countdown = min(max(seconds_until_due, 0.2), MAX_WAKE_DELAY_S)
+    countdown = min(max(seconds_until_due, 0.05), MAX_WAKE_DELAY_S)
     client = _redis()
     if client is not None:
         try:

@@ -1,0 +1,1 @@
+"""Benchmarks: each module starts what it needs, measures, and prints its figures."""
