@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from tasks.settings import get_settings
 
@@ -45,7 +45,10 @@ def create_app() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(name) for name in ALL_QUEUES],
+        # Each queue with its own exchange and key: sharing the default ones
+        # would bind all three to one routing key and copy every message.
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name)
+                     for name in ALL_QUEUES],
         task_default_queue=QUEUE_TICK,
         task_create_missing_queues=False,
         task_routes={

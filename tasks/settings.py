@@ -8,11 +8,19 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Written by `regnotify up` (relative to the folder it runs in).
+UP_ENV_FILE = ".regnotify/up.env"
+
 
 class Settings(BaseSettings):
     """Every setting regnotify reads; names are the environment variables of DESIGN.md."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # While `regnotify up` runs, its URLs and generated secrets are in
+    # .regnotify/up.env, so other commands in the same folder find the stack.
+    # Later files win; real environment variables win over both.
+    model_config = SettingsConfigDict(
+        env_file=(UP_ENV_FILE, ".env"), extra="ignore", case_sensitive=False
+    )
 
     database_url: str | None = None
     celery_broker_url: str | None = None
@@ -70,6 +78,15 @@ class Settings(BaseSettings):
         if self.email_provider:
             return self.email_provider
         return "resend" if self.resend_api_key else "console"
+
+    # Relay
+    relay_listen: bool = True
+    # auto: tick on our own only when the database has no pg_cron job to do it.
+    relay_self_tick: Literal["auto", "on", "off"] = "auto"
+    relay_tick_interval_s: float = Field(default=5.0, gt=0)
+    relay_max_body_bytes: int = Field(default=65536, ge=256)
+    relay_health_timeout_s: float = Field(default=2.0, gt=0)
+    relay_reconnect_max_s: float = Field(default=15.0, gt=0)
 
 
 @cache

@@ -1,0 +1,108 @@
+"""Running `up`'s children in the foreground: prefixed live output, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+_COLOURS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m"]
+_RESET = "\033[0m"
+
+
+@dataclass
+class Child:
+    """One long-running command, in its own process group."""
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+class ChildProcesses:
+    """Starts children, copies their output with a name prefix, stops them all together."""
+
+    def __init__(self, out: TextIO = sys.stdout, *, colour: bool | None = None) -> None:
+        self._out = out
+        self._colour = out.isatty() if colour is None else colour
+        self._lock = threading.Lock()
+        self._children: list[Child] = []
+        self._width = 8
+
+    def say(self, name: str, line: str) -> None:
+        """Print one line under a name, as the children's lines are."""
+        with self._lock:
+            index = [c.name for c in self._children].index(name) if any(
+                c.name == name for c in self._children) else len(_COLOURS) - 1
+            prefix = f"{name:<{self._width}} | "
+            if self._colour:
+                prefix = f"{_COLOURS[index % len(_COLOURS)]}{prefix}{_RESET}"
+            self._out.write(prefix + line.rstrip("\n") + "\n")
+            self._out.flush()
+
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Child:
+        """Start `argv` with `env`; its stdout and stderr are printed as they come."""
+        child = Child(name, list(argv), dict(env))
+        self._children.append(child)
+        self._width = max(self._width, len(name))
+        child.proc = subprocess.Popen(
+            child.argv, env=child.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        threading.Thread(target=self._pump, args=(child,), daemon=True).start()
+        return child
+
+    def _pump(self, child: Child) -> None:
+        assert child.proc is not None and child.proc.stdout is not None
+        for raw in iter(child.proc.stdout.readline, b""):
+            self.say(child.name, raw.decode(errors="replace"))
+
+    def first_exited(self) -> Child | None:
+        """A child that has stopped on its own, if any."""
+        for child in self._children:
+            if child.proc is not None and child.proc.poll() is not None:
+                return child
+        return None
+
+    def wait(self, should_stop: Callable[[], bool], poll_s: float = 0.2) -> Child | None:
+        """Block until `should_stop()` or a child exits; returns the child that exited."""
+        while not should_stop():
+            exited = self.first_exited()
+            if exited is not None:
+                return exited
+            time.sleep(poll_s)
+        return None
+
+    def stop_all(self, timeout_s: float = 8.0) -> None:
+        """SIGTERM every child's process group, then SIGKILL what is left after the timeout."""
+        alive = [c for c in self._children if c.proc is not None and c.proc.poll() is None]
+        for child in alive:
+            _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for child in alive:
+            assert child.proc is not None
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(child.name, "did not stop in time; killing it")
+                _signal_group(child, signal.SIGKILL)
+                child.proc.wait()
+        # Worker pools and the like may outlive their parent: clear the groups.
+        for child in self._children:
+            _signal_group(child, signal.SIGKILL)
+
+
+def _signal_group(child: Child, sig: signal.Signals) -> None:
+    if child.proc is None:
+        return
+    try:
+        os.killpg(child.proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

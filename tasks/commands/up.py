@@ -1,0 +1,178 @@
+"""`regnotify up`: the whole stack on this machine, in the foreground, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import stat
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tasks.commands.errors import CommandError
+
+DEFAULT_PORTS = {"postgres": 54329, "redis": 63790, "relay": 8000, "flower": 5555}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the subcommand."""
+    p = sub.add_parser("up", help="run everything locally (embedded PostgreSQL and Redis, "
+                                  "worker, relay, Flower) until Ctrl-C")
+    p.add_argument("--state-dir", default=os.environ.get("REGNOTIFY_STATE_DIR", ".regnotify"),
+                   help="where data and generated secrets are kept (default: ./.regnotify)")
+    for name, port in DEFAULT_PORTS.items():
+        p.add_argument(f"--{name}-port", type=int, default=port, metavar="PORT",
+                       help=f"{name} port on 127.0.0.1 (default {port})")
+    p.add_argument("--concurrency", type=int, default=8, help="worker threads (default 8)")
+    p.set_defaults(handler=run)
+
+
+def _check_ports(wanted: dict[str, int]) -> None:
+    from tasks.embedded_postgres import port_in_use
+
+    for name, port in wanted.items():
+        if port_in_use(port):
+            raise CommandError(
+                f"port {port} on 127.0.0.1 is already in use (wanted for {name}); "
+                f"stop what listens there or pass --{name}-port")
+
+
+def _check_reachable_by_postgres(path: Path) -> None:
+    """As root the server runs as `postgres`, which must be able to walk to the data."""
+    if os.geteuid() != 0:
+        return
+    for parent in [path.resolve(), *path.resolve().parents]:
+        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+            raise CommandError(
+                f"the postgres user cannot reach {path} ({parent} is private); "
+                "pass --state-dir somewhere it can, e.g. /var/tmp/regnotify")
+
+
+def _wait_http(url: str, timeout_s: float, *, auth: tuple[str, str] | None = None) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(url)
+        if auth:
+            import base64
+
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start, supervise, and on Ctrl-C stop everything."""
+    from db.connection import redacted
+    from db.migrations import MigrationError, migrate
+    from tasks.child_processes import ChildProcesses
+    from tasks.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
+    from tasks.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+    from tasks.settings import get_settings
+    from tasks.up_state import UpState
+
+    settings = get_settings()
+    state = UpState(Path(args.state_dir).resolve())
+    embedded_pg = not settings.database_url
+    embedded_redis = not settings.celery_broker_url
+    ports = {"relay": args.relay_port, "flower": args.flower_port}
+    if embedded_pg:
+        ports["postgres"] = args.postgres_port
+    if embedded_redis:
+        ports["redis"] = args.redis_port
+    _check_ports(ports)
+    state.ensure()
+    if embedded_pg:
+        _check_reachable_by_postgres(state.root)
+    made = state.secrets()
+    relay_token = (settings.relay_token.get_secret_value() if settings.relay_token
+                   else made.relay_token)
+    flower_auth = (settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth
+                   else made.flower_basic_auth)
+
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    children = ChildProcesses()
+    pg: EmbeddedPostgres | None = None
+    redis_server: EmbeddedRedis | None = None
+    status = 0
+    try:
+        if embedded_pg:
+            children.say("up", f"starting PostgreSQL in {state.postgres_dir} ...")
+            pg = EmbeddedPostgres(data_dir=state.postgres_dir, port=args.postgres_port)
+            pg.start()
+            database_url = pg.url
+        else:
+            database_url = str(settings.database_url)
+        children.say("up", f"database {redacted(database_url)}")
+        migrate(database_url, on_applied=lambda f, _n: children.say("up", f"applied {f}"))
+        if embedded_redis:
+            redis_server = EmbeddedRedis(port=args.redis_port, data_dir=state.redis_dir)
+            redis_server.start()
+            broker = redis_server.url
+        else:
+            broker = str(settings.celery_broker_url)
+        env = {**os.environ, "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker,
+               "RELAY_TOKEN": relay_token, "FLOWER_BASIC_AUTH": flower_auth,
+               "PYTHONUNBUFFERED": "1"}
+        state.write_env({k: env[k] for k in
+                         ("DATABASE_URL", "CELERY_BROKER_URL", "RELAY_TOKEN", "FLOWER_BASIC_AUTH")})
+        py = sys.executable
+        children.start("worker", [py, "-m", "tasks.cli", "worker", "-c", str(args.concurrency)],
+                       env)
+        children.start("relay", [py, "-m", "tasks.cli", "relay", "--host", "127.0.0.1",
+                                 "--port", str(args.relay_port)], env)
+        children.start("flower", [py, "-m", "celery", "-A", "tasks", "flower",
+                                  f"--port={args.flower_port}", "--address=127.0.0.1",
+                                  f"--basic-auth={flower_auth}"], env)
+        relay_url = f"http://127.0.0.1:{args.relay_port}"
+        flower_url = f"http://127.0.0.1:{args.flower_port}"
+        user, _, password = flower_auth.partition(":")
+        ready = (_wait_http(f"{relay_url}/healthz", 60)
+                 and _wait_http(flower_url, 60, auth=(user, password)))
+        if not ready and children.first_exited() is None and not stopping:
+            children.say("up", "warning: the relay or Flower is slow to answer")
+        sms, email = settings.sms_provider_name(), settings.email_provider_name()
+        for line in (
+            "regnotify is up",
+            f"  relay   {relay_url}  (POST /tick, GET /healthz, /metrics, /docs)",
+            f"  flower  {flower_url}  user {user}  password {password}",
+            f"  database {redacted(database_url)}",
+            f"  broker  {broker}",
+            f"  providers: sms={sms}, email={email}",
+            "  try `regnotify demo` in another terminal; Ctrl-C stops everything",
+        ):
+            children.say("up", line)
+        exited = children.wait(lambda: stopping)
+        if exited is not None and not stopping:
+            code = exited.proc.returncode if exited.proc else "?"
+            children.say("up", f"{exited.name} exited ({code}); stopping everything")
+            status = 1
+    except (EmbeddedPostgresError, EmbeddedRedisError, MigrationError) as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        children.say("up", "stopping ...")
+        children.stop_all()
+        if redis_server is not None:
+            redis_server.stop()
+        if pg is not None:
+            pg.stop("fast")
+        state.remove_env()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        children.say("up", "stopped")
+    return status

@@ -1,0 +1,75 @@
+"""The folder `regnotify up` keeps its state in: data, generated secrets, the env file."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.settings import UP_ENV_FILE
+
+
+@dataclass(frozen=True)
+class UpSecrets:
+    """Credentials `up` made on its first run and reuses after."""
+
+    relay_token: str
+    flower_user: str
+    flower_password: str
+
+    @property
+    def flower_basic_auth(self) -> str:
+        """FLOWER_BASIC_AUTH's user:password form."""
+        return f"{self.flower_user}:{self.flower_password}"
+
+
+class UpState:
+    """Paths under the state folder (default `.regnotify/` in the current directory)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def postgres_dir(self) -> Path:
+        """The embedded cluster's data directory."""
+        return self.root / "postgres"
+
+    @property
+    def redis_dir(self) -> Path:
+        """The embedded Redis' append-only file lives here."""
+        return self.root / "redis"
+
+    @property
+    def env_file(self) -> Path:
+        """URLs and secrets of the running stack, read by other commands."""
+        return self.root / Path(UP_ENV_FILE).name
+
+    def ensure(self) -> None:
+        """Create the folder, readable by its owner only (it holds secrets)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)  # the postgres user must reach postgres/ when we are root
+
+    def secrets(self) -> UpSecrets:
+        """Load the generated secrets, creating them on the first run."""
+        path = self.root / "secrets.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            return UpSecrets(data["relay_token"], data["flower_user"], data["flower_password"])
+        made = UpSecrets(secrets.token_urlsafe(32), "admin", secrets.token_urlsafe(12))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(made.__dict__, fh)
+        return made
+
+    def write_env(self, values: dict[str, str]) -> None:
+        """Publish the stack's settings for other commands in this folder."""
+        fd = os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            for key, value in values.items():
+                fh.write(f"{key}={value}\n")
+
+    def remove_env(self) -> None:
+        """The stack is down: stop pointing other commands at it."""
+        self.env_file.unlink(missing_ok=True)
