@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -102,7 +103,6 @@ class ChildProcesses:
 def _signal_group(child: Child, sig: signal.Signals) -> None:
     if child.proc is None:
         return
-    try:
+    # The group may already be gone; that is the state we want.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

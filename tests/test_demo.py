@@ -24,7 +24,8 @@ def test_demo_shows_sends_merges_and_skips(clean_db, twilio_wire, resend_wire, c
     [ana_sms] = twilio_wire.sends("+15550100001")
     assert "DMV is processing" in ana_sms.body
     assert resend_wire.accepted_count("ana@example.com") == 1
-    assert twilio_wire.accepted_count() == 1  # Ben silenced, Cleo email-only, Dev none, Eve no phone
+    # Ben silenced, Cleo e-mail only, Dev none, Eve no phone.
+    assert twilio_wire.accepted_count() == 1
     assert resend_wire.accepted_count() == 2  # Ana and Eve
     with connect(clean_db) as conn:
         merged = conn.execute(

@@ -29,7 +29,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
-        pytest.skip("chromium is not installed (scripts/test installs it: apt-get install chromium)")
+        pytest.skip("chromium is not installed (scripts/test installs it: "
+                    "apt-get install chromium)")
     return found
 
 
@@ -45,6 +46,22 @@ def _wait_flower(url: str, auth: str, timeout: float = 30) -> None:
         except (urllib.error.URLError, OSError):
             time.sleep(0.3)
     raise AssertionError("Flower did not answer")
+
+
+def _flower_tasks(base: str, auth: str, want: int, timeout: float = 30) -> dict:
+    token = base64.b64encode(auth.encode()).decode()
+    deadline = time.monotonic() + timeout
+    tasks: dict = {}
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(base + "/api/tasks",
+                                     headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            tasks = json.loads(resp.read())
+        done = [t for t in tasks.values() if t.get("state") == "SUCCESS"]
+        if len(done) >= want:
+            return tasks
+        time.sleep(0.3)
+    raise AssertionError(f"Flower knows {len(tasks)} tasks, wanted {want}")
 
 
 def test_flower_lists_the_send_tasks(tmp_path, broker_app, clean_db, conn, redis_server,  # noqa: F811
@@ -75,7 +92,8 @@ def test_flower_lists_the_send_tasks(tmp_path, broker_app, clean_db, conn, redis
         make_due(conn)
         broker_app.send_task("process_notification_queue")
         _wait_settled(clean_db, expected=6)
-        time.sleep(1.5)  # Flower consumes the task events asynchronously
+        # Flower learns of tasks from events, asynchronously: wait until it has all 7.
+        api = _flower_tasks(base, auth, want=7)
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "flower-tasks.png"
@@ -90,11 +108,6 @@ def test_flower_lists_the_send_tasks(tmp_path, broker_app, clean_db, conn, redis
         snap = subprocess.run([*common, f"--user-data-dir={tmp_path / 'chrome-shot'}",
                                f"--screenshot={shot}", url],
                               capture_output=True, text=True, timeout=90)
-        token = base64.b64encode(auth.encode()).decode()
-        req = urllib.request.Request(base + "/api/tasks",
-                                     headers={"Authorization": f"Basic {token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            api = json.loads(resp.read())
     finally:
         worker.stop()
         flower.stop()

@@ -1,0 +1,200 @@
+"""Read-only views of the queue and the delivery audit, for `regnotify status` and retry-failed.
+
+Each function runs one named query from sql/queries/status.sql and returns
+plain dataclasses; presentation (masking, tables, JSON) is the command's job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from db.queries import query
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """The debounce queue right now."""
+
+    pending: int
+    due_now: int
+    oldest_due_age_s: float | None
+    next_due_in_s: float | None
+    measured_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryCount:
+    """How many deliveries of one channel are in one status."""
+
+    channel: str
+    status: str
+    n: int
+
+
+@dataclass(frozen=True)
+class FailedDelivery:
+    """A delivery whose send failed for good (what retry-failed re-drives)."""
+
+    id: int
+    registration_id: str
+    customer_name: str | None
+    channel: str
+    recipient: str | None
+    new_stage: str | None
+    error_code: str | None
+    error_message: str | None
+    attempts: int
+    failed_at: datetime
+
+
+@dataclass(frozen=True)
+class RetryingDelivery:
+    """A delivery waiting for its next attempt after a transient error."""
+
+    id: int
+    registration_id: str
+    customer_name: str | None
+    channel: str
+    recipient: str | None
+    status: str
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True)
+class RegistrationDetail:
+    """One registration with what its notifications depend on."""
+
+    id: str
+    customer_name: str
+    customer_phone: str | None
+    customer_email: str | None
+    notification_pref: str
+    current_stage: str
+    current_stage_label: str | None
+    vehicle_year: int | None
+    vehicle_make: str | None
+    vehicle_model: str | None
+    vin: str | None
+    plate_number: str | None
+    created_at: datetime
+    updated_at: datetime
+    sms_opted_out: bool
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One notification_queue row: a burst of stage changes merged into one message."""
+
+    id: int
+    created_at: datetime
+    updated_at: datetime
+    old_stage: str | None
+    new_stage: str
+    change_count: int
+    notify_customer: bool
+    send_after: datetime
+    sent: bool
+    closed_reason: str | None
+    processed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeliveryEntry:
+    """One registration_notifications row as the timeline shows it."""
+
+    id: int
+    queue_id: int | None
+    channel: str
+    recipient: str | None
+    status: str
+    skip_reason: str | None
+    old_stage: str | None
+    new_stage: str | None
+    provider: str | None
+    provider_message_id: str | None
+    template_used: str | None
+    subject: str | None
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+
+
+def _build(cls: type[T], row: Mapping[str, Any]) -> T:
+    """A dataclass from a result row; uuids become strings so callers can print and dump them."""
+    values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
+    for key, value in values.items():
+        if isinstance(value, uuid.UUID):
+            values[key] = str(value)
+    return cls(**values)
+
+
+def _all(conn: Connection, name: str, params: Mapping[str, Any], cls: type[T]) -> list[T]:
+    rows = conn.exec_driver_sql(query(name), dict(params)).mappings().all()
+    return [_build(cls, row) for row in rows]
+
+
+def queue_summary(conn: Connection) -> QueueSummary:
+    """Pending rows, due rows, the oldest due row's wait, the next row's due time."""
+    row = conn.exec_driver_sql(query("status_queue_summary")).mappings().one()
+    return _build(QueueSummary, row)
+
+
+def delivery_counts(conn: Connection, *, window_s: float) -> list[DeliveryCount]:
+    """Deliveries created in the last `window_s` seconds, by channel and status."""
+    return _all(conn, "status_delivery_counts", {"window_s": window_s}, DeliveryCount)
+
+
+def recent_failed(conn: Connection, *, limit: int) -> list[FailedDelivery]:
+    """The newest `limit` failed deliveries, newest first."""
+    return _all(conn, "status_recent_failed", {"limit": limit}, FailedDelivery)
+
+
+def retrying(conn: Connection, *, limit: int) -> list[RetryingDelivery]:
+    """Up to `limit` deliveries waiting for a retry, the soonest first."""
+    return _all(conn, "status_retrying", {"limit": limit}, RetryingDelivery)
+
+
+def registration(conn: Connection, registration_id: str) -> RegistrationDetail | None:
+    """The registration, or None when there is no such id."""
+    row = conn.exec_driver_sql(
+        query("status_registration"), {"registration_id": registration_id}
+    ).mappings().first()
+    return None if row is None else _build(RegistrationDetail, row)
+
+
+def registration_queue(conn: Connection, registration_id: str) -> list[QueueEntry]:
+    """The registration's bursts, oldest first."""
+    return _all(
+        conn, "status_registration_queue", {"registration_id": registration_id}, QueueEntry
+    )
+
+
+def registration_deliveries(conn: Connection, registration_id: str) -> list[DeliveryEntry]:
+    """The registration's delivery rows, grouped by burst (sms before email)."""
+    return _all(
+        conn, "status_registration_deliveries", {"registration_id": registration_id},
+        DeliveryEntry,
+    )
+
+
+def deliveries_by_id(conn: Connection, ids: Sequence[int]) -> list[FailedDelivery]:
+    """Failed-delivery details for the given ids (read before a requeue clears the error)."""
+    if not ids:
+        return []
+    return _all(conn, "status_deliveries_by_id", {"ids": list(ids)}, FailedDelivery)

@@ -1,0 +1,146 @@
+-- `regnotify status` and `regnotify retry-failed`: read-only views of the
+-- queue and the delivery audit for people answering "why didn't this customer
+-- get a text?". Times are measured on the database's clock, the one
+-- send_after and the audit timestamps were written with.
+
+-- name: status_queue_summary
+-- Pending rows, how many of them are due, how long the oldest due one has
+-- waited past its send_after (a healthy pipeline keeps this under a tick),
+-- and when the next not-yet-due one will be.
+SELECT count(*) AS pending,
+       count(*) FILTER (WHERE send_after <= now()) AS due_now,
+       extract(epoch FROM now() - min(send_after) FILTER (WHERE send_after <= now()))::float8
+           AS oldest_due_age_s,
+       extract(epoch FROM min(send_after) FILTER (WHERE send_after > now()) - now())::float8
+           AS next_due_in_s,
+       now() AS measured_at
+FROM public.notification_queue
+WHERE sent = false;
+
+-- name: status_delivery_counts
+-- Deliveries created in the window, by channel and status.
+SELECT channel, status, count(*) AS n
+FROM public.registration_notifications
+WHERE created_at >= now() - make_interval(secs => %(window_s)s)
+GROUP BY channel, status
+ORDER BY channel, status;
+
+-- name: status_recent_failed
+-- The newest final send failures: what retry-failed would re-drive.
+SELECT n.id,
+       n.registration_id,
+       r.customer_name,
+       n.channel,
+       n.recipient,
+       n.new_stage,
+       n.error_code,
+       n.error_message,
+       n.attempts,
+       n.updated_at AS failed_at
+FROM public.registration_notifications AS n
+LEFT JOIN public.registrations AS r ON r.id = n.registration_id
+WHERE n.status = 'failed'
+ORDER BY n.updated_at DESC, n.id DESC
+LIMIT %(limit)s;
+
+-- name: status_retrying
+-- Deliveries still moving that hit a transient error and wait for their next
+-- attempt (schedule_retry set next_attempt_at), soonest first.
+SELECT n.id,
+       n.registration_id,
+       r.customer_name,
+       n.channel,
+       n.recipient,
+       n.status,
+       n.attempts,
+       n.error_code,
+       n.error_message,
+       n.next_attempt_at
+FROM public.registration_notifications AS n
+LEFT JOIN public.registrations AS r ON r.id = n.registration_id
+WHERE n.status IN ('queued', 'sending')
+  AND n.next_attempt_at IS NOT NULL
+ORDER BY n.next_attempt_at, n.id
+LIMIT %(limit)s;
+
+-- name: status_registration
+SELECT r.id,
+       r.customer_name,
+       r.customer_phone,
+       r.customer_email,
+       r.notification_pref,
+       r.current_stage,
+       st.label AS current_stage_label,
+       r.vehicle_year,
+       r.vehicle_make,
+       r.vehicle_model,
+       r.vin,
+       r.plate_number,
+       r.created_at,
+       r.updated_at,
+       coalesce(o.opted_out, false) AS sms_opted_out
+FROM public.registrations AS r
+LEFT JOIN public.registration_stages AS st ON st.stage = r.current_stage
+LEFT JOIN public.sms_opt_outs AS o ON o.phone = r.customer_phone
+WHERE r.id = %(registration_id)s::uuid;
+
+-- name: status_registration_queue
+-- Every burst of stage changes for one registration, oldest first.
+SELECT q.id,
+       q.created_at,
+       q.updated_at,
+       q.old_stage,
+       q.new_stage,
+       q.change_count,
+       q.notify_customer,
+       q.send_after,
+       q.sent,
+       q.closed_reason,
+       q.processed_at
+FROM public.notification_queue AS q
+WHERE q.registration_id = %(registration_id)s::uuid
+ORDER BY q.created_at, q.id;
+
+-- name: status_registration_deliveries
+-- Every delivery row of one registration; queue_id ties each to its burst.
+SELECT n.id,
+       n.queue_id,
+       n.channel,
+       n.recipient,
+       n.status,
+       n.skip_reason,
+       n.old_stage,
+       n.new_stage,
+       n.provider,
+       n.provider_message_id,
+       n.template_used,
+       n.subject,
+       n.attempts,
+       n.error_code,
+       n.error_message,
+       n.next_attempt_at,
+       n.created_at,
+       n.updated_at,
+       n.sent_at,
+       n.delivered_at
+FROM public.registration_notifications AS n
+WHERE n.registration_id = %(registration_id)s::uuid
+ORDER BY n.queue_id NULLS LAST, CASE n.channel WHEN 'sms' THEN 0 ELSE 1 END, n.id;
+
+-- name: status_deliveries_by_id
+-- What retry-failed shows about the deliveries it re-drives, read before the
+-- requeue clears their error.
+SELECT n.id,
+       n.registration_id,
+       r.customer_name,
+       n.channel,
+       n.recipient,
+       n.new_stage,
+       n.error_code,
+       n.error_message,
+       n.attempts,
+       n.updated_at AS failed_at
+FROM public.registration_notifications AS n
+LEFT JOIN public.registrations AS r ON r.id = n.registration_id
+WHERE n.id = ANY(%(ids)s)
+ORDER BY n.id;

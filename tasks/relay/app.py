@@ -1,0 +1,61 @@
+"""The relay's ASGI app: POST /tick, /healthz, /metrics, /openapi.json, /docs, webhooks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from tasks.relay import health, metrics, openapi, resend_webhooks, tick_endpoint, twilio_webhooks
+from tasks.relay.body_limit import BodyLimitMiddleware
+from tasks.relay.runtime import Relay, TickFunction
+from tasks.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    local_only: bool = False,
+    tick: TickFunction | None = None,
+) -> Starlette:
+    """Build the relay for these settings (the process's by default).
+
+    Raises RelayConfigError without RELAY_TOKEN unless `local_only`. `tick`
+    replaces tasks.wakeup.request_tick (tests that observe ticks). The
+    listener and the own ticker start with the app's lifespan.
+    """
+    settings = settings or get_settings()
+    relay = Relay(settings, local_only=local_only, tick=tick)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        relay.start()
+        try:
+            yield
+        finally:
+            relay.stop()
+
+    routes = [
+        Route("/tick", tick_endpoint.tick, methods=["POST"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_endpoint, methods=["GET"]),
+        Route("/docs", openapi.docs_endpoint, methods=["GET"]),
+        Route(twilio_webhooks.STATUS_PATH, twilio_webhooks.status_callback, methods=["POST"]),
+        Route(twilio_webhooks.INBOUND_PATH, twilio_webhooks.inbound, methods=["POST"]),
+        Route(resend_webhooks.PATH, resend_webhooks.resend_webhook, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.relay_max_body_bytes)],
+        lifespan=lifespan,
+    )
+    app.state.relay = relay
+    app.state.openapi = openapi.build_openapi()
+    return app

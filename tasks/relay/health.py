@@ -1,0 +1,76 @@
+"""GET /healthz: the database answers SELECT 1 and the broker answers PING, within ~2 s."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from tasks.celery_app import DEFAULT_BROKER_URL
+from tasks.relay.runtime import Relay
+
+log = logging.getLogger(__name__)
+
+
+def check_database(relay: Relay) -> None:
+    """Raise unless the database answers SELECT 1."""
+    with relay.engine().connect() as conn:
+        conn.exec_driver_sql("SELECT 1").scalar()
+
+
+def check_broker(relay: Relay) -> None:
+    """Raise unless the broker answers (PING for Redis, a connection otherwise)."""
+    url = relay.settings.celery_broker_url or DEFAULT_BROKER_URL
+    timeout = relay.settings.relay_health_timeout_s
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=timeout,
+                                      socket_connect_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=timeout) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+
+
+async def _probe(name: str, check: Callable[[Relay], None], relay: Relay) -> str:
+    """'ok', or why not (an exception's type, never its text: it may carry a URL)."""
+    try:
+        await asyncio.wait_for(run_in_threadpool(check, relay),
+                               timeout=relay.settings.relay_health_timeout_s + 0.5)
+    except TimeoutError:
+        log.warning("healthz: %s timed out", name)
+        return "timeout"
+    except Exception as exc:
+        log.warning("healthz: %s failed (%s)", name, type(exc).__name__)
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """200 when both answer, 503 naming the ones that did not."""
+    relay: Relay = request.app.state.relay
+    database, broker = await asyncio.gather(
+        _probe("database", check_database, relay),
+        _probe("broker", check_broker, relay),
+    )
+    body: dict[str, object] = {"database": database, "broker": broker}
+    failed = [name for name, state in body.items() if state != "ok"]
+    listener = relay.listener
+    body["listener"] = (
+        "off" if listener is None else ("connected" if listener.connected else "disconnected")
+    )
+    body["ticker"] = relay.ticker.state()
+    if failed:
+        body["failed"] = failed
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)

@@ -1,0 +1,144 @@
+"""One relay's moving parts: settings, database engine, tick function, listener, ticker, metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.connection import make_engine
+from tasks.relay.listener import Listener
+from tasks.relay.metrics import RelayMetrics
+from tasks.relay.ticker import Ticker
+from tasks.settings import Settings
+from tasks.wakeup import TickRequest
+
+log = logging.getLogger(__name__)
+
+TickFunction = Callable[[], TickRequest]
+
+
+class RelayConfigError(RuntimeError):
+    """The relay cannot run with these settings (said in one line)."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """DATABASE_URL is not set, so webhooks and health cannot reach the database."""
+
+
+class Relay:
+    """Everything the endpoints and background threads share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        local_only: bool = False,
+        tick: TickFunction | None = None,
+    ) -> None:
+        token = settings.relay_token.get_secret_value() if settings.relay_token else ""
+        if not token and not local_only:
+            raise RelayConfigError(
+                "RELAY_TOKEN is not set: set it, or run with --local-only to serve loopback only"
+            )
+        self.settings = settings
+        self.local_only = local_only
+        #: None: no token required (local-only without a token).
+        self.token: str | None = token or None
+        if tick is None:
+            from tasks.wakeup import request_tick
+
+            tick = request_tick
+        self._tick = tick
+        self.metrics = RelayMetrics()
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+        self.listener: Listener | None = None
+        if settings.relay_listen and settings.database_url:
+            self.listener = Listener(
+                settings.database_url, self.background_tick,
+                backoff_max_s=settings.relay_reconnect_max_s,
+                on_reconnect=self.metrics.listener_reconnects.inc,
+            )
+            listener = self.listener
+            self.metrics.listener_connected.set_function(lambda: float(listener.connected))
+        elif settings.relay_listen:
+            log.warning("DATABASE_URL is not set: the relay does not LISTEN on notification_tick")
+        self.ticker = Ticker(
+            self.background_tick,
+            interval_s=settings.relay_tick_interval_s,
+            mode=settings.relay_self_tick,
+            cron_check=self.cron_scheduled,
+        )
+
+    # ── Database ─────────────────────────────────────────────────────────────
+
+    def engine(self) -> Engine:
+        """The relay's own small engine (created on first use)."""
+        if self._engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    if not self.settings.database_url:
+                        raise DatabaseUnavailable("DATABASE_URL is not set")
+                    timeout = max(1, round(self.settings.relay_health_timeout_s))
+                    self._engine = make_engine(
+                        self.settings.database_url, pool_size=4,
+                        connect_args={"connect_timeout": timeout,
+                                      "application_name": "regnotify-relay"},
+                    )
+        return self._engine
+
+    def cron_scheduled(self) -> bool | None:
+        """Whether a pg_cron job ticks this database; None when we cannot tell."""
+        from db.webhooks import cron_job_scheduled
+
+        try:
+            with self.engine().connect() as conn:
+                return cron_job_scheduled(conn)
+        except (SQLAlchemyError, DatabaseUnavailable) as exc:
+            log.info("pg_cron check failed (%s)", type(exc).__name__)
+            return None
+
+    # ── Ticks ────────────────────────────────────────────────────────────────
+
+    def request_tick(self, source: str) -> TickRequest:
+        """Ask for a queue run (coalesced with one already waiting); raises if the broker fails."""
+        try:
+            result = self._tick()
+        except Exception:
+            self.metrics.ticks.labels(source, "error").inc()
+            raise
+        outcome = "coalesced" if result.coalesced else "enqueued"
+        self.metrics.ticks.labels(source, outcome).inc()
+        level = logging.DEBUG if source == "ticker" or result.coalesced else logging.INFO
+        log.log(level, "tick from %s: %s%s", source, outcome,
+                f" ({result.task_id})" if result.task_id else "")
+        return result
+
+    def background_tick(self, source: str) -> None:
+        """A tick from the listener or the ticker: failures are logged, never raised."""
+        try:
+            self.request_tick(source)
+        except Exception as exc:
+            log.warning("tick from %s failed: %s", source, type(exc).__name__)
+
+    # ── Lifecycle ────────────────────────────────────────────────────────────
+
+    def start(self) -> None:
+        """Start the listener and the ticker."""
+        if self.listener is not None:
+            self.listener.start()
+        self.ticker.start()
+
+    def stop(self) -> None:
+        """Stop the background threads and close database connections."""
+        if self.listener is not None:
+            self.listener.stop()
+        self.ticker.stop()
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

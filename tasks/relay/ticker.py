@@ -1,0 +1,121 @@
+"""The relay's own ticker, for databases where pg_cron does not tick (an embedded PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+#: How often "auto" asks the database again whether a pg_cron job exists, so
+#: installing (or dropping) pg_cron takes effect without restarting the relay.
+CRON_RECHECK_S = 60.0
+
+TickerMode = Literal["auto", "on", "off"]
+
+
+class Ticker:
+    """Calls `on_tick("ticker")` every `interval_s` seconds while it should.
+
+    mode "on" always ticks; "auto" ticks unless `cron_check()` says a pg_cron
+    job does it (None from the check means "cannot tell", and we tick: an
+    extra tick is coalesced and costs one cheap run, a missing one delays
+    every message); "off" never starts.
+    """
+
+    def __init__(
+        self,
+        on_tick: Callable[[str], object],
+        *,
+        interval_s: float,
+        mode: TickerMode = "auto",
+        cron_check: Callable[[], bool | None] | None = None,
+        recheck_s: float = CRON_RECHECK_S,
+    ) -> None:
+        self._on_tick = on_tick
+        self.interval_s = interval_s
+        self.mode: TickerMode = mode
+        self._cron_check = cron_check
+        self.recheck_s = recheck_s
+        self.cron_scheduled: bool | None = None
+        self.ticks = 0
+        self._decided = False
+        self._active = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the ticker is ticking (as of its last decision)."""
+        return self._active.is_set()
+
+    def state(self) -> str:
+        """For /healthz: 'own' when we tick, 'cron' when pg_cron does, 'off', or 'starting'."""
+        if self.mode == "off":
+            return "off"
+        if self._active.is_set():
+            return "own"
+        if self.cron_scheduled:
+            return "cron"
+        return "starting"
+
+    def start(self) -> None:
+        """Start the background thread unless the mode is off."""
+        if self.mode == "off" or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="relay-ticker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop ticking and wait for the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_active(self, timeout: float) -> bool:
+        """Block until the ticker has decided to tick (tests)."""
+        return self._active.wait(timeout)
+
+    def _decide(self) -> bool:
+        if self.mode == "on":
+            return True
+        scheduled = self._cron_check() if self._cron_check is not None else None
+        if scheduled != self.cron_scheduled or not self._decided:
+            if scheduled is True:
+                log.info("pg_cron job process-notification-queue found: the relay's own ticker "
+                         "stays idle")
+            elif scheduled is False:
+                log.info("no pg_cron job process-notification-queue: the relay ticks every %.1fs",
+                         self.interval_s)
+            else:
+                log.warning("cannot tell whether pg_cron ticks; the relay ticks every %.1fs",
+                            self.interval_s)
+        self.cron_scheduled = scheduled
+        self._decided = True
+        return scheduled is not True
+
+    def _run(self) -> None:
+        next_check = 0.0
+        ticking = False
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_check:
+                ticking = self._decide()
+                next_check = now + self.recheck_s
+                if ticking:
+                    self._active.set()
+                else:
+                    self._active.clear()
+            if ticking:
+                self.ticks += 1
+                try:
+                    self._on_tick("ticker")
+                except Exception as exc:
+                    log.warning("own tick failed (%s)", type(exc).__name__)
+            if self._stop.wait(self.interval_s):
+                break
+        self._active.clear()
