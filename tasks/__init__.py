@@ -4,5 +4,8 @@
 """
 
 from tasks.celery_app import app
+from tasks.log_hygiene import quiet_chatty_libraries
+
+quiet_chatty_libraries()
 
 __all__ = ["app"]
