@@ -14,7 +14,7 @@ from tasks.embedded_postgres import free_port
 from tests.conftest import TWILIO_FROM
 from tests.flow import change_stage, make_due
 from tests.pg import new_registration
-from tests.relay_helpers import resend_post, resend_event, twilio_post
+from tests.relay_helpers import resend_event, resend_post, twilio_post
 from tests.reliability.conftest import wait_drained
 from tests.test_relay_process import RelayProcess
 from tests.wire.resend_wire import ResendWire

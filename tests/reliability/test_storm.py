@@ -48,7 +48,7 @@ def test_storm_keeps_one_pending_row_and_ends_on_the_final_stage(stack, twilio_w
                               (rng.choice(STAGES), rng.choice(ids)))
                     # Paced so the storm spans many debounce windows and queue runs.
                     time.sleep(rng.uniform(0, 0.006))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     def watcher() -> None:
