@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,15 @@ class UpState:
 
     @property
     def postgres_dir(self) -> Path:
-        """The embedded cluster's data directory."""
+        """The embedded cluster's data directory.
+
+        As root the server runs as `postgres`, which cannot enter a private
+        folder such as /root: then the data lives under /var/lib/regnotify,
+        at a path derived from the state folder so it is found again.
+        """
+        if os.geteuid() == 0 and not _reachable_by_others(self.root):
+            digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+            return Path("/var/lib/regnotify") / digest / "postgres"
         return self.root / "postgres"
 
     @property
@@ -47,9 +57,16 @@ class UpState:
         return self.root / Path(UP_ENV_FILE).name
 
     def ensure(self) -> None:
-        """Create the folder, readable by its owner only (it holds secrets)."""
+        """Create the folders; secrets and env files are created owner-only."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)  # the postgres user must reach postgres/ when we are root
+        parent = self.postgres_dir.parent
+        if parent != self.root:
+            parent.mkdir(parents=True, exist_ok=True)
+            for folder in (parent, *parent.parents):
+                if folder == Path("/"):
+                    break
+                folder.chmod(folder.stat().st_mode | 0o005)
 
     def secrets(self) -> UpSecrets:
         """Load the generated secrets, creating them on the first run."""
@@ -73,3 +90,11 @@ class UpState:
     def remove_env(self) -> None:
         """The stack is down: stop pointing other commands at it."""
         self.env_file.unlink(missing_ok=True)
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every folder down to `path` can be entered by other users."""
+    return all(
+        folder.stat().st_mode & stat.S_IXOTH
+        for folder in (path, *path.parents) if folder.exists()
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import stat
 import sys
 import time
 import urllib.error
@@ -38,17 +37,6 @@ def _check_ports(wanted: dict[str, int]) -> None:
             raise CommandError(
                 f"port {port} on 127.0.0.1 is already in use (wanted for {name}); "
                 f"stop what listens there or pass --{name}-port")
-
-
-def _check_reachable_by_postgres(path: Path) -> None:
-    """As root the server runs as `postgres`, which must be able to walk to the data."""
-    if os.geteuid() != 0:
-        return
-    for parent in [path.resolve(), *path.resolve().parents]:
-        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
-            raise CommandError(
-                f"the postgres user cannot reach {path} ({parent} is private); "
-                "pass --state-dir somewhere it can, e.g. /var/tmp/regnotify")
 
 
 def _wait_http(url: str, timeout_s: float, *, auth: tuple[str, str] | None = None) -> bool:
@@ -91,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
         ports["redis"] = args.redis_port
     _check_ports(ports)
     state.ensure()
-    if embedded_pg:
-        _check_reachable_by_postgres(state.root)
     made = state.secrets()
     relay_token = (settings.relay_token.get_secret_value() if settings.relay_token
                    else made.relay_token)
