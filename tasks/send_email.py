@@ -16,4 +16,6 @@ def send_email(self: Task, delivery_id: int) -> str:
         return str(delivery_flow.run(int(delivery_id), "email"))
     except delivery_flow.RetryLater as later:
         # Attempts are counted in the database, so the broker's count is not a limit.
-        raise self.retry(countdown=later.countdown_s, max_retries=None) from None
+        # Keep the readable arguments, so Flower shows the retry like the first run.
+        raise self.retry(countdown=later.countdown_s, max_retries=None,
+                         argsrepr=f"(delivery={delivery_id}, email)") from None
