@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.stack import private_stack
+from bench.stack import Stack, private_stack
 from tests.worker_process import WorkerProcess, regnotify_worker_argv
 
 
@@ -28,43 +28,56 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def measure(messages: int, window_s: float, spread_s: float) -> dict[str, float]:
-    """Run the scenario and return the figures."""
+def measure(messages: int, window_s: float, spread_s: float, *, stack: Stack | None = None,
+            concurrency: int = 8) -> dict[str, float]:
+    """Run the scenario and return the figures.
+
+    With `stack`, run on it (its tables and wire ledgers must be empty);
+    otherwise on a private stack of its own.
+    """
+    if stack is None:
+        with private_stack() as own:
+            return measure(messages, window_s, spread_s, stack=own, concurrency=concurrency)
+    return _measure(stack, messages, window_s, spread_s, concurrency)
+
+
+def _measure(stack: Stack, messages: int, window_s: float, spread_s: float,
+             concurrency: int) -> dict[str, float]:
     from tasks.celery_app import create_app
 
-    with private_stack() as stack:
-        app = create_app()
-        app.conf.broker_url = stack.redis.url
-        worker = WorkerProcess(regnotify_worker_argv(8), stack.env, stack.root / "worker.log")
-        worker.start(app)
-        try:
-            with psycopg.connect(stack.pg.url, autocommit=True) as conn:
-                conn.execute(
-                    "UPDATE notification_config SET debounce_window = make_interval(secs => %s),"
-                    " max_wait = interval '10 minutes'", (window_s,))
-                ids = [r[0] for r in conn.execute(
-                    "INSERT INTO registrations (customer_name, customer_phone, notification_pref)"
-                    " SELECT 'Bench ' || i, '+1555' || lpad(i::text, 7, '0'), 'sms'"
-                    " FROM generate_series(1, %s) AS i RETURNING id", (messages,))]
-                app.send_task("process_notification_queue")
-                gap = spread_s / messages
-                for reg in ids:
-                    conn.execute("UPDATE registrations SET current_stage = 'submitted_to_dmv'"
-                                 " WHERE id = %s", (reg,))
-                    time.sleep(gap)
-                # One tick after the last change; from here only wake-ups run.
-                app.send_task("process_notification_queue")
-                deadline = time.monotonic() + window_s + 120
-                while stack.twilio.accepted_count() < messages and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                due = {row[0]: row[1].timestamp() for row in conn.execute(
-                    "SELECT r.customer_phone, q.send_after FROM notification_queue q"
-                    " JOIN registrations r ON r.id = q.registration_id")}
-        finally:
-            worker.stop()
-        sends = stack.twilio.sends()
-        if len(sends) < messages:
-            print(worker.log()[-3000:], file=sys.stderr)
+    app = create_app()
+    app.conf.broker_url = stack.redis.url
+    worker = WorkerProcess(regnotify_worker_argv(concurrency), stack.env,
+                           stack.root / "due-to-send-worker.log")
+    worker.start(app)
+    try:
+        with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE notification_config SET debounce_window = make_interval(secs => %s),"
+                " max_wait = interval '10 minutes'", (window_s,))
+            ids = [r[0] for r in conn.execute(
+                "INSERT INTO registrations (customer_name, customer_phone, notification_pref)"
+                " SELECT 'Bench ' || i, '+1555' || lpad(i::text, 7, '0'), 'sms'"
+                " FROM generate_series(1, %s) AS i RETURNING id", (messages,))]
+            app.send_task("process_notification_queue")
+            gap = spread_s / messages
+            for reg in ids:
+                conn.execute("UPDATE registrations SET current_stage = 'submitted_to_dmv'"
+                             " WHERE id = %s", (reg,))
+                time.sleep(gap)
+            # One tick after the last change; from here only wake-ups run.
+            app.send_task("process_notification_queue")
+            deadline = time.monotonic() + window_s + 120
+            while stack.twilio.accepted_count() < messages and time.monotonic() < deadline:
+                time.sleep(0.2)
+            due = {row[0]: row[1].timestamp() for row in conn.execute(
+                "SELECT r.customer_phone, q.send_after FROM notification_queue q"
+                " JOIN registrations r ON r.id = q.registration_id")}
+    finally:
+        worker.stop()
+    sends = stack.twilio.sends()
+    if len(sends) < messages:
+        print(worker.log()[-3000:], file=sys.stderr)
     delays = [s.received_at - due[s.to] for s in sends if s.to in due]
     if len(delays) < messages:
         print(f"warning: only {len(delays)} of {messages} sent", file=sys.stderr)

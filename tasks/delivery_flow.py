@@ -16,7 +16,7 @@ from functools import cache
 from db import deliveries
 from db.deliveries import Delivery
 from tasks.celery_app import broker_url
-from tasks.database import engine
+from tasks.database import autocommit_engine, engine
 from tasks.providers.base import Email, ProviderError, Sms
 from tasks.providers.registry import email_provider, sms_provider
 from tasks.rate_limit import RateLimiter
@@ -110,7 +110,8 @@ def _skip_reason(d: Delivery) -> str | None:
 def run(delivery_id: int, channel: str) -> Outcome:
     """Carry one delivery as far as it can go now; raise RetryLater to be called again."""
     settings = get_settings()
-    with engine().begin() as conn:
+    # Single statements run in autocommit: see tasks.database.autocommit_engine.
+    with autocommit_engine().connect() as conn:
         d = deliveries.load(conn, delivery_id)
     if d is None:
         return Outcome("gone", "the delivery or its registration was deleted")
@@ -123,14 +124,14 @@ def run(delivery_id: int, channel: str) -> Outcome:
 
     reason = _skip_reason(d)
     if reason:
-        with engine().begin() as conn:
+        with autocommit_engine().connect() as conn:
             deliveries.mark_skipped(conn, delivery_id, reason)
         return Outcome("skipped", reason)
 
     reservation = _limiter(channel).reserve(MAX_RATE_SLEEP_S)
     if not reservation.granted:
         countdown = reservation.wait_s + random.uniform(0, 0.5)
-        with engine().begin() as conn:
+        with autocommit_engine().connect() as conn:
             deliveries.release(conn, delivery_id, countdown)
         raise RetryLater(countdown, "provider rate limit")
     if reservation.wait_s > 0:
@@ -146,7 +147,7 @@ def _send_sms(d: Delivery, settings: Settings) -> Outcome:
     provider = sms_provider()
     assert d.contact is not None
     sms = Sms(to=d.contact, body=rendered.body, status_callback=status_callback_url(settings))
-    with engine().begin() as conn:
+    with autocommit_engine().connect() as conn:
         claim = deliveries.claim(
             conn, d.id, lease_s=lease_seconds(settings), recipient=sms.to,
             provider=provider.name, body=sms.body, subject=None,
@@ -161,13 +162,13 @@ def _send_sms(d: Delivery, settings: Settings) -> Outcome:
             previous = Sms(to=sms.to, body=d.body or sms.body)
             found = provider.find_sent(previous, d.last_attempt_at)
             if found:
-                with engine().begin() as conn:
+                with autocommit_engine().connect() as conn:
                     deliveries.mark_sent(conn, d.id, found)
                 return Outcome("sent", f"adopted {found} from an earlier attempt")
         message_id = provider.send(sms)
     except ProviderError as exc:
         return _after_error(d, claim.attempts, exc, settings)
-    with engine().begin() as conn:
+    with autocommit_engine().connect() as conn:
         deliveries.mark_sent(conn, d.id, message_id)
     return Outcome("sent", message_id)
 
@@ -181,7 +182,7 @@ def _send_email(d: Delivery, settings: Settings) -> Outcome:
         idempotency_key=idempotency_key(d.id),
         tags=(("delivery", str(d.id)), ("stage", d.new_stage)),
     )
-    with engine().begin() as conn:
+    with autocommit_engine().connect() as conn:
         claim = deliveries.claim(
             conn, d.id, lease_s=lease_seconds(settings), recipient=email.to,
             provider=provider.name, body=email.text, subject=email.subject,
@@ -193,7 +194,7 @@ def _send_email(d: Delivery, settings: Settings) -> Outcome:
         message_id = provider.send(email)
     except ProviderError as exc:
         return _after_error(d, claim.attempts, exc, settings)
-    with engine().begin() as conn:
+    with autocommit_engine().connect() as conn:
         deliveries.mark_sent(conn, d.id, message_id)
     return Outcome("sent", message_id)
 
@@ -212,7 +213,7 @@ def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Setti
         log.warning("delivery %s failed (%s): %s", d.id, why, exc.code)
         return Outcome("failed", f"{exc.code} ({why})")
     countdown = backoff_seconds(attempts, settings, exc.retry_after)
-    with engine().begin() as conn:
+    with autocommit_engine().connect() as conn:
         deliveries.schedule_retry(
             conn, d.id, countdown_s=countdown, outcome_unknown=exc.outcome_unknown,
             code=exc.code, message=exc.message,

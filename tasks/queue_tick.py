@@ -16,6 +16,7 @@ from tasks.dispatch import dispatch
 from tasks.retry_policy import INFRASTRUCTURE_RETRY
 from tasks.settings import get_settings
 from tasks.wakeup import arm_wakeup, run_started
+from tasks.worker_metrics import record_queue_run
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def process_notification_queue(self: Task, reason: str = "tick") -> dict[str, ob
     `reason` says what started the run (tick, wake-up, continue), for Flower.
     """
     run_started()
+    record_queue_run(reason)
     result = drain_due()
     if result.continued:
         process_notification_queue.apply_async(kwargs={"reason": "continue"})

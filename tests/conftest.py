@@ -162,7 +162,7 @@ def provider_env(
 
 def reset_process_state() -> None:
     """Make the tasks re-read the environment: settings, engine, providers, limiters."""
-    from tasks import delivery_flow
+    from tasks import delivery_flow, wakeup, worker_metrics
     from tasks.database import reset_engine
     from tasks.providers.registry import reset_providers
     from tasks.settings import get_settings
@@ -171,6 +171,8 @@ def reset_process_state() -> None:
     reset_engine()
     reset_providers()
     delivery_flow._limiter.cache_clear()
+    wakeup.reset_client()
+    worker_metrics.reset_client()
 
 
 @pytest.fixture()

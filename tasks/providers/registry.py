@@ -7,6 +7,7 @@ import threading
 from tasks.providers.base import EmailProvider, SmsProvider
 from tasks.providers.console import ConsoleEmail, ConsoleSms
 from tasks.settings import get_settings
+from tasks.worker_metrics import TimedProvider
 
 _lock = threading.Lock()
 _sms: SmsProvider | None = None
@@ -25,6 +26,7 @@ def sms_provider() -> SmsProvider:
                 _sms = TwilioSms(settings)
             else:
                 _sms = ConsoleSms()
+            _sms = TimedProvider(_sms)  # type: ignore[assignment]
         return _sms
 
 
@@ -40,6 +42,7 @@ def email_provider() -> EmailProvider:
                 _email = ResendEmail(settings)
             else:
                 _email = ConsoleEmail()
+            _email = TimedProvider(_email)  # type: ignore[assignment]
         return _email
 
 

@@ -12,6 +12,7 @@ from resend.exceptions import ResendError
 from resend.http_client import HTTPClient
 
 from tasks.providers.base import Email, ProviderError, parse_retry_after
+from tasks.providers.http_env import pin_environment
 from tasks.settings import Settings
 
 #: 409s that mean "the first request with this key is still running".
@@ -33,6 +34,7 @@ class PooledRequestsClient(HTTPClient):
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            pin_environment(session, resend.api_url)
             self._local.session = session
         return session
 

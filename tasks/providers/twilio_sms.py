@@ -14,6 +14,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from tasks.providers.base import ProviderError, Sms, parse_retry_after
+from tasks.providers.http_env import pin_environment
 from tasks.settings import Settings
 
 # The SDK logs every request at INFO, including the body and our numbers.
@@ -23,6 +24,8 @@ logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 #: recipient who replied STOP, a sender that cannot send there, bad credentials.
 PERMANENT_CODES = frozenset({21211, 21408, 21606, 21610, 21612, 21614, 20003, 21212, 21617, 21602})
 OPT_OUT_CODE = 21610
+#: Where the SDK sends Messages requests unless TWILIO_API_BASE_URL says otherwise.
+TWILIO_API_URL = "https://api.twilio.com"
 
 
 class _HeaderKeepingHttpClient(TwilioHttpClient):
@@ -59,6 +62,8 @@ class TwilioSms:
         client: Client | None = getattr(self._local, "client", None)
         if client is None:
             http = _HeaderKeepingHttpClient(timeout=self._timeout)
+            if http.session is not None:
+                http.proxy = pin_environment(http.session, self._base_url or TWILIO_API_URL)
             # An empty environment: the SDK would otherwise read TWILIO_EDGE /
             # TWILIO_REGION from os.environ and rewrite our base URL.
             client = Client(self._sid, self._token, http_client=http, environment={"_": ""})

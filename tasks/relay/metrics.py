@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -9,15 +12,112 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
+
+from db import metrics as db_metrics
+from tasks import worker_metrics
+
+log = logging.getLogger(__name__)
+
+
+class PipelineCollector(Collector):
+    """Queue and delivery figures from the database, worker figures from Redis, per scrape."""
+
+    def __init__(self, engine: Callable[[], Engine]) -> None:
+        self._engine = engine
+
+    def describe(self) -> list[Metric]:
+        # Nothing to declare up front: registering must not query the database.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("regnotify_database_up",
+                               "1 when the last scrape could read the database")
+        try:
+            with self._engine().connect() as conn:
+                queue = db_metrics.queue_figures(conn)
+                deliveries = db_metrics.delivery_figures(conn)
+            up.add_metric([], 1.0)
+        except (SQLAlchemyError, RuntimeError) as exc:
+            log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+            up.add_metric([], 0.0)
+            queue, deliveries = None, []
+        yield up
+        if queue is not None:
+            yield GaugeMetricFamily("regnotify_queue_depth",
+                                    "Pending notification_queue rows", value=queue.pending)
+            yield GaugeMetricFamily("regnotify_queue_due",
+                                    "Pending rows whose debounce window has closed",
+                                    value=queue.due)
+            yield GaugeMetricFamily("regnotify_queue_oldest_due_age_seconds",
+                                    "How long the oldest due row has waited",
+                                    value=queue.oldest_due_age_s)
+        by_status = GaugeMetricFamily("regnotify_deliveries_24h",
+                                      "Deliveries created in the last 24 h",
+                                      labels=["channel", "status"])
+        retried = GaugeMetricFamily("regnotify_delivery_retries_24h",
+                                    "Attempts beyond the first, deliveries of the last 24 h",
+                                    labels=["channel"])
+        retries_by_channel: dict[str, int] = {}
+        for d in deliveries:
+            by_status.add_metric([d.channel, d.status], d.deliveries)
+            retries_by_channel[d.channel] = retries_by_channel.get(d.channel, 0) + d.retries
+        for channel, count in sorted(retries_by_channel.items()):
+            retried.add_metric([channel], count)
+        yield by_status
+        yield retried
+        yield from self._worker_metrics()
+
+    def _worker_metrics(self) -> Iterator[Metric]:
+        figures = worker_metrics.read()
+        if figures is None:
+            return
+        latency = HistogramMetricFamily(
+            "regnotify_provider_request_seconds", "Provider API request latency, from workers",
+            labels=["provider"])
+        for h in figures.latency:
+            buckets = [(str(bound), count) for bound, count in h.buckets]
+            buckets.append(("+Inf", h.count))
+            latency.add_metric([h.provider], buckets, sum_value=h.sum)
+        yield latency
+        calls = CounterMetricFamily("regnotify_provider_requests",
+                                    "Provider API requests by outcome, from workers",
+                                    labels=["provider", "outcome"])
+        for key, count in sorted(figures.calls.items()):
+            provider, _, outcome = key.partition(":")
+            calls.add_metric([provider, outcome], count)
+        yield calls
+        retries = CounterMetricFamily("regnotify_send_retries",
+                                      "Sends scheduled for another attempt, from workers",
+                                      labels=["channel"])
+        for channel, count in sorted(figures.retries.items()):
+            retries.add_metric([channel], count)
+        yield retries
+        runs = CounterMetricFamily("regnotify_queue_runs",
+                                   "process_notification_queue runs, by what started them",
+                                   labels=["reason"])
+        for reason, count in sorted(figures.queue_runs.items()):
+            runs.add_metric([reason], count)
+        yield runs
 
 
 class RelayMetrics:
     """The relay's counters, in a registry of their own so several apps can live in one process."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Callable[[], Engine] | None = None) -> None:
         self.registry = CollectorRegistry()
+        if engine is not None:
+            self.registry.register(PipelineCollector(engine))
         self.ticks = Counter(
             "regnotify_relay_ticks", "Tick requests by source and outcome",
             ["source", "outcome"], registry=self.registry,

@@ -53,7 +53,7 @@ class Relay:
 
             tick = request_tick
         self._tick = tick
-        self.metrics = RelayMetrics()
+        self.metrics = RelayMetrics(self.engine)
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 

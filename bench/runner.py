@@ -1,0 +1,335 @@
+"""All scenarios of the benchmark, in one run, on one private stack.
+
+The figures (issue 6) and their goals:
+
+==========================  ======  =================================================
+trigger_overhead_ratio      >= 0.85 UPDATE tps with the trigger / without, sync commit off
+claim_rows_per_s            >= 50k  due queue rows closed per second, two claimers
+drain_vs_bare_celery_ratio  >= 0.5  sends/s at zero latency / bare Celery no-op tasks/s
+latency_bound_ratio         >= 0.8  sends/s with 200 ms providers / (concurrency / 0.2 s)
+vs_sequential_ratio         >= 50   the same 200 ms sends/s / a one-at-a-time sender
+p99_due_to_send_s           <= 2    send_after -> provider request, with wake-ups
+p50_due_to_send_s           (info)  the same, median
+rss_growth_pct              <= 10   worker RSS at the end vs after the first 1 000 sends
+==========================  ======  =================================================
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+from bench import claim, due_to_send, pipeline, sequential, trigger, workload
+from bench.pipeline import WorkerShape
+from bench.stack import Stack, private_stack
+from tasks.settings import get_settings
+
+#: The issue's keys, in its order: the last line of `regnotify bench` has exactly these.
+FIGURE_KEYS = (
+    "trigger_overhead_ratio",
+    "claim_rows_per_s",
+    "drain_vs_bare_celery_ratio",
+    "latency_bound_ratio",
+    "vs_sequential_ratio",
+    "p99_due_to_send_s",
+    "p50_due_to_send_s",
+    "rss_growth_pct",
+)
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A figure's goal: `at_least` or at most `limit`; None for figures shown for context."""
+
+    limit: float | None
+    at_least: bool = True
+
+    def met(self, value: float) -> bool | None:
+        """Whether `value` meets the goal (None when there is none)."""
+        if self.limit is None:
+            return None
+        return value >= self.limit if self.at_least else value <= self.limit
+
+    def __str__(self) -> str:
+        if self.limit is None:
+            return "-"
+        return f"{'>=' if self.at_least else '<='} {self.limit:g}"
+
+
+GOALS: dict[str, Goal] = {
+    "trigger_overhead_ratio": Goal(0.85),
+    "trigger_overhead_ratio_durable": Goal(None),
+    "claim_rows_per_s": Goal(50_000),
+    "drain_vs_bare_celery_ratio": Goal(0.5),
+    "latency_bound_ratio": Goal(0.8),
+    "vs_sequential_ratio": Goal(50),
+    "p99_due_to_send_s": Goal(2.0, at_least=False),
+    "p50_due_to_send_s": Goal(None),
+    "rss_growth_pct": Goal(10.0, at_least=False),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big each scenario is; `full`, `quick` and `smoke` are the three sizes."""
+
+    mode: str
+    trigger_rows: int
+    trigger_rounds: int
+    trigger_seconds: float
+    claim_rows: int
+    claim_repeats: int
+    bare_tasks: int
+    drain_notifications: int
+    rss_sends: int
+    rss_first: int
+    latency_notifications: int
+    sequential_sends: int
+    due_messages: int
+    due_window_s: float
+    due_spread_s: float
+    shape: WorkerShape = field(default_factory=lambda: WorkerShape(2, 32))
+    claim_batch: int = 2000
+    claimers: int = 2
+    trigger_clients: int = 4
+    latency_s: float = 0.2
+
+    @property
+    def rss_notifications(self) -> int:
+        """Notifications after the drain that bring the workers to `rss_sends` sends."""
+        return max(0, self.rss_sends - 2 * self.drain_notifications) // 2
+
+    def scaled_down(self) -> list[str]:
+        """What this plan does smaller than the issue asks, for the output."""
+        full = PLANS["full"]
+        notes = []
+        for name, label in (
+            ("trigger_rows", "trigger UPDATE rows"),
+            ("claim_rows", "claimed queue rows"),
+            ("drain_notifications", "drained notifications"),
+            ("rss_sends", "sends before the final RSS reading"),
+            ("rss_first", "sends before the first RSS reading"),
+            ("latency_notifications", "200 ms notifications"),
+            ("due_messages", "due-to-send messages"),
+        ):
+            if getattr(self, name) != getattr(full, name):
+                notes.append(f"{label} {getattr(self, name):,} (full: {getattr(full, name):,})")
+        if (self.trigger_rounds, self.trigger_seconds) != (full.trigger_rounds,
+                                                           full.trigger_seconds):
+            notes.append(f"trigger rounds {self.trigger_rounds} x {self.trigger_seconds:g} s"
+                         f" (full: {full.trigger_rounds} x {full.trigger_seconds:g} s)")
+        return notes
+
+
+PLANS: dict[str, Plan] = {
+    "full": Plan(
+        mode="full", trigger_rows=100_000, trigger_rounds=3, trigger_seconds=10,
+        claim_rows=100_000, claim_repeats=3, bare_tasks=20_000, drain_notifications=10_000,
+        rss_sends=100_000, rss_first=1_000, latency_notifications=3_000, sequential_sends=60,
+        due_messages=200, due_window_s=2.0, due_spread_s=20.0,
+    ),
+    "quick": Plan(
+        mode="quick", trigger_rows=100_000, trigger_rounds=4, trigger_seconds=2,
+        claim_rows=100_000, claim_repeats=1, bare_tasks=3_000, drain_notifications=1_500,
+        rss_sends=6_000, rss_first=1_000, latency_notifications=800, sequential_sends=20,
+        due_messages=60, due_window_s=1.0, due_spread_s=6.0,
+    ),
+    "smoke": Plan(
+        mode="smoke", trigger_rows=5_000, trigger_rounds=1, trigger_seconds=1,
+        claim_rows=5_000, claim_repeats=1, bare_tasks=400, drain_notifications=150,
+        rss_sends=500, rss_first=100, latency_notifications=80, sequential_sends=4,
+        due_messages=10, due_window_s=0.5, due_spread_s=2.0,
+        shape=WorkerShape(1, 8),
+    ),
+}
+
+
+@dataclass
+class Results:
+    """Figures (the issue's keys and a few more) and the details behind them."""
+
+    plan: Plan
+    figures: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def issue_figures(self) -> dict[str, float]:
+        """Exactly the issue's keys, in its order."""
+        return {key: self.figures[key] for key in FIGURE_KEYS}
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, JSON-ready."""
+        return {
+            "mode": self.plan.mode,
+            "plan": {**asdict(self.plan), "shape": asdict(self.plan.shape)},
+            "scaled_down": self.plan.scaled_down(),
+            "figures": self.figures,
+            "goals": {k: {"goal": str(g), "met": g.met(self.figures[k])}
+                      for k, g in GOALS.items() if k in self.figures},
+            "details": self.details,
+            "seconds": self.seconds,
+        }
+
+
+def _timed(results: Results, name: str, log: Callable[[str], None],
+           step: Callable[[], None]) -> None:
+    log(f"-- {name}")
+    began = time.monotonic()
+    step()
+    results.seconds[name] = round(time.monotonic() - began, 1)
+    log(f"   ({results.seconds[name]} s)")
+
+
+def _trigger(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:
+    figures = trigger.measure(stack, rows=plan.trigger_rows, rounds=plan.trigger_rounds,
+                              seconds=plan.trigger_seconds, clients=plan.trigger_clients)
+    results.figures["trigger_overhead_ratio"] = round(figures.ratio(durable=False), 3)
+    results.figures["trigger_overhead_ratio_durable"] = round(figures.ratio(durable=True), 3)
+    results.details["trigger"] = {"tps": figures.tps, "clients": figures.clients,
+                                  "rows": figures.rows, "seconds_per_run": figures.seconds_per_run}
+    log("   tps medians: " + ", ".join(f"{k} {figures.median(k):,.0f}" for k in figures.tps))
+
+
+def _claim(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:
+    figures = claim.measure(stack.pg.url, rows=plan.claim_rows, claimers=plan.claimers,
+                            batch=plan.claim_batch, repeats=plan.claim_repeats)
+    default_batch = get_settings().claim_batch_size
+    at_default = claim.measure(stack.pg.url, rows=plan.claim_rows, claimers=plan.claimers,
+                               batch=default_batch)
+    ceiling = claim.measure(stack.pg.url, rows=plan.claim_rows, claimers=plan.claimers,
+                            batch=plan.claim_batch, step=claim.close_only)
+    results.figures["claim_rows_per_s"] = round(figures.rows_per_s)
+    results.details["claim"] = {
+        **asdict(figures), "rows_per_s": round(figures.rows_per_s),
+        "rows_per_s_at_default_batch": round(at_default.rows_per_s),
+        "default_batch": default_batch,
+        "close_only_rows_per_s": round(ceiling.rows_per_s),
+    }
+    log(f"   {figures.rows:,} rows in {figures.seconds:.2f} s with {figures.claimers} claimers,"
+        f" batch {figures.batch}; at the tick's batch of {default_batch}:"
+        f" {at_default.rows_per_s:,.0f}/s; closing rows only (no deliveries):"
+        f" {ceiling.rows_per_s:,.0f}/s")
+
+
+def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:
+    """Bare Celery before and after our drain (noise falls on both), then RSS, then 200 ms."""
+    from tasks.celery_app import create_app
+
+    shape = plan.shape
+    bare = [pipeline.measure_bare(stack, shape, plan.bare_tasks)]
+    log(f"   bare Celery ({shape}): {bare[0]:,.0f} tasks/s")
+
+    total = plan.drain_notifications + plan.rss_notifications
+    workload.fresh(stack.pg.url, max(total, plan.latency_notifications))
+    for wire in (stack.twilio, stack.resend):
+        wire.reset()
+        wire.configure(latency=0.0)
+    app = create_app()
+    app.conf.broker_url = stack.redis.url
+    try:
+        with pipeline.workers(stack, app, shape, pipeline.our_argv(shape.loglevel),
+                              "regnotify") as procs:
+            pipeline.add_due(stack, plan.drain_notifications)
+            drain = pipeline.run_sends(
+                stack, app, procs, 2 * plan.drain_notifications, latency_s=0.0,
+                timeout_s=1800, rss_after=plan.rss_first)
+            log(f"   drain: {drain.sends:,} sends in {drain.seconds:.1f} s ="
+                f" {drain.per_s:,.0f}/s (tick to first request {drain.tick_to_first_s:.2f} s;"
+                f" worker CPU {drain.worker_cpu_ms_per_send} ms/send;"
+                f" machine {drain.machine_busy_pct:.0f} % busy: benchmark stack"
+                f" {drain.stack_cores} cores, other processes {drain.other_cores})")
+            rss_first = drain.rss_kib["first"]
+            rss_end = drain.rss_kib["end"]
+            sends_at_end = drain.sends
+            if plan.rss_notifications:
+                pipeline.add_due(stack, plan.rss_notifications, offset=plan.drain_notifications)
+                more = pipeline.run_sends(stack, app, procs, 2 * plan.rss_notifications,
+                                          latency_s=0.0, timeout_s=3600, rss_after=0)
+                rss_end = more.rss_kib["end"]
+                sends_at_end += more.sends
+                log(f"   memory run: {more.sends:,} more sends at {more.per_s:,.0f}/s")
+            extra = pipeline.accepted(stack) - sends_at_end
+            growth = 100.0 * (rss_end - rss_first) / rss_first
+            first_at = drain.rss_kib["first_at_sends"]
+            log(f"   worker RSS {rss_first / 1024:.1f} MiB after {first_at:,} sends,"
+                f" {rss_end / 1024:.1f} MiB after {sends_at_end:,} ({growth:+.1f} %)")
+
+            # Providers answering after 200 ms: the same workers, fresh rows.
+            workload.fresh(stack.pg.url, plan.latency_notifications, due=0)
+            for wire in (stack.twilio, stack.resend):
+                wire.reset()
+                wire.configure(latency=plan.latency_s)
+            pipeline.add_due(stack, plan.latency_notifications)
+            slow = pipeline.run_sends(stack, app, procs, 2 * plan.latency_notifications,
+                                      latency_s=plan.latency_s, timeout_s=1800)
+            bound = shape.concurrency / plan.latency_s
+            log(f"   {plan.latency_s * 1000:.0f} ms providers: {slow.per_s:,.0f} sends/s"
+                f" (bound {bound:,.0f}/s; worker CPU {slow.worker_cpu_ms_per_send} ms/send;"
+                f" machine {slow.machine_busy_pct:.0f} % busy: benchmark stack"
+                f" {slow.stack_cores} cores, other processes {slow.other_cores})")
+    finally:
+        app.close()
+
+    bare.append(pipeline.measure_bare(stack, shape, plan.bare_tasks))
+    log(f"   bare Celery again: {bare[1]:,.0f} tasks/s")
+    bare_per_s = statistics.fmean(bare)
+
+    seq = sequential.measure(stack, plan.sequential_sends)
+    log(f"   sequential sender at {plan.latency_s * 1000:.0f} ms: {seq:.2f} sends/s")
+    for wire in (stack.twilio, stack.resend):
+        wire.reset()
+        wire.configure(latency=0.0)
+
+    results.figures["drain_vs_bare_celery_ratio"] = round(drain.per_s / bare_per_s, 3)
+    results.figures["latency_bound_ratio"] = round(slow.per_s / bound, 3)
+    results.figures["vs_sequential_ratio"] = round(slow.per_s / seq, 1)
+    results.figures["rss_growth_pct"] = round(growth, 1)
+    results.details["sends"] = {
+        "shape": asdict(shape),
+        "bare_celery_tasks_per_s": [round(b, 1) for b in bare],
+        "drain": {**asdict(drain), "per_s": round(drain.per_s, 1)},
+        "extra_sends": extra,
+        "latency_run": {**asdict(slow), "per_s": round(slow.per_s, 1),
+                        "bound_per_s": bound},
+        "sequential_per_s": round(seq, 2),
+        "rss_kib": {"first": rss_first, "first_at_sends": drain.rss_kib["first_at_sends"],
+                    "end": rss_end, "end_at_sends": sends_at_end},
+    }
+
+
+def _due(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        workload.reset(conn)
+    for wire in (stack.twilio, stack.resend):
+        wire.reset()
+    figures = due_to_send.measure(plan.due_messages, plan.due_window_s, plan.due_spread_s,
+                                  stack=stack)
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        workload.reset(conn)
+    results.figures["p99_due_to_send_s"] = figures["p99_due_to_send_s"]
+    results.figures["p50_due_to_send_s"] = figures["p50_due_to_send_s"]
+    results.details["due_to_send"] = figures
+    log(f"   {figures['messages']} messages: p50 {figures['p50_due_to_send_s']} s,"
+        f" p99 {figures['p99_due_to_send_s']} s, max {figures['max_due_to_send_s']} s")
+
+
+def run(plan: Plan, log: Callable[[str], None] = print) -> Results:
+    """Start a private stack and run every scenario of `plan` on it."""
+    results = Results(plan)
+    began = time.monotonic()
+    with private_stack() as stack:
+        results.seconds["stack_start"] = round(time.monotonic() - began, 1)
+        for name, step in (
+            ("trigger overhead (pgbench)", _trigger),
+            ("claim throughput", _claim),
+            ("sends: bare Celery, drain, memory, 200 ms providers, sequential", _sends),
+            ("due to send", _due),
+        ):
+            _timed(results, name, log, lambda step=step: step(stack, plan, results, log))
+    results.seconds["total"] = round(time.monotonic() - began, 1)
+    return results

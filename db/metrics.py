@@ -1,0 +1,40 @@
+"""Figures for the relay's /metrics, read from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from db.queries import query
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """The debounce queue right now."""
+
+    pending: int
+    due: int
+    oldest_due_age_s: float
+
+
+@dataclass(frozen=True)
+class DeliveryFigures:
+    """Deliveries of the last 24 h in one (channel, status)."""
+
+    channel: str
+    status: str
+    deliveries: int
+    retries: int
+
+
+def queue_figures(conn: Connection) -> QueueFigures:
+    """Pending rows, rows due now, and how long the oldest due row has waited."""
+    row = conn.exec_driver_sql(query("metrics_queue")).one()
+    return QueueFigures(int(row.pending), int(row.due), float(row.oldest_due_age_s))
+
+
+def delivery_figures(conn: Connection) -> list[DeliveryFigures]:
+    """Deliveries and their retries by channel and status over the last 24 h."""
+    rows = conn.exec_driver_sql(query("metrics_deliveries")).all()
+    return [DeliveryFigures(r.channel, r.status, int(r.deliveries), int(r.retries)) for r in rows]
