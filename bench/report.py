@@ -112,10 +112,6 @@ def write_chart(results: Results, path: Path) -> None:
     labels = [f"our claim\n(batch {detail.get('batch', '?')})"]
     rates = [claim_rate]
     colors = [_color(GOALS["claim_rows_per_s"].met(claim_rate))]
-    if "rows_per_s_at_default_batch" in detail:
-        labels.append(f"our claim\n(tick's batch {detail['default_batch']})")
-        rates.append(detail["rows_per_s_at_default_batch"])
-        colors.append("#4477aa")
     if "close_only_rows_per_s" in detail:
         labels.append("close rows only\n(no deliveries)")
         rates.append(detail["close_only_rows_per_s"])

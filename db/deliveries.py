@@ -107,11 +107,17 @@ def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> N
     )
 
 
-def mark_failed(conn: Connection, delivery_id: int, code: str, message: str) -> None:
-    """Record a final failure with the provider's (or our) code and message."""
+def mark_failed(
+    conn: Connection, delivery_id: int, code: str, message: str, *, outcome_unknown: bool = False
+) -> None:
+    """Record a final failure with the provider's (or our) code and message.
+
+    `outcome_unknown`: the last attempt may still have been accepted.
+    """
     conn.exec_driver_sql(
         query("mark_failed"),
-        {"id": delivery_id, "error_code": code, "error_message": message[:2000]},
+        {"id": delivery_id, "error_code": code, "error_message": message[:2000],
+         "outcome_unknown": outcome_unknown},
     )
 
 

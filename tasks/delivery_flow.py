@@ -204,7 +204,8 @@ def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Setti
     max_attempts = settings.send_max_retries + 1
     if not exc.transient or attempts >= max_attempts:
         with engine().begin() as conn:
-            deliveries.mark_failed(conn, d.id, exc.code, exc.message)
+            deliveries.mark_failed(conn, d.id, exc.code, exc.message,
+                                   outcome_unknown=exc.transient and exc.outcome_unknown)
             if exc.opt_out and d.channel == "sms" and d.contact:
                 deliveries.set_sms_opt_out(
                     conn, d.contact, opted_out=True, source=f"twilio:{exc.code}"

@@ -235,3 +235,25 @@ def test_parse_since_iso_times():
     for bad in ("", "h", "-1h", "10 parsecs", "2024-13-01"):
         with pytest.raises(CommandError):
             parse_since(bad, now)
+
+
+@pytest.mark.usefixtures("pipeline")
+def test_redrive_after_a_maybe_sent_last_attempt_adopts_instead_of_resending(
+    conn, capsys, twilio_wire
+):
+    # SEND_MAX_RETRIES=3: the 4th and last attempt is accepted by Twilio, but
+    # its answer never comes, so the delivery fails with its outcome unknown.
+    twilio_wire.script(PHONE, ["500", "500", "500", "timeout_after_accept:2"])
+    reg = new_registration(conn, customer_phone=PHONE, notification_pref="sms")
+    change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    run_tick()
+    row = by_channel(deliveries(conn, reg))["sms"]
+    assert (row["status"], row["outcome_unknown"], row["attempts"]) == ("failed", True, 4)
+    [accepted] = twilio_wire.sends(PHONE)
+
+    doc = retry_json(capsys)
+    assert doc["requeued"] == 1
+    after = by_channel(deliveries(conn, reg))["sms"]
+    assert (after["status"], after["provider_message_id"]) == ("sent", accepted.id)
+    assert twilio_wire.accepted_count(PHONE) == 1

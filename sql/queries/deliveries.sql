@@ -77,11 +77,13 @@ SET status              = CASE WHEN status IN ('queued', 'sending') THEN 'sent' 
 WHERE id = %(id)s;
 
 -- name: mark_failed
+-- outcome_unknown survives when the last attempt may have been accepted, so
+-- a later re-drive (retry-failed) looks for the message before sending again.
 UPDATE public.registration_notifications
 SET status          = 'failed',
     error_code      = %(error_code)s,
     error_message   = %(error_message)s,
-    outcome_unknown = false,
+    outcome_unknown = %(outcome_unknown)s,
     lease_until     = NULL,
     next_attempt_at = NULL,
     updated_at      = now()
@@ -148,7 +150,7 @@ WHERE n.id = ANY(ARRAY(
 RETURNING n.id, n.channel;
 
 -- name: failed_deliveries
--- For retry-failed: failed deliveries, newest first, filtered.
+-- For retry-failed: failed deliveries, oldest first, filtered.
 SELECT id, channel
 FROM public.registration_notifications
 WHERE status = 'failed'
@@ -160,6 +162,6 @@ ORDER BY id;
 -- name: requeue_failed
 UPDATE public.registration_notifications
 SET status = 'queued', attempts = 0, error_code = NULL, error_message = NULL,
-    outcome_unknown = false, next_attempt_at = NULL, lease_until = NULL, updated_at = now()
+    next_attempt_at = NULL, lease_until = NULL, updated_at = now()
 WHERE id = %(id)s AND status = 'failed'
 RETURNING id, channel;
