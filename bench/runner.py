@@ -251,7 +251,11 @@ def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
                 rss_end = more.rss_kib["end"]
                 sends_at_end += more.sends
                 log(f"   memory run: {more.sends:,} more sends at {more.per_s:,.0f}/s")
+            # Exactly-once, checked at the providers: nothing beyond what was due,
+            # and no customer given the same message twice.
             extra = pipeline.accepted(stack) - sends_at_end
+            duplicates = len(stack.twilio.duplicates()) + len(stack.resend.duplicates())
+            log(f"   exactly once: {extra} sends beyond those due, {duplicates} duplicates")
             growth = 100.0 * (rss_end - rss_first) / rss_first
             first_at = drain.rss_kib["first_at_sends"]
             log(f"   worker RSS {rss_first / 1024:.1f} MiB after {first_at:,} sends,"
@@ -292,6 +296,7 @@ def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
         "bare_celery_tasks_per_s": [round(b, 1) for b in bare],
         "drain": {**asdict(drain), "per_s": round(drain.per_s, 1)},
         "extra_sends": extra,
+        "duplicate_sends": duplicates,
         "latency_run": {**asdict(slow), "per_s": round(slow.per_s, 1),
                         "bound_per_s": bound},
         "sequential_per_s": round(seq, 2),
