@@ -129,7 +129,7 @@ class Plan:
 
 PLANS: dict[str, Plan] = {
     "full": Plan(
-        mode="full", trigger_rows=100_000, trigger_rounds=3, trigger_seconds=10,
+        mode="full", trigger_rows=100_000, trigger_rounds=8, trigger_seconds=4,
         claim_rows=100_000, claim_repeats=3, bare_tasks=20_000, drain_notifications=10_000,
         rss_sends=100_000, rss_first=1_000, latency_notifications=3_000, sequential_sends=60,
         due_messages=200, due_window_s=2.0, due_spread_s=20.0,
