@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 
 from db import deliveries
@@ -107,95 +109,102 @@ def _skip_reason(d: Delivery) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A delivery's rendered message, how to send it, and what the claim stores of it."""
+
+    to: str
+    provider: str
+    body: str
+    subject: str | None
+    template: str
+    send: Callable[[], str]
+    #: Looks for an earlier attempt the provider may have accepted (given
+    #: when that attempt started); None where the provider needs no lookup.
+    find_earlier: Callable[[datetime], str | None] | None
+
+
+def _prepare(d: Delivery, settings: Settings) -> Prepared:
+    """Render the delivery's message for its channel."""
+    assert d.contact is not None
+    ctx = _context(d, settings)
+    if d.channel == "sms":
+        rendered_sms = render_sms(ctx)
+        texts = sms_provider()
+        sms = Sms(to=d.contact, body=rendered_sms.body,
+                  status_callback=status_callback_url(settings))
+        # The earlier attempt's text as stored at its claim (the contact may have changed).
+        earlier = Sms(to=d.contact, body=d.body or sms.body)
+        return Prepared(sms.to, texts.name, sms.body, None, rendered_sms.template,
+                        send=lambda: texts.send(sms),
+                        find_earlier=lambda since: texts.find_sent(earlier, since))
+    rendered = render_email(ctx)
+    mails = email_provider()
+    email = Email(to=d.contact, subject=rendered.subject, html=rendered.html, text=rendered.text,
+                  idempotency_key=idempotency_key(d.id),
+                  tags=(("delivery", str(d.id)), ("stage", d.new_stage)))
+    # No lookup: Resend answers a repeated Idempotency-Key with the first send's id.
+    return Prepared(email.to, mails.name, email.text, email.subject, rendered.template,
+                    send=lambda: mails.send(email), find_earlier=None)
+
+
 def run(delivery_id: int, channel: str) -> Outcome:
     """Carry one delivery as far as it can go now; raise RetryLater to be called again."""
     settings = get_settings()
-    # Single statements run in autocommit: see tasks.database.autocommit_engine.
+    # Single statements run in autocommit (see tasks.database.autocommit_engine).
+    # One checkout serves every statement before the provider call; the
+    # connection goes back to the pool while the provider answers.
     with autocommit_engine().connect() as conn:
         d = deliveries.load(conn, delivery_id)
-    if d is None:
-        return Outcome("gone", "the delivery or its registration was deleted")
-    if d.channel != channel:
-        return Outcome("ignored", f"delivery {delivery_id} is {d.channel}, not {channel}")
-    if not d.in_flight:
-        return Outcome("done", f"already {d.status}")
-    if d.leased:
-        return Outcome("busy", "another worker holds this delivery")
+        if d is None:
+            return Outcome("gone", "the delivery or its registration was deleted")
+        if d.channel != channel:
+            return Outcome("ignored", f"delivery {delivery_id} is {d.channel}, not {channel}")
+        if not d.in_flight:
+            return Outcome("done", f"already {d.status}")
+        if d.leased:
+            return Outcome("busy", "another worker holds this delivery")
 
-    reason = _skip_reason(d)
-    if reason:
-        with autocommit_engine().connect() as conn:
+        reason = _skip_reason(d)
+        if reason:
             deliveries.mark_skipped(conn, delivery_id, reason)
-        return Outcome("skipped", reason)
+            return Outcome("skipped", reason)
 
-    reservation = _limiter(channel).reserve(MAX_RATE_SLEEP_S)
-    if not reservation.granted:
-        countdown = reservation.wait_s + random.uniform(0, 0.5)
-        with autocommit_engine().connect() as conn:
+        reservation = _limiter(channel).reserve(MAX_RATE_SLEEP_S)
+        if not reservation.granted:
+            countdown = reservation.wait_s + random.uniform(0, 0.5)
             deliveries.release(conn, delivery_id, countdown)
-        raise RetryLater(countdown, "provider rate limit")
-    if reservation.wait_s > 0:
-        time.sleep(reservation.wait_s)
+            raise RetryLater(countdown, "provider rate limit")
+        if reservation.wait_s > 0:
+            time.sleep(reservation.wait_s)
 
-    if channel == "sms":
-        return _send_sms(d, settings)
-    return _send_email(d, settings)
-
-
-def _send_sms(d: Delivery, settings: Settings) -> Outcome:
-    rendered = render_sms(_context(d, settings))
-    provider = sms_provider()
-    assert d.contact is not None
-    sms = Sms(to=d.contact, body=rendered.body, status_callback=status_callback_url(settings))
-    with autocommit_engine().connect() as conn:
+        prepared = _prepare(d, settings)
         claim = deliveries.claim(
-            conn, d.id, lease_s=lease_seconds(settings), recipient=sms.to,
-            provider=provider.name, body=sms.body, subject=None,
-            template_used=rendered.template,
+            conn, d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
+            provider=prepared.provider, body=prepared.body, subject=prepared.subject,
+            template_used=prepared.template,
         )
     if claim is None:
         return Outcome("busy", "another worker took this delivery")
+    return _call_provider(d, claim.attempts, prepared, settings)
+
+
+def _call_provider(d: Delivery, attempts: int, prepared: Prepared,
+                   settings: Settings) -> Outcome:
+    """Send the claimed delivery (or adopt an earlier accepted attempt) and record it."""
     try:
-        if d.outcome_unknown and d.last_attempt_at is not None:
+        found = None
+        if prepared.find_earlier and d.outcome_unknown and d.last_attempt_at is not None:
             # Twilio has no idempotency key: a previous attempt may have been
             # accepted. Adopt that message rather than send a second one.
-            previous = Sms(to=sms.to, body=d.body or sms.body)
-            found = provider.find_sent(previous, d.last_attempt_at)
-            if found:
-                with autocommit_engine().connect() as conn:
-                    deliveries.mark_sent(conn, d.id, found)
-                return Outcome("sent", f"adopted {found} from an earlier attempt")
-        message_id = provider.send(sms)
+            found = prepared.find_earlier(d.last_attempt_at)
+        message_id = found or prepared.send()
     except ProviderError as exc:
-        return _after_error(d, claim.attempts, exc, settings)
+        return _after_error(d, attempts, exc, settings)
     with autocommit_engine().connect() as conn:
         deliveries.mark_sent(conn, d.id, message_id)
-    return Outcome("sent", message_id)
-
-
-def _send_email(d: Delivery, settings: Settings) -> Outcome:
-    rendered = render_email(_context(d, settings))
-    provider = email_provider()
-    assert d.contact is not None
-    email = Email(
-        to=d.contact, subject=rendered.subject, html=rendered.html, text=rendered.text,
-        idempotency_key=idempotency_key(d.id),
-        tags=(("delivery", str(d.id)), ("stage", d.new_stage)),
-    )
-    with autocommit_engine().connect() as conn:
-        claim = deliveries.claim(
-            conn, d.id, lease_s=lease_seconds(settings), recipient=email.to,
-            provider=provider.name, body=email.text, subject=email.subject,
-            template_used=rendered.template,
-        )
-    if claim is None:
-        return Outcome("busy", "another worker took this delivery")
-    try:
-        message_id = provider.send(email)
-    except ProviderError as exc:
-        return _after_error(d, claim.attempts, exc, settings)
-    with autocommit_engine().connect() as conn:
-        deliveries.mark_sent(conn, d.id, message_id)
+    if found:
+        return Outcome("sent", f"adopted {found} from an earlier attempt")
     return Outcome("sent", message_id)
 
 

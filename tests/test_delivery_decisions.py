@@ -144,6 +144,21 @@ def test_one_delivery_row_per_queue_row_and_channel(conn):
     assert len(deliveries(conn, reg)) == 2
 
 
+def test_pruning_processed_queue_rows_keeps_the_delivery_history(conn):
+    reg = new_registration(conn)
+    change_stage(conn, reg, "documents_collected")
+    make_due(conn)
+    run_tick()
+    before = deliveries(conn, reg)
+    assert len(before) == 2
+
+    conn.execute("DELETE FROM notification_queue WHERE sent")
+
+    after = deliveries(conn, reg)
+    assert [(d["id"], d["status"], d["queue_id"]) for d in after] == [
+        (d["id"], d["status"], d["queue_id"]) for d in before]
+
+
 def test_large_backlog_is_claimed_in_batches(conn, twilio_wire, resend_wire, monkeypatch):
     from tests.conftest import reset_process_state
 

@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from db.connection import redacted
     from db.migrations import MigrationError, migrate
     from tasks.child_processes import ChildProcesses
-    from tasks.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
-    from tasks.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+    from tasks.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError, resolve_bindir
+    from tasks.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_server
+    from tasks.server_binaries import ServerBinariesError, chosen_source
     from tasks.settings import get_settings
     from tasks.up_state import UpState
 
@@ -78,6 +79,21 @@ def run(args: argparse.Namespace) -> int:
     if embedded_redis:
         ports["redis"] = args.redis_port
     _check_ports(ports)
+    # Find both servers' binaries before starting anything, so a missing one
+    # is reported at once, not after PostgreSQL started and migrated.
+    if embedded_pg or embedded_redis:
+        try:
+            chosen_source()  # a mistyped REGNOTIFY_EMBEDDED_BINARIES, said as such
+        except ServerBinariesError as exc:
+            raise CommandError(str(exc)) from None
+    try:
+        pg_binaries = resolve_bindir() if embedded_pg else None
+    except EmbeddedPostgresError as exc:
+        raise CommandError(f"{exc} (or set DATABASE_URL to use your own server)") from None
+    try:
+        redis_binaries = resolve_redis_server() if embedded_redis else None
+    except EmbeddedRedisError as exc:
+        raise CommandError(f"{exc} (or set CELERY_BROKER_URL to use your own broker)") from None
     state.ensure()
     made = state.secrets()
     relay_token = (settings.relay_token.get_secret_value() if settings.relay_token
@@ -97,17 +113,27 @@ def run(args: argparse.Namespace) -> int:
     redis_server: EmbeddedRedis | None = None
     status = 0
     try:
-        if embedded_pg:
-            children.say("up", f"starting PostgreSQL in {state.postgres_dir} ...")
-            pg = EmbeddedPostgres(data_dir=state.postgres_dir, port=args.postgres_port)
+        if pg_binaries is not None:
+            children.say("up", f"starting PostgreSQL in {state.postgres_dir} "
+                               f"({pg_binaries.describe()}) ...")
+            pg = EmbeddedPostgres(data_dir=state.postgres_dir, port=args.postgres_port,
+                                  bindir=pg_binaries.path)
+            if pg.bindir != pg_binaries.path:
+                children.say("up", f"running a copy in {pg.bindir}: the postgres user "
+                                   f"cannot read {pg_binaries.path}")
+            if not pg.cron:
+                children.say("up", "no pg_cron for these binaries: the relay's own ticker "
+                                   "drives deliveries (RELAY_SELF_TICK=auto)")
             pg.start()
             database_url = pg.url
         else:
             database_url = str(settings.database_url)
         children.say("up", f"database {redacted(database_url)}")
         migrate(database_url, on_applied=lambda f, _n: children.say("up", f"applied {f}"))
-        if embedded_redis:
-            redis_server = EmbeddedRedis(port=args.redis_port, data_dir=state.redis_dir)
+        if redis_binaries is not None:
+            children.say("up", f"starting Redis ({redis_binaries.describe()}) ...")
+            redis_server = EmbeddedRedis(port=args.redis_port, data_dir=state.redis_dir,
+                                         binary=redis_binaries.path)
             redis_server.start()
             broker = redis_server.url
         else:
