@@ -160,6 +160,34 @@ def test_twilio_dropped_connection_after_acceptance_is_adopted(conn, twilio_wire
     assert row["status"] == "sent" and row["provider_message_id"] == twilio_wire.sends()[0].id
 
 
+def test_a_text_still_queued_at_twilio_is_adopted_not_resent(conn, twilio_wire):
+    # Twilio holds the accepted text in its queue: no DateSent yet, so a
+    # lookup filtered on DateSent would miss it and the retry would send again.
+    twilio_wire.configure(carrier_queue_s=3600)
+    twilio_wire.script(PHONE, ["drop_after_accept"])
+    reg = _notify(conn, notification_pref="sms")
+    row = by_channel(deliveries(conn, reg))["sms"]
+    assert twilio_wire.accepted_count(PHONE) == 1
+    assert row["status"] == "sent" and row["provider_message_id"] == twilio_wire.sends()[0].id
+
+
+def test_lookup_ignores_the_same_text_from_an_earlier_burst(twilio_wire):
+    from datetime import UTC, datetime, timedelta
+
+    from tasks.providers.base import Sms
+    from tasks.providers.registry import sms_provider
+
+    provider = sms_provider()
+    text = Sms(to=PHONE, body="Your registration is at the DMV.")
+    sid = provider.send(text)
+    now = datetime.now(UTC)
+    # An attempt that started well after that message (A->B->A sends the same
+    # words again): the old message is not this attempt's.
+    assert provider.find_sent(text, now + timedelta(minutes=10)) is None
+    assert provider.find_sent(text, now) == sid
+    assert provider.find_sent(Sms(to=PHONE, body="Another text."), now) is None
+
+
 def test_twilio_dropped_connection_before_acceptance_is_sent_on_retry(conn, twilio_wire):
     twilio_wire.script(PHONE, ["drop", "accept"])
     reg = _notify(conn, notification_pref="sms")

@@ -24,6 +24,8 @@ logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 #: recipient who replied STOP, a sender that cannot send there, bad credentials.
 PERMANENT_CODES = frozenset({21211, 21408, 21606, 21610, 21612, 21614, 20003, 21212, 21617, 21602})
 OPT_OUT_CODE = 21610
+#: Messages a maybe-sent lookup reads: the newest to one customer, one page.
+LOOKUP_PAGE = 50
 #: Where the SDK sends Messages requests unless TWILIO_API_BASE_URL says otherwise.
 TWILIO_API_URL = "https://api.twilio.com"
 
@@ -100,14 +102,27 @@ class TwilioSms:
         return str(message.sid)
 
     def find_sent(self, sms: Sms, since: datetime) -> str | None:
-        """Look for our message among those sent to this number since the earlier attempt."""
+        """Look for our message among the newest ones to this number since the earlier attempt.
+
+        No DateSent filter: a message Twilio accepted but still holds in its
+        queue (a number's rate, a carrier backlog) has no DateSent yet, and
+        the filter would hide exactly the message we must not send twice.
+        The newest LOOKUP_PAGE messages to one customer reach far past any
+        retry window; DateCreated bounds the match instead, so an identical
+        text from an earlier burst (A->B->A) is not mistaken for this one.
+        """
         filters: dict[str, Any] = {"to": sms.to}
         if self._from and not self._service:
             filters["from_"] = self._from
         # Clocks differ: look a little before our own record of the attempt.
-        filters["date_sent_after"] = since - timedelta(minutes=5)
+        earliest = since - timedelta(minutes=5)
         try:
-            for message in self._client().messages.list(limit=50, page_size=50, **filters):
+            for message in self._client().messages.list(
+                limit=LOOKUP_PAGE, page_size=LOOKUP_PAGE, **filters
+            ):
+                created = message.date_created
+                if created is not None and created < earliest:
+                    continue
                 if message.body == sms.body:
                     return str(message.sid)
         except TwilioRestException as exc:

@@ -110,6 +110,10 @@ class ChaosConfig:
         chaos_on_reads: also apply error/rate-limit/drop knobs to GETs
             (list/fetch). Latency always applies to reads.
         idempotency_ttl: seconds an idempotency key is remembered (Resend).
+        carrier_queue_s: seconds an accepted message waits in the provider's
+            queue before it goes out (Twilio holds messages above a number's
+            rate). Until then its ``date_sent`` is null, so ``DateSent``
+            filters do not see it.
     """
 
     latency: float = 0.0
@@ -123,6 +127,7 @@ class ChaosConfig:
     drop_after_accept_rate: float = 0.0
     chaos_on_reads: bool = False
     idempotency_ttl: float = 24 * 3600.0
+    carrier_queue_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""

@@ -382,6 +382,7 @@ class TwilioWire(WireServer):
     def _resource(self, send: AcceptedSend) -> dict[str, Any]:
         base = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{send.id}"
         stamp = _rfc2822(send.received_at)
+        went_out = self._went_out_at(send)
         media = send.payload.get("MediaUrl")
         num_media = 0 if not media else (len(media) if isinstance(media, list) else 1)
         return {
@@ -389,7 +390,7 @@ class TwilioWire(WireServer):
             "api_version": API_VERSION,
             "body": send.body or "",
             "date_created": stamp,
-            "date_sent": stamp,
+            "date_sent": None if went_out is None else _rfc2822(went_out),
             "date_updated": stamp,
             "direction": "outbound-api",
             "error_code": send.error_code,
@@ -406,6 +407,11 @@ class TwilioWire(WireServer):
             "to": send.to,
             "uri": f"{base}.json",
         }
+
+    def _went_out_at(self, send: AcceptedSend) -> float | None:
+        """When the message left Twilio's queue (its DateSent), or None while it waits."""
+        went_out = send.received_at + self._config.carrier_queue_s
+        return went_out if went_out <= time.time() else None
 
     def _read(self, request: WireRequest, message_sid: str | None) -> Reply | None:
         step = self._decide([], is_read=True)
@@ -461,8 +467,12 @@ class TwilioWire(WireServer):
                 return False
             if before_seq is not None and send.seq >= before_seq:
                 return False
+            went_out = self._went_out_at(send)
+            if went_out is None:
+                # Still queued: no DateSent, so no DateSent filter matches it.
+                return not checks
             # Twilio timestamps have one-second resolution; compare likewise.
-            sent = datetime.fromtimestamp(int(send.received_at), UTC)
+            sent = datetime.fromtimestamp(int(went_out), UTC)
             for op, moment, date_only in checks:
                 if op == "eq" and date_only and sent.date() != moment.date():
                     return False

@@ -232,6 +232,23 @@ def test_list_filters_by_to_from_and_date_sent_after(
     assert twilio_client.messages.list(to="+15559999999") == []
 
 
+def test_a_message_held_in_the_queue_has_no_date_sent(
+    twilio_client: Client, twilio_wire: TwilioWire
+):
+    twilio_wire.configure(carrier_queue_s=3600)
+    held = twilio_client.messages.create(to=TO, from_=FROM, body="held")
+    since = datetime.now(UTC) - timedelta(minutes=5)
+
+    assert twilio_client.messages(held.sid).fetch().date_sent is None
+    assert twilio_client.messages.list(to=TO, date_sent_after=since) == []
+    [listed] = twilio_client.messages.list(to=TO)
+    assert (listed.sid, listed.date_sent, listed.status) == (held.sid, None, "queued")
+
+    twilio_wire.configure(carrier_queue_s=0)
+    assert [m.sid for m in twilio_client.messages.list(to=TO, date_sent_after=since)] == [
+        held.sid]
+
+
 def test_list_pages_through_everything(twilio_client: Client) -> None:
     for i in range(7):
         twilio_client.messages.create(to=TO, from_=FROM, body=f"m{i}")
