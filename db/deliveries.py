@@ -59,7 +59,10 @@ class Delivery:
 class Claim:
     """The lease a send task holds while it calls the provider."""
 
+    #: Attempts ever made, this one included (the timeline shows it).
     attempts: int
+    #: Attempts since the delivery was last re-driven: what the retry budget counts.
+    attempts_this_run: int
     attempted_at: datetime
 
 
@@ -97,7 +100,9 @@ def claim(
             "template_used": template_used,
         },
     ).first()
-    return None if row is None else Claim(int(row.attempts), row.last_attempt_at)
+    if row is None:
+        return None
+    return Claim(int(row.attempts), int(row.attempts_this_run), row.last_attempt_at)
 
 
 def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> None:

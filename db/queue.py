@@ -31,15 +31,11 @@ def claim_due(conn: Connection, batch: int) -> ClaimResult:
 
     Runs inside the caller's transaction: dispatch only after it commits.
     """
-    closed = 0
-    refs: list[DeliveryRef] = []
-    for row in conn.exec_driver_sql(query("claim_due"), {"batch": batch}):
-        if row.id is None:
-            closed = int(row.closed)
-        else:
-            refs.append(DeliveryRef(int(row.id), str(row.channel)))
+    row = conn.exec_driver_sql(query("claim_due"), {"batch": batch}).one()
+    refs = [DeliveryRef(i, "sms") for i in row.sms_ids]
+    refs += [DeliveryRef(i, "email") for i in row.email_ids]
     refs.sort(key=lambda ref: ref.id)
-    return ClaimResult(closed, refs)
+    return ClaimResult(int(row.closed), refs)
 
 
 def next_send_after(conn: Connection) -> datetime | None:

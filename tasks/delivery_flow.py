@@ -186,7 +186,7 @@ def run(delivery_id: int, channel: str) -> Outcome:
         )
     if claim is None:
         return Outcome("busy", "another worker took this delivery")
-    return _call_provider(d, claim.attempts, prepared, settings)
+    return _call_provider(d, claim.attempts_this_run, prepared, settings)
 
 
 def _call_provider(d: Delivery, attempts: int, prepared: Prepared,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tasks.commands.errors import CommandError
+from tests.cli_runner import cli
 from tests.flow import by_channel, change_stage, deliveries, make_due, run_tick
 from tests.pg import new_registration
 
@@ -24,15 +25,6 @@ EMAIL = "rory@example.com"
 @pytest.fixture(autouse=True)
 def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run `regnotify ARGV` in-process; (exit status, stdout, stderr)."""
-    from tasks.cli import main
-
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def retry_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
@@ -69,7 +61,8 @@ def test_failed_text_is_sent_once_on_redrive(conn, capsys, twilio_wire):
     assert twilio_wire.accepted_count(PHONE) == 1
     after = by_channel(deliveries(conn, reg))["sms"]
     assert (after["status"], after["provider_message_id"]) == ("sent", sent.id)
-    assert after["error_code"] is None and after["attempts"] == 1
+    # The failed attempt stays counted: the history is kept across a re-drive.
+    assert after["error_code"] is None and after["attempts"] == 2
 
     # Nothing failed is left: a second run re-drives nothing and sends nothing.
     again = retry_json(capsys)
@@ -161,7 +154,7 @@ def test_still_failing_delivery_fails_again_with_the_new_error(conn, capsys, twi
     doc = retry_json(capsys)
     assert doc["requeued"] == 1
     row = by_channel(deliveries(conn, reg))["sms"]
-    assert (row["status"], row["error_code"], row["attempts"]) == ("failed", "21612", 1)
+    assert (row["status"], row["error_code"], row["attempts"]) == ("failed", "21612", 2)
     assert twilio_wire.accepted_count(PHONE) == 0
 
 
@@ -256,4 +249,25 @@ def test_redrive_after_a_maybe_sent_last_attempt_adopts_instead_of_resending(
     assert doc["requeued"] == 1
     after = by_channel(deliveries(conn, reg))["sms"]
     assert (after["status"], after["provider_message_id"]) == ("sent", accepted.id)
+    assert after["attempts"] == 5
+    assert twilio_wire.accepted_count(PHONE) == 1
+
+
+@pytest.mark.usefixtures("pipeline")
+def test_redrive_gives_a_fresh_retry_budget_and_keeps_the_count(conn, capsys, twilio_wire):
+    # SEND_MAX_RETRIES=3: four 5xx answers use up the whole budget.
+    twilio_wire.script(PHONE, ["500", "500", "500", "500"])
+    reg = new_registration(conn, customer_phone=PHONE, notification_pref="sms")
+    change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    run_tick()
+    row = by_channel(deliveries(conn, reg))["sms"]
+    assert (row["status"], row["attempts"]) == ("failed", 4)
+
+    # Three more transient errors would exceed a budget counted from zero
+    # attempts ago only if the old attempts still counted against it.
+    twilio_wire.script(PHONE, ["503", "503", "503", "accept"])
+    assert retry_json(capsys)["requeued"] == 1
+    after = by_channel(deliveries(conn, reg))["sms"]
+    assert (after["status"], after["attempts"]) == ("sent", 8)
     assert twilio_wire.accepted_count(PHONE) == 1

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli_runner import cli
 from tests.flow import by_channel, change_stage, deliveries, make_due, run_tick
 from tests.pg import new_registration
 
@@ -26,15 +27,6 @@ def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     # Rich sizes tables to COLUMNS when stdout is not a terminal; wide enough
     # that ids and error messages are not folded across lines.
     monkeypatch.setenv("COLUMNS", "250")
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run `regnotify ARGV` in-process; (exit status, stdout, stderr)."""
-    from tasks.cli import main
-
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:

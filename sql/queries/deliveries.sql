@@ -60,7 +60,7 @@ SET status          = 'sending',
 WHERE id = %(id)s
   AND status IN ('queued', 'sending')
   AND (lease_until IS NULL OR lease_until <= now())
-RETURNING attempts, last_attempt_at;
+RETURNING attempts, attempts - attempts_at_redrive AS attempts_this_run, last_attempt_at;
 
 -- name: mark_sent
 -- The provider accepted: a webhook may already have moved it further.
@@ -160,8 +160,9 @@ WHERE status = 'failed'
 ORDER BY id;
 
 -- name: requeue_failed
+-- A fresh retry budget that keeps the history: attempts is never reset.
 UPDATE public.registration_notifications
-SET status = 'queued', attempts = 0, error_code = NULL, error_message = NULL,
+SET status = 'queued', attempts_at_redrive = attempts, error_code = NULL, error_message = NULL,
     next_attempt_at = NULL, lease_until = NULL, updated_at = now()
 WHERE id = %(id)s AND status = 'failed'
 RETURNING id, channel;

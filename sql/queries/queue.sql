@@ -6,8 +6,9 @@
 -- per channel: `queued`, or `skipped` with the first reason that applies.
 -- `id = ANY(ARRAY(...))` keeps the plan on ix_notification_queue_due; `IN`
 -- over the locked subquery turned into a hash join that scanned the table.
--- Returns one row with the number of queue rows closed (id NULL), then one
--- row per delivery that must be sent.
+-- Returns one row: the number of queue rows closed, and the ids of the
+-- deliveries that must be sent, per channel (arrays: a row per delivery cost
+-- the claimer more to read than the database took to write them).
 -- The INSERT has no ON CONFLICT: a queue row is locked and closed by this
 -- same statement and nothing reopens it, so it can never be claimed twice.
 -- Should that ever break, uq_registration_notifications_queue_channel fails
@@ -68,9 +69,11 @@ written AS (
     FROM decided
     RETURNING id, channel, status
 )
-SELECT NULL::bigint AS id, NULL::text AS channel, count(*) AS closed FROM closed
-UNION ALL
-SELECT id, channel, NULL FROM written WHERE status = 'queued';
+SELECT (SELECT count(*) FROM closed) AS closed,
+       coalesce(array_agg(id) FILTER (WHERE channel = 'sms'), '{}') AS sms_ids,
+       coalesce(array_agg(id) FILTER (WHERE channel = 'email'), '{}') AS email_ids
+FROM written
+WHERE status = 'queued';
 
 -- name: next_send_after
 -- The earliest pending send_after, for the wake-up; NULL when nothing waits.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from tasks.commands.database_url import add_database_url_option, use_database_url
 
@@ -34,5 +35,12 @@ def run(args: argparse.Namespace) -> int:
         argv += ["-P", args.pool]
     if args.hostname:
         argv += ["-n", args.hostname]
+    from tasks import worker_restart
+
+    started = time.monotonic()
     app.worker_main(argv)
-    return 0
+    status = worker_restart.exit_status()
+    restart, count = worker_restart.should_restart(status, time.monotonic() - started)
+    if restart:
+        worker_restart.restart_process(count, status)
+    return int(status or 0)

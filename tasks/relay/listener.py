@@ -17,19 +17,22 @@ from collections.abc import Callable
 import psycopg
 
 from db.connection import libpq_url
+from tasks.relay.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "notification_tick"
 
 
-class Listener:
+class Listener(BackgroundLoop):
     """Keeps one autocommit connection LISTENing and calls `on_tick(source)` for each NOTIFY.
 
     `source` is "notify" for a NOTIFY, and "listen" right after each
     successful LISTEN: a NOTIFY sent while nobody listened is lost for good,
     so every (re)connect asks for one catch-up run.
     """
+
+    thread_name = "relay-listener"
 
     def __init__(
         self,
@@ -43,6 +46,7 @@ class Listener:
         idle_probe_s: float = 30.0,
         on_reconnect: Callable[[], object] | None = None,
     ) -> None:
+        super().__init__()
         self._url = libpq_url(database_url)
         self._on_tick = on_tick
         self._on_reconnect = on_reconnect
@@ -51,9 +55,7 @@ class Listener:
         self.backoff_max_s = backoff_max_s
         self.poll_s = poll_s
         self.idle_probe_s = idle_probe_s
-        self._stop = threading.Event()
         self._connected = threading.Event()
-        self._thread: threading.Thread | None = None
         self.connects = 0
         self.notifications = 0
         #: The latest NOTIFY payloads, newest last (diagnostics and tests).
@@ -69,20 +71,6 @@ class Listener:
     def reconnects(self) -> int:
         """Successful LISTENs after the first one."""
         return max(self.connects - 1, 0)
-
-    def start(self) -> None:
-        """Start the background thread (once)."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="relay-listener", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to finish and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the LISTEN is in place (for startup and tests)."""

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from tasks.relay.background import BackgroundLoop
+
 log = logging.getLogger(__name__)
 
 #: How often "auto" asks the database again whether a pg_cron job exists, so
@@ -17,7 +19,7 @@ CRON_RECHECK_S = 60.0
 TickerMode = Literal["auto", "on", "off"]
 
 
-class Ticker:
+class Ticker(BackgroundLoop):
     """Calls `on_tick("ticker")` every `interval_s` seconds while it should.
 
     mode "on" always ticks; "auto" ticks unless `cron_check()` says a pg_cron
@@ -25,6 +27,8 @@ class Ticker:
     extra tick is coalesced and costs one cheap run, a missing one delays
     every message); "off" never starts.
     """
+
+    thread_name = "relay-ticker"
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class Ticker:
         cron_check: Callable[[], bool | None] | None = None,
         recheck_s: float = CRON_RECHECK_S,
     ) -> None:
+        super().__init__()
         self._on_tick = on_tick
         self.interval_s = interval_s
         self.mode: TickerMode = mode
@@ -44,8 +49,6 @@ class Ticker:
         self.ticks = 0
         self._decided = False
         self._active = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def active(self) -> bool:
@@ -62,19 +65,8 @@ class Ticker:
             return "cron"
         return "starting"
 
-    def start(self) -> None:
-        """Start the background thread unless the mode is off."""
-        if self.mode == "off" or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="relay-ticker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop ticking and wait for the thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def _should_start(self) -> bool:
+        return self.mode != "off"
 
     def wait_active(self, timeout: float) -> bool:
         """Block until the ticker has decided to tick (tests)."""
