@@ -203,3 +203,15 @@ def pipeline(
         monkeypatch.undo()
         reset_process_state()
         state.restore()
+
+
+@pytest.fixture()
+def state_root() -> Iterator[Path]:
+    """A folder for `up` to run in.
+
+    Not under pytest's tmp (mode 700): the postgres user must reach the data.
+    """
+    root = Path(tempfile.mkdtemp(prefix="regnotify-up-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)

@@ -13,8 +13,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,6 @@ from tasks.embedded_postgres import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
     free_port,
-    port_in_use,
     resolve_bindir,
     wheel_bindir,
 )
@@ -34,18 +31,17 @@ from tasks.embedded_redis import EmbeddedRedisError, resolve_redis_server, wheel
 from tasks.server_binaries import ENV_VAR, INSTALL_EXTRA, ServerBinariesError, chosen_source
 from tasks.settings import get_settings
 from tests.pg import connect
-from tests.test_up import _STACK_ENV, Up, _env_file, _get
+from tests.up_process import (
+    SENT_BY_CONSOLE,
+    STACK_ENV,
+    Up,
+    assert_stopped_cleanly,
+    deliver_one_change,
+    http_status,
+    up_env,
+)
 
 # ── Helpers ──────────────────────────────────────────────────────────────────
-
-
-@pytest.fixture()
-def state_root() -> Iterator[Path]:
-    # Not under pytest's tmp (mode 700): the postgres user must reach the data.
-    root = Path(tempfile.mkdtemp(prefix="regnotify-upw-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture()
@@ -185,7 +181,7 @@ def test_missing_binaries_say_what_to_install(hermetic: Path, monkeypatch: pytes
 
 def _up_in_process(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     """`regnotify up` in this process, on embedded defaults; its exit status."""
-    for name in _STACK_ENV:
+    for name in STACK_ENV:
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     try:
@@ -225,7 +221,7 @@ def test_up_reports_missing_postgres_in_one_line(hermetic: Path,
 def test_up_reports_missing_redis_in_one_line(tmp_path: Path):
     empty = tmp_path / "empty-path"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in _STACK_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in STACK_ENV}
     # Our own database URL: no embedded PostgreSQL, so only Redis is looked for.
     env.update({ENV_VAR: "system", "PATH": str(empty),
                 "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
@@ -311,7 +307,7 @@ def test_up_on_the_wheels_delivers_and_stops_cleanly(state_root: Path,
         assert f"(wheel binaries in {pg_bindir})" in out
         assert f"(wheel binaries in {valkey})" in out
         assert "the relay's own ticker drives deliveries" in out
-        assert _get(f"http://127.0.0.1:{ports['relay']}/healthz") == 200
+        assert http_status(f"http://127.0.0.1:{ports['relay']}/healthz") == 200
 
         # The servers running are the wheels' programs.
         postmaster = int((state_root / ".regnotify" / "postgres" / "postmaster.pid")
@@ -320,7 +316,7 @@ def test_up_on_the_wheels_delivers_and_stops_cleanly(state_root: Path,
         exes = {_exe(pid) for pid, _ in processes}
         assert (pg_bindir / "postgres").resolve() in exes
         assert valkey.resolve() in exes
-        env = _env_file(state_root)
+        env = up_env(state_root)
         info = redis.Redis.from_url(env["CELERY_BROKER_URL"]).info("server")
         assert info.get("server_name") == "valkey", info
 
@@ -330,29 +326,12 @@ def test_up_on_the_wheels_delivers_and_stops_cleanly(state_root: Path,
             assert conn.execute("SELECT count(*) AS n FROM pg_extension "
                                 "WHERE extname = 'pg_cron'").fetchone()["n"] == 0
             conn.execute("UPDATE notification_config SET debounce_window = interval '1 second'")
-            reg = conn.execute(
-                "INSERT INTO registrations (customer_name, customer_phone, customer_email) "
-                "VALUES ('Wheel Test', '+15557770002', 'wheel@example.com') RETURNING id"
-            ).fetchone()["id"]
-            conn.execute("UPDATE registrations SET current_stage = 'sticker_ready' "
-                         "WHERE id = %s", (reg,))
             # No `regnotify tick` here: without pg_cron the relay's ticker delivers.
-            deadline = time.monotonic() + 40
-            rows: list[dict] = []
-            while time.monotonic() < deadline:
-                rows = conn.execute("SELECT channel, status, provider FROM "
-                                    "registration_notifications ORDER BY channel").fetchall()
-                if len(rows) == 2 and all(r["status"] == "sent" for r in rows):
-                    break
-                time.sleep(0.2)
-        assert rows == [{"channel": "email", "status": "sent", "provider": "console"},
-                        {"channel": "sms", "status": "sent", "provider": "console"}]
+            rows = deliver_one_change(conn, "Wheel Test", "+15557770002", "wheel@example.com",
+                                      timeout=40)
+        assert rows == SENT_BY_CONSOLE
         up.wait_for("SMS console-sms-")  # the console provider shows the text
     finally:
-        took = up.interrupt()
-    assert up.proc.returncode == 0, up.output()[-3000:]
-    assert took < 15
-    assert not any(port_in_use(p) for p in ports.values())
+        assert_stopped_cleanly(up, ports, state_root)
     left = [(pid, _exe(pid)) for pid, started in processes if _still_running(pid, started)]
     assert not left, left
-    assert not (state_root / ".regnotify" / "up.env").exists()
