@@ -77,6 +77,10 @@ def restart_process(restarts: int, exit_code: object) -> None:
     sys.stderr.flush()
     sys.stdout.flush()
     time.sleep(delay)
+    # exec skips atexit: write the buffered counters now.
+    from tasks import worker_metrics
+
+    worker_metrics.flush()
     os.environ[RESTARTS_ENV] = str(restarts)
     argv = [sys.executable, *sys.orig_argv[1:]]
     os.execv(sys.executable, argv)
