@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import redis
 
+from tasks.broker_redis import connect, is_redis_url
+
 log = logging.getLogger(__name__)
 
 _GCRA = """
@@ -73,10 +75,8 @@ class RateLimiter:
         self._local = _LocalGcra()
         self._redis: redis.Redis | None = None
         self._script = None
-        if redis_url and redis_url.startswith(("redis://", "rediss://", "unix://")):
-            self._redis = redis.Redis.from_url(
-                redis_url, socket_timeout=2, socket_connect_timeout=2
-            )
+        if is_redis_url(redis_url):
+            self._redis = connect(redis_url, timeout_s=2)
             self._script = self._redis.register_script(_GCRA)
         self._warned = False
 

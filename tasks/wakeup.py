@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import redis
 
-from tasks.celery_app import app, broker_url
+from tasks.broker_redis import BrokerRedis
+from tasks.celery_app import app
 
 log = logging.getLogger(__name__)
 
@@ -47,30 +48,19 @@ class TickRequest:
     coalesced: bool
 
 
-_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis | None:
-    global _client
-    url = broker_url()
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return None
-    if _client is None:
-        _client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return _client
+_broker = BrokerRedis(timeout_s=2)
 
 
 def reset_client() -> None:
     """Forget the Redis client (tests that change the broker)."""
-    global _client
-    _client = None
+    _broker.reset()
 
 
 def request_tick() -> TickRequest:
     """Enqueue process_notification_queue unless a run is already waiting to start."""
     from tasks.queue_tick import process_notification_queue
 
-    client = _redis()
+    client = _broker.get()
     if client is not None:
         try:
             if not client.set(PENDING_KEY, "1", nx=True, ex=PENDING_TTL_S):
@@ -84,7 +74,7 @@ def request_tick() -> TickRequest:
 
 def run_started() -> None:
     """Called as a run starts: ticks from now on must start another run."""
-    client = _redis()
+    client = _broker.get()
     if client is None:
         return
     try:
@@ -104,7 +94,7 @@ def arm_wakeup(seconds_until_due: float | None) -> float | None:
         return None
     # A floor, so rows another claimer holds cannot spin us in a tight loop.
     countdown = min(max(seconds_until_due, 0.05), MAX_WAKE_DELAY_S)
-    client = _redis()
+    client = _broker.get()
     if client is not None:
         try:
             now_s, now_us = client.time()

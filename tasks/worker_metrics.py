@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis
 
-from tasks.celery_app import broker_url
+from tasks.broker_redis import BrokerRedis
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +32,17 @@ _PREFIX = "regnotify:metrics:"
 _FLOAT_FIELDS = frozenset({"sum"})
 
 _lock = threading.Lock()
-_client: redis.Redis | None = None
+_broker = BrokerRedis(timeout_s=1)
 _warned = False
 #: Redis hash -> field -> increment not yet written.
 _pending: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
 _flusher: threading.Thread | None = None
 
 
-def _redis() -> redis.Redis | None:
-    global _client
-    url = broker_url()
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return None
-    with _lock:
-        if _client is None:
-            _client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        return _client
-
-
 def reset_client() -> None:
     """Forget the client and any unwritten increments (tests that change the broker)."""
-    global _client
+    _broker.reset()
     with _lock:
-        _client = None
         _pending.clear()
 
 
@@ -83,7 +71,7 @@ def flush() -> None:
             return
         batch = {key: dict(fields) for key, fields in _pending.items()}
         _pending.clear()
-    client = _redis()
+    client = _broker.get()
     if client is None:
         return
     try:
@@ -155,7 +143,7 @@ def read() -> WorkerFigures | None:
     """The recorded figures, or None when Redis does not answer."""
     # A relay that also runs tasks (eager tests, one-process setups) shows its own too.
     flush()
-    client = _redis()
+    client = _broker.get()
     if client is None:
         return None
     try:

@@ -33,6 +33,17 @@ def as_role(
             conn.rollback()
 
 
+def insert_row(conn: psycopg.Connection, table: str, values: dict[str, Any]) -> Any:
+    """INSERT one row of `values` (column -> value) into `table`; returns its id."""
+    cols = ", ".join(values)
+    params = ", ".join(f"%({k})s" for k in values)
+    row = conn.execute(
+        f"INSERT INTO {table} ({cols}) VALUES ({params}) RETURNING id", values
+    ).fetchone()
+    assert row is not None
+    return row["id"] if isinstance(row, dict) else row[0]
+
+
 def new_registration(conn: psycopg.Connection, **fields: Any) -> str:
     """Insert a registration with sensible defaults and return its id."""
     values = {
@@ -44,10 +55,4 @@ def new_registration(conn: psycopg.Connection, **fields: Any) -> str:
         "vehicle_year": 2019,
         **fields,
     }
-    cols = ", ".join(values)
-    params = ", ".join(f"%({k})s" for k in values)
-    row = conn.execute(
-        f"INSERT INTO registrations ({cols}) VALUES ({params}) RETURNING id", values
-    ).fetchone()
-    assert row is not None
-    return str(row["id"] if isinstance(row, dict) else row[0])
+    return str(insert_row(conn, "registrations", values))

@@ -28,7 +28,7 @@ from tasks.embedded_redis import EmbeddedRedis
 from tasks.relay import create_app
 from tasks.settings import Settings
 from tests.conftest import reset_process_state
-from tests.pg import new_registration
+from tests.pg import insert_row, new_registration
 
 RELAY_TOKEN = "relay-test-token-0123456789"
 TWILIO_AUTH_TOKEN = "twilio-test-auth-token-abcdef"
@@ -233,13 +233,7 @@ def new_delivery(
         "attempts": 1,
         **fields,
     }
-    cols = ", ".join(values)
-    params = ", ".join(f"%({k})s" for k in values)
-    row = conn.execute(
-        f"INSERT INTO registration_notifications ({cols}) VALUES ({params}) RETURNING id", values
-    ).fetchone()
-    assert row is not None
-    return int(row["id"])
+    return int(insert_row(conn, "registration_notifications", values))
 
 
 def delivery(conn: psycopg.Connection[dict[str, Any]], delivery_id: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from tasks.broker_redis import connect, is_redis_url
 from tasks.celery_app import DEFAULT_BROKER_URL
 from tasks.relay.runtime import Relay
 
@@ -26,11 +27,8 @@ def check_broker(relay: Relay) -> None:
     """Raise unless the broker answers (PING for Redis, a connection otherwise)."""
     url = relay.settings.celery_broker_url or DEFAULT_BROKER_URL
     timeout = relay.settings.relay_health_timeout_s
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=timeout,
-                                      socket_connect_timeout=timeout)
+    if is_redis_url(url):
+        client = connect(url, timeout)
         try:
             client.ping()
         finally:

@@ -90,25 +90,15 @@ class PipelineCollector(Collector):
             buckets.append(("+Inf", h.count))
             latency.add_metric([h.provider], buckets, sum_value=h.sum)
         yield latency
-        calls = CounterMetricFamily("regnotify_provider_requests",
-                                    "Provider API requests by outcome, from workers",
-                                    labels=["provider", "outcome"])
-        for key, count in sorted(figures.calls.items()):
-            provider, _, outcome = key.partition(":")
-            calls.add_metric([provider, outcome], count)
-        yield calls
-        retries = CounterMetricFamily("regnotify_send_retries",
-                                      "Sends scheduled for another attempt, from workers",
-                                      labels=["channel"])
-        for channel, count in sorted(figures.retries.items()):
-            retries.add_metric([channel], count)
-        yield retries
-        runs = CounterMetricFamily("regnotify_queue_runs",
-                                   "process_notification_queue runs, by what started them",
-                                   labels=["reason"])
-        for reason, count in sorted(figures.queue_runs.items()):
-            runs.add_metric([reason], count)
-        yield runs
+        yield _counter("regnotify_provider_requests",
+                       "Provider API requests by outcome, from workers", ["provider", "outcome"],
+                       {tuple(key.partition(":")[::2]): n for key, n in figures.calls.items()})
+        yield _counter("regnotify_send_retries",
+                       "Sends scheduled for another attempt, from workers", ["channel"],
+                       {(channel,): n for channel, n in figures.retries.items()})
+        yield _counter("regnotify_queue_runs",
+                       "process_notification_queue runs, by what started them", ["reason"],
+                       {(reason,): n for reason, n in figures.queue_runs.items()})
 
 
 class RelayMetrics:
@@ -144,3 +134,12 @@ async def metrics_endpoint(request: Request) -> Response:
     """GET /metrics."""
     metrics: RelayMetrics = request.app.state.relay.metrics
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _counter(name: str, documentation: str, labels: list[str],
+             counts: dict[tuple[str, ...], int]) -> CounterMetricFamily:
+    """A counter family with one sample per label tuple, in label order."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, count in sorted(counts.items()):
+        family.add_metric(list(values), count)
+    return family

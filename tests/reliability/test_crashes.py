@@ -23,6 +23,16 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _drain_under_way(stack, twilio_wire, resend_wire) -> None:
+    """A backlog draining through the worker and the 1 s ticker, with some sends done."""
+    twilio_wire.configure(latency=0.02)
+    resend_wire.configure(latency=0.02)
+    seed_backlog(stack.database_url, BACKLOG)
+    stack.worker.start(stack.app)
+    stack.ticker.start()
+    _wait(lambda: sent_count(stack.database_url) >= 80, 60, "some progress")
+
+
 def test_worker_killed_mid_drain_including_after_acceptance(stack, twilio_wire, resend_wire):
     twilio_wire.configure(latency=0.02)
     resend_wire.configure(latency=0.02)
@@ -51,12 +61,7 @@ def test_worker_killed_mid_drain_including_after_acceptance(stack, twilio_wire, 
 
 
 def test_redis_lost_for_ten_seconds_mid_drain(stack, redis_server, twilio_wire, resend_wire):
-    twilio_wire.configure(latency=0.02)
-    resend_wire.configure(latency=0.02)
-    seed_backlog(stack.database_url, BACKLOG)
-    stack.worker.start(stack.app)
-    stack.ticker.start()
-    _wait(lambda: sent_count(stack.database_url) >= 80, 60, "some progress")
+    _drain_under_way(stack, twilio_wire, resend_wire)
     redis_server.kill()
     time.sleep(10)
     redis_server.start()  # empty: everything Redis held is gone
@@ -70,12 +75,7 @@ def test_redis_lost_for_ten_seconds_mid_drain(stack, redis_server, twilio_wire, 
 
 
 def test_postgres_restarted_mid_drain(stack, pg_cluster, twilio_wire, resend_wire):
-    twilio_wire.configure(latency=0.02)
-    resend_wire.configure(latency=0.02)
-    seed_backlog(stack.database_url, BACKLOG)
-    stack.worker.start(stack.app)
-    stack.ticker.start()
-    _wait(lambda: sent_count(stack.database_url) >= 80, 60, "some progress")
+    _drain_under_way(stack, twilio_wire, resend_wire)
     pg_cluster.stop("fast")
     time.sleep(3)
     pg_cluster.start()
