@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     relay_self_tick: Literal["auto", "on", "off"] = "auto"
     relay_tick_interval_s: float = Field(default=5.0, gt=0)
     relay_max_body_bytes: int = Field(default=65536, ge=256)
+    # Seconds a client may take to send a request's line and headers, and
+    # then its body: past either the relay answers 408 and closes.
+    relay_header_timeout_s: float = Field(default=10.0, gt=0)
+    relay_body_timeout_s: float = Field(default=10.0, gt=0)
     relay_health_timeout_s: float = Field(default=2.0, gt=0)
     relay_reconnect_max_s: float = Field(default=15.0, gt=0)
 
