@@ -13,7 +13,7 @@ UP_ENV_FILE = ".regnotify/up.env"
 
 
 class Settings(BaseSettings):
-    """Every setting regnotify reads; names are the environment variables of DESIGN.md."""
+    """Every setting regnotify reads; each is the environment variable of its name in capitals."""
 
     # While `regnotify up` runs, its URLs and generated secrets are in
     # .regnotify/up.env, so other commands in the same folder find the stack.
