@@ -127,6 +127,19 @@ def test_a_body_trickling_in_gets_408_within_the_deadline(relay, path, headers):
     assert f"POST {path}" in relay.process.log() and "answered 408" in relay.process.log()
 
 
+def test_a_refused_request_is_answered_at_once_and_its_trickle_cut_off(relay):
+    # 401 before the body is read: the connection closes with it, so the
+    # client cannot hold it open by trickling the rest.
+    client = slow_body(relay.port, "/tick", "Authorization: Bearer wrong\r\n")
+    try:
+        data, elapsed = client.answer()
+    finally:
+        client.close()
+    assert _status_line(data) == "HTTP/1.1 401 Unauthorized", data
+    assert b"connection: close" in data.lower()
+    assert elapsed < DEADLINE_S, elapsed
+
+
 def test_headers_trickling_in_are_cut_within_the_deadline(relay):
     client = slow_headers(relay.port)
     try:
