@@ -1,6 +1,6 @@
 """All scenarios of the benchmark, in one run, on one private stack.
 
-The figures (issue 6) and their goals:
+The figures it reports and the goal each one is held to:
 
 ==========================  ======  =================================================
 trigger_overhead_ratio      >= 0.85 UPDATE tps with the trigger / without, sync commit off

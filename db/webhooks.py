@@ -16,7 +16,7 @@ WEBHOOK_STATUSES = frozenset(
     {"queued", "sending", "sent", "delivered", "undelivered", "failed", "bounced", "complained"}
 )
 
-#: The pg_cron job the migrations schedule (DESIGN.md).
+#: The pg_cron job migration 04 schedules to run `SELECT notification_tick()`.
 CRON_JOB_NAME = "process-notification-queue"
 
 

@@ -13,7 +13,7 @@ UP_ENV_FILE = ".regnotify/up.env"
 
 
 class Settings(BaseSettings):
-    """Every setting regnotify reads; names are the environment variables of DESIGN.md."""
+    """Every setting regnotify reads; each is the environment variable of its name in capitals."""
 
     # While `regnotify up` runs, its URLs and generated secrets are in
     # .regnotify/up.env, so other commands in the same folder find the stack.
@@ -65,19 +65,65 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
+    # Providers: an explicit SMS_PROVIDER / EMAIL_PROVIDER wins; unset, the
+    # credentials decide, and half-filled credentials are an error rather
+    # than a silent console.
     def sms_provider_name(self) -> str:
-        """'twilio' when chosen or when Twilio credentials are present, else 'console'."""
+        """'twilio' or 'console'; raises ProviderConfigError naming what Twilio lacks."""
+        missing = self.twilio_missing()
+        if self.sms_provider == "twilio" and missing:
+            raise ProviderConfigError(
+                f"SMS_PROVIDER=twilio but {_are(missing)} not set: set {_it(missing)}, "
+                "or SMS_PROVIDER=console")
         if self.sms_provider:
             return self.sms_provider
-        if self.twilio_account_sid and self.twilio_auth_token:
+        if not missing:
             return "twilio"
+        given = [name for name, value in self._twilio_fields() if value]
+        if given:
+            raise ProviderConfigError(
+                f"{_are(given)} set but {_are(missing)} not: set {_it(missing)} "
+                "to send texts with Twilio, or SMS_PROVIDER=console")
         return "console"
 
     def email_provider_name(self) -> str:
-        """'resend' when chosen or when a Resend key is present, else 'console'."""
+        """'resend' or 'console'; raises ProviderConfigError naming what Resend lacks."""
+        missing = self.resend_missing()
+        if self.email_provider == "resend" and missing:
+            raise ProviderConfigError(
+                f"EMAIL_PROVIDER=resend but {_are(missing)} not set: set {_it(missing)}, "
+                "or EMAIL_PROVIDER=console")
         if self.email_provider:
             return self.email_provider
-        return "resend" if self.resend_api_key else "console"
+        if not missing:
+            return "resend"
+        if self.resend_api_key:
+            raise ProviderConfigError(
+                "RESEND_API_KEY is set but EMAIL_FROM is not: set EMAIL_FROM to an address "
+                "on a domain verified in Resend, or EMAIL_PROVIDER=console")
+        return "console"
+
+    def _twilio_fields(self) -> list[tuple[str, object]]:
+        return [("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                ("TWILIO_FROM_NUMBER", self.twilio_from_number),
+                ("TWILIO_MESSAGING_SERVICE_SID", self.twilio_messaging_service_sid)]
+
+    def twilio_missing(self) -> list[str]:
+        """What Twilio still needs to send a text (empty when complete)."""
+        missing = [name for name, value in self._twilio_fields()[:2] if not _filled(value)]
+        if not (self.twilio_from_number or self.twilio_messaging_service_sid):
+            missing.append("TWILIO_FROM_NUMBER (or TWILIO_MESSAGING_SERVICE_SID)")
+        return missing
+
+    def resend_missing(self) -> list[str]:
+        """What Resend still needs to send an e-mail (empty when complete)."""
+        missing = [] if _filled(self.resend_api_key) else ["RESEND_API_KEY"]
+        # EMAIL_FROM has a placeholder default (console output uses it);
+        # Resend refuses a domain that is not verified, so it must be given.
+        if "email_from" not in self.model_fields_set:
+            missing.append("EMAIL_FROM")
+        return missing
 
     # Relay
     relay_listen: bool = True
@@ -85,8 +131,34 @@ class Settings(BaseSettings):
     relay_self_tick: Literal["auto", "on", "off"] = "auto"
     relay_tick_interval_s: float = Field(default=5.0, gt=0)
     relay_max_body_bytes: int = Field(default=65536, ge=256)
+    # Seconds a client may take to send a request's line and headers, and
+    # then its body: past either the relay answers 408 and closes.
+    relay_header_timeout_s: float = Field(default=10.0, gt=0)
+    relay_body_timeout_s: float = Field(default=10.0, gt=0)
     relay_health_timeout_s: float = Field(default=2.0, gt=0)
     relay_reconnect_max_s: float = Field(default=15.0, gt=0)
+
+
+class ProviderConfigError(ValueError):
+    """Provider settings that cannot work, said in one line naming what is missing."""
+
+
+def _filled(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return bool(value)
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _are(names: list[str]) -> str:
+    return f"{_and(names)} {'is' if len(names) == 1 else 'are'}"
+
+
+def _it(names: list[str]) -> str:
+    return "it" if len(names) == 1 else "them"
 
 
 @cache

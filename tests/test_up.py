@@ -30,6 +30,8 @@ def test_up_runs_everything_and_stops_cleanly(state_root: Path):
     up = Up(state_root, ports)
     try:
         up.wait_for("regnotify is up")
+        up.wait_for("providers  sms: console (prints, sends nothing), "
+                    "email: console (prints, sends nothing)")
         flower_line = up.wait_for("user admin")
         password = flower_line.split("password")[1].strip()
         assert http_status(f"http://127.0.0.1:{ports['relay']}/healthz") == 200

@@ -94,6 +94,9 @@ def test_regnotify_worker_honours_retry_after_between_attempts(
     make_due(conn)
     worker = WorkerProcess(regnotify_worker_argv(2), worker_env, tmp_path / "worker.log")
     worker.start(broker_app)
+    # The first thing the worker says: which providers are live.
+    assert "regnotify worker: sms: twilio (live), email: resend (live)" in (
+        worker.log_path.read_text(errors="replace"))
     try:
         broker_app.send_task("process_notification_queue")
         _wait_settled(clean_db, expected=2)

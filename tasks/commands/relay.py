@@ -86,8 +86,12 @@ def run(args: argparse.Namespace) -> int:
     """Serve until stopped (SIGINT or SIGTERM: uvicorn shuts down gracefully)."""
     import uvicorn
 
+    from tasks.relay.http_protocol import header_deadline_protocol
+
     app, host = prepare(args)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=host, port=args.port, log_level=args.log_level, server_header=False)
+    settings = app.state.relay.settings
+    uvicorn.run(app, host=host, port=args.port, log_level=args.log_level, server_header=False,
+                http=header_deadline_protocol(settings.relay_header_timeout_s))
     return 0

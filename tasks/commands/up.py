@@ -65,11 +65,16 @@ def run(args: argparse.Namespace) -> int:
     from tasks.child_processes import ChildProcesses
     from tasks.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError, resolve_bindir
     from tasks.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_server
+    from tasks.providers.registry import banner_line
     from tasks.server_binaries import ServerBinariesError, chosen_source
-    from tasks.settings import get_settings
+    from tasks.settings import ProviderConfigError, get_settings
     from tasks.up_state import UpState
 
     settings = get_settings()
+    try:
+        providers = banner_line(settings)
+    except ProviderConfigError as exc:
+        raise CommandError(str(exc)) from None
     state = UpState(Path(args.state_dir).resolve())
     embedded_pg = not settings.database_url
     embedded_redis = not settings.celery_broker_url
@@ -158,14 +163,13 @@ def run(args: argparse.Namespace) -> int:
                  and _wait_http(flower_url, 60, auth=(user, password)))
         if not ready and children.first_exited() is None and not stopping:
             children.say("up", "warning: the relay or Flower is slow to answer")
-        sms, email = settings.sms_provider_name(), settings.email_provider_name()
         for line in (
             "regnotify is up",
             f"  relay   {relay_url}  (POST /tick, GET /healthz, /metrics, /docs)",
             f"  flower  {flower_url}  user {user}  password {password}",
             f"  database {redacted(database_url)}",
             f"  broker  {broker}",
-            f"  providers: sms={sms}, email={email}",
+            f"  providers  {providers}",
             "  try `regnotify demo` in another terminal; Ctrl-C stops everything",
         ):
             children.say("up", line)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from tasks.commands.database_url import add_database_url_option, use_database_url
+from tasks.commands.errors import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start the worker in the foreground until it is stopped."""
     use_database_url(args)
+    from tasks.providers.registry import banner_line
+    from tasks.settings import ProviderConfigError
+
+    try:
+        providers = banner_line()
+    except ProviderConfigError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"regnotify worker: {providers}", file=sys.stderr, flush=True)
     from tasks.celery_app import ALL_QUEUES, app
 
     argv = ["worker", "-Q", args.queues or ",".join(ALL_QUEUES), "-l", args.loglevel, "-E"]

@@ -6,8 +6,15 @@ import threading
 
 from tasks.providers.base import EmailProvider, SmsProvider
 from tasks.providers.console import ConsoleEmail, ConsoleSms
-from tasks.settings import get_settings
+from tasks.settings import ProviderConfigError, Settings, get_settings
 from tasks.worker_metrics import TimedProvider
+
+#: How each provider's name reads where `up`, `worker` and /healthz say what is live.
+DESCRIPTIONS = {
+    "twilio": "twilio (live)",
+    "resend": "resend (live)",
+    "console": "console (prints, sends nothing)",
+}
 
 _lock = threading.Lock()
 _sms: SmsProvider | None = None
@@ -52,3 +59,29 @@ def reset_providers() -> None:
     with _lock:
         _sms = None
         _email = None
+
+
+def chosen_providers(settings: Settings | None = None) -> dict[str, str]:
+    """{'sms': ..., 'email': ...} as DESCRIPTIONS word them; raises ProviderConfigError."""
+    settings = settings or get_settings()
+    return {"sms": DESCRIPTIONS[settings.sms_provider_name()],
+            "email": DESCRIPTIONS[settings.email_provider_name()]}
+
+
+def provider_report(settings: Settings | None = None) -> dict[str, str]:
+    """Like chosen_providers, but a channel that cannot work reads 'misconfigured: why'."""
+    settings = settings or get_settings()
+    report: dict[str, str] = {}
+    for channel, name in (("sms", settings.sms_provider_name),
+                          ("email", settings.email_provider_name)):
+        try:
+            report[channel] = DESCRIPTIONS[name()]
+        except ProviderConfigError as exc:
+            report[channel] = f"misconfigured: {exc}"
+    return report
+
+
+def banner_line(settings: Settings | None = None) -> str:
+    """'sms: twilio (live), email: console (prints, sends nothing)'; raises ProviderConfigError."""
+    chosen = chosen_providers(settings)
+    return f"sms: {chosen['sms']}, email: {chosen['email']}"

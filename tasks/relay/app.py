@@ -53,9 +53,14 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.relay_max_body_bytes)],
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.relay_max_body_bytes,
+                               timeout_s=settings.relay_body_timeout_s)],
         lifespan=lifespan,
     )
+    # Starlette would answer `POST /tick/` with a 307 whose Location is built
+    # from the request's Host header: a redirect anyone can aim anywhere.
+    # Paths are exact here; anything else is a 404.
+    app.router.redirect_slashes = False
     app.state.relay = relay
     app.state.openapi = openapi.build_openapi()
     return app

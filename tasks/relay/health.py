@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 
 from tasks.broker_redis import connect, is_redis_url
 from tasks.celery_app import DEFAULT_BROKER_URL
+from tasks.providers.registry import provider_report
 from tasks.relay.runtime import Relay
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ async def healthz(request: Request) -> JSONResponse:
         "off" if listener is None else ("connected" if listener.connected else "disconnected")
     )
     body["ticker"] = relay.ticker.state()
+    # Which providers a worker with these settings sends through (said, not checked).
+    body["providers"] = provider_report(relay.settings)
     if failed:
         body["failed"] = failed
         return JSONResponse(body, status_code=503)
