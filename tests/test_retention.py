@@ -25,6 +25,27 @@ DEFAULT_AGES = ("UPDATE notification_config SET retain_processed_queue = interva
                 "retain_cron_history = interval '7 days', retain_deliveries = NULL")
 
 
+#: A valid schedule that never fires (31 February).
+NEVER = "0 0 31 2 *"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cron_prune_held(database_url):
+    """The test cluster's real pg_cron job would prune these tests' old rows under them
+    every five minutes: it stays scheduled and active, on a date that never comes."""
+    with connect(database_url) as c:
+        has_cron = c.execute("SELECT to_regclass('cron.job') IS NOT NULL AS ok").fetchone()["ok"]
+        job = c.execute("SELECT schedule, command FROM cron.job WHERE jobname = %s",
+                        (PRUNE_JOB_NAME,)).fetchone() if has_cron else None
+        if job is not None:
+            c.execute("SELECT cron.schedule(%s, %s, %s)", (PRUNE_JOB_NAME, NEVER, job["command"]))
+    yield job
+    if job is not None:
+        with connect(database_url) as c:
+            c.execute("SELECT cron.schedule(%s, %s, %s)",
+                      (PRUNE_JOB_NAME, job["schedule"], job["command"]))
+
+
 @pytest.fixture()
 def db(conn):
     """The clean test database; the retention ages are back at their defaults after."""
@@ -165,11 +186,13 @@ def test_the_ages_are_read_at_each_run(db, clean_db):
 # ── pg_cron ──────────────────────────────────────────────────────────────────
 
 
-def test_the_migration_schedules_the_prune(db, cron_enabled):
-    job = db.execute("SELECT schedule, command, active FROM cron.job WHERE jobname = %s",
-                     (PRUNE_JOB_NAME,)).fetchone()
-    assert job is not None and job["active"]
+def test_the_migration_schedules_the_prune(db, cron_enabled, cron_prune_held):
+    # As the migration left it (before this module held it back).
+    job = cron_prune_held
+    assert job is not None
     assert job["schedule"] == "*/5 * * * *"
+    assert db.execute("SELECT active FROM cron.job WHERE jobname = %s",
+                      (PRUNE_JOB_NAME,)).fetchone()["active"]
     assert "public.prune_notifications(" in job["command"]
 
 
