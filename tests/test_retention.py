@@ -362,6 +362,17 @@ def test_prune_errors_are_one_line(pg_cluster, clean_db, capsys):
     code, _, err = cli(capsys, "prune", "--dry-run", "--database-url", url)
     assert code == 2 and "run `regnotify migrate`" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # A role that is not the owner (the cluster trusts loopback logins).
+    with connect(clean_db) as c:
+        c.execute("DROP ROLE IF EXISTS prune_outsider")
+        c.execute("CREATE ROLE prune_outsider LOGIN")
+    try:
+        outsider = clean_db.replace("://postgres@", "://prune_outsider@", 1)
+        code, _, err = cli(capsys, "prune", "--database-url", outsider)
+        assert code == 2 and "may not prune: connect as the database owner" in err, err
+    finally:
+        with connect(clean_db) as c:
+            c.execute("DROP ROLE prune_outsider")
 
 
 # ── A million old rows, stage updates flowing ────────────────────────────────

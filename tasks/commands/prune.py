@@ -102,9 +102,14 @@ def _engine(args: argparse.Namespace) -> Iterator[Engine]:
         first_line = str(exc.orig or exc).strip().splitlines()[0]
         raise CommandError(f"database {redacted(url)}: {first_line}") from None
     except ProgrammingError as exc:
-        if "prune_notifications" in str(exc.orig or exc):
+        from psycopg import errors
+
+        if isinstance(exc.orig, errors.UndefinedFunction):
             raise CommandError(f"database {redacted(url)} has no retention functions yet: "
                                "run `regnotify migrate`") from None
+        if isinstance(exc.orig, errors.InsufficientPrivilege):
+            raise CommandError(f"the role in {redacted(url)} may not prune: connect as the "
+                               "database owner (the role that ran the migrations)") from None
         raise
 
 
