@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -13,6 +15,17 @@ from tasks.sms_segments import segment_count
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 MAX_SMS_SEGMENTS = 2
+#: The compliance line every text ends with. It is appended here, not in the
+#: template, and the trimming below never touches it (CTIA and carriers
+#: require it; a long stage label once pushed it out).
+SMS_OPT_OUT = "Reply STOP to opt out."
+# Three dots, not "…": one non-GSM character would turn the whole text into
+# UCS-2 and halve the budget.
+_ELLIPSIS = "..."
+# A label or dealership name is not cut shorter than this while some other
+# part can still give way.
+_LABEL_FLOOR = 20
+_DEALERSHIP_FLOOR = 12
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,9 @@ def _vehicle(ctx: MessageContext) -> str:
     return text or "vehicle"
 
 
-def _stage_parts(ctx: MessageContext, vehicle: str) -> tuple[str, str, str]:
+def _stage_parts(
+    ctx: MessageContext, vehicle: str, label: str | None = None
+) -> tuple[str, str, str]:
     """(headline, detail, template name) from the stage's file, or the default one."""
     env = _text_env()
     name = f"stages/{ctx.stage}.j2"
@@ -85,7 +100,7 @@ def _stage_parts(ctx: MessageContext, vehicle: str) -> tuple[str, str, str]:
         name = "stages/default.j2"
         template = env.get_template(name)
     module: Any = template.make_module(
-        {"vehicle": vehicle, "stage_label": ctx.stage_label or ctx.stage}
+        {"vehicle": vehicle, "stage_label": label or ctx.stage_label or ctx.stage}
     )
     return str(module.headline).strip(), str(module.detail).strip(), name
 
@@ -100,23 +115,83 @@ def _common(ctx: MessageContext) -> dict[str, Any]:
     }
 
 
+def _fits(body: str) -> bool:
+    return segment_count(body) <= MAX_SMS_SEGMENTS
+
+
+def _cut(text: str, keep: int) -> str:
+    """The first `keep` characters and an ellipsis; never ends inside a character sequence.
+
+    A dangling zero-width joiner, variation selector or combining mark would
+    show as a broken glyph, so they go with the character they belonged to.
+    """
+    if keep >= len(text):
+        return text
+    head = text[:keep]
+    while head and (unicodedata.combining(head[-1]) or head[-1] in "\u200d\ufe0e\ufe0f"):
+        head = head[:-1]
+    return head.rstrip(" ,;:-.") + _ELLIPSIS
+
+
+def _longest_fit(text: str, floor: int, body_for: Callable[[str], str]) -> str:
+    """The longest cut of `text` (not below `floor` characters) whose body fits, or the floor cut.
+
+    Shortening a part never makes the body cost more segments, so a binary
+    search over the kept length finds the longest cut that fits.
+    """
+    lo, hi = min(floor, len(text)), len(text)
+    if _fits(body_for(_cut(text, hi))):
+        return text
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _fits(body_for(_cut(text, mid))):
+            lo = mid
+        else:
+            hi = mid - 1
+    return _cut(text, lo)
+
+
 def render_sms(ctx: MessageContext) -> RenderedSms:
-    """The text for a stage, shortened until it fits in two segments."""
-    vehicle = _vehicle(ctx)
-    headline, _detail, name = _stage_parts(ctx, vehicle)
-    values = _common(ctx) | {"headline": headline}
+    """The text for a stage, trimmed to two segments; it always ends with SMS_OPT_OUT.
+
+    Only the variable parts give way, in this order: the link, the vehicle,
+    the stage label, the dealership name, and last the message text itself.
+    """
     layout = _text_env().get_template("sms.txt.j2")
-    body = layout.render(values).strip()
-    # Long dealership or model names: drop the link, then the vehicle, then cut.
-    if segment_count(body) > MAX_SMS_SEGMENTS:
-        values["portal_url"] = None
-        body = layout.render(values).strip()
-    if segment_count(body) > MAX_SMS_SEGMENTS:
-        headline, _detail, name = _stage_parts(ctx, "vehicle")
-        values["headline"] = headline
-        body = layout.render(values).strip()
-    while segment_count(body) > MAX_SMS_SEGMENTS:
-        body = body[: len(body) - 10].rstrip() + "..."
+    vehicle = _vehicle(ctx)
+    label = ctx.stage_label or ctx.stage
+    dealership = ctx.dealership
+    link = ctx.portal_url
+    _headline, _detail, name = _stage_parts(ctx, vehicle)
+
+    def body_for(*, vehicle: str, label: str, dealership: str, link: str | None) -> str:
+        headline, _detail, _name = _stage_parts(ctx, vehicle, label)
+        message = layout.render(_common(ctx) | {
+            "headline": headline, "dealership": dealership, "portal_url": link,
+        }).strip()
+        return f"{message} {SMS_OPT_OUT}"
+
+    body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
+    if not _fits(body):
+        link = None
+        body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
+    if not _fits(body):
+        vehicle = "vehicle"
+        body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
+    if not _fits(body):
+        label = _longest_fit(label, _LABEL_FLOOR, lambda cut: body_for(
+            vehicle=vehicle, label=cut, dealership=dealership, link=link))
+        body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
+    if not _fits(body):
+        dealership = _longest_fit(dealership, _DEALERSHIP_FLOOR, lambda cut: body_for(
+            vehicle=vehicle, label=label, dealership=cut, link=link))
+        body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
+    if not _fits(body):
+        # Whatever is left over (a long stage template): cut the message
+        # before the opt-out line, which alone always fits.
+        message = body[: -len(SMS_OPT_OUT) - 1]
+        message = _longest_fit(message, 0, lambda cut: f"{cut} {SMS_OPT_OUT}")
+        body = f"{message} {SMS_OPT_OUT}".lstrip()
     return RenderedSms(body=body, template=f"sms:{name}")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from db.migrations import MigrationError, discover, migrate, status
+from db.queries import query
 from db.sql_files import migrations_dir
 from tests.pg import connect
 
@@ -58,13 +59,41 @@ def test_every_design_object_exists(conn):
     assert {"anon", "authenticated", "service_role"} <= roles
 
 
+def _plan(conn, sql: str, params: dict | None = None) -> str:
+    return "\n".join(r["QUERY PLAN"] for r in conn.execute("EXPLAIN " + sql, params))
+
+
 def test_due_claim_uses_the_due_index(conn):
-    conn.execute("SET enable_seqscan = off")
-    plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
-        "EXPLAIN SELECT id FROM notification_queue WHERE sent = false AND send_after <= now() "
-        "ORDER BY send_after LIMIT 100 FOR UPDATE SKIP LOCKED"))
-    conn.execute("RESET enable_seqscan")
-    assert "ix_notification_queue_due" in plan
+    # The plan of the claim statement itself, on a queue shaped like production
+    # (most rows processed, one pending row per registration, about half of
+    # them due) with fresh statistics. On an empty table with stale statistics
+    # both partial indexes on "sent = false" cost the same and the planner's
+    # pick between them was a coin toss (uq_pending_notification once in two
+    # runs); with real rows only ix_notification_queue_due yields them in
+    # send_after order and stops after the batch, by a wide cost margin.
+    conn.execute(
+        "INSERT INTO registrations (customer_name, customer_phone) "
+        "SELECT 'Queue Shape ' || g, '+1555' || lpad(g::text, 7, '0') "
+        "FROM generate_series(1, 3000) AS g")
+    conn.execute("""
+        INSERT INTO notification_queue
+            (registration_id, old_stage, new_stage, send_after, sent, processed_at,
+             closed_reason)
+        SELECT r.id, 'sale_complete', 'documents_collected', h.at, true, h.at, 'processed'
+        FROM registrations AS r
+        CROSS JOIN LATERAL (SELECT now() - make_interval(days => n % 90) AS at
+                            FROM generate_series(1, 10) AS n) AS h""")
+    conn.execute("""
+        INSERT INTO notification_queue (registration_id, old_stage, new_stage, send_after)
+        SELECT r.id, 'documents_collected', 'submitted_to_dmv',
+               now() + make_interval(secs => (row_number() OVER ()) % 600 - 300)
+        FROM registrations AS r""")
+    conn.execute("ANALYZE notification_queue")
+    plan = _plan(conn, query("claim_due"), {"batch": 100})
+    assert "ix_notification_queue_due" in plan, plan
+    assert "uq_pending_notification" not in plan, plan
+    # The wake-up's look at the earliest pending row also stays on the index.
+    assert "ix_notification_queue_due" in _plan(conn, query("next_send_after"))
 
 
 def test_applying_twice_changes_nothing(pg_cluster):

@@ -1,4 +1,9 @@
-"""The relay's own ticker, for databases where pg_cron does not tick (an embedded PostgreSQL)."""
+"""The relay's own ticker, for databases where pg_cron does not tick (an embedded PostgreSQL).
+
+It also prunes (retention, migration 11) at most once an hour where pg_cron
+has no prune job, in a thread of its own so a long first prune never delays
+a tick.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,30 @@ log = logging.getLogger(__name__)
 CRON_RECHECK_S = 60.0
 
 TickerMode = Literal["auto", "on", "off"]
+
+#: How often the relay prunes where pg_cron does not (pg_cron's job: every 5 min).
+PRUNE_EVERY_S = 3600.0
+#: The first prune waits this long after start, so a relay that restarts
+#: often (`regnotify up` in development) still prunes, but not while starting.
+PRUNE_FIRST_S = 60.0
+
+
+def prune_unless_cron() -> None:
+    """Prune in batches with the process's database, unless pg_cron runs the prune job."""
+    from db.prune import cron_prunes, prune
+    from tasks.database import autocommit_engine, engine
+    from tasks.settings import get_settings
+
+    if not get_settings().database_url:
+        return
+    with autocommit_engine().connect() as conn:
+        if cron_prunes(conn):
+            log.debug("pg_cron job regnotify-prune prunes: the relay does not")
+            return
+    result = prune(engine())
+    if result.total:
+        log.info("pruned %d row(s) in %d batch(es): %s", result.total, result.batches,
+                 ", ".join(f"{k} {n}" for k, n in result.deleted.items() if n))
 
 
 class Ticker(BackgroundLoop):
@@ -38,6 +67,9 @@ class Ticker(BackgroundLoop):
         mode: TickerMode = "auto",
         cron_check: Callable[[], bool | None] | None = None,
         recheck_s: float = CRON_RECHECK_S,
+        prune: Callable[[], object] | None = prune_unless_cron,
+        prune_every_s: float = PRUNE_EVERY_S,
+        prune_first_s: float = PRUNE_FIRST_S,
     ) -> None:
         super().__init__()
         self._on_tick = on_tick
@@ -49,6 +81,11 @@ class Ticker(BackgroundLoop):
         self.ticks = 0
         self._decided = False
         self._active = threading.Event()
+        self._prune = prune
+        self.prune_every_s = prune_every_s
+        self.prune_first_s = prune_first_s
+        self.prunes = 0
+        self._prune_thread: threading.Thread | None = None
 
     @property
     def active(self) -> bool:
@@ -90,11 +127,33 @@ class Ticker(BackgroundLoop):
         self._decided = True
         return scheduled is not True
 
+    def _maybe_prune(self, now: float, next_prune: float) -> float:
+        """Start a prune in its own thread when one is due and none is running."""
+        if self._prune is None or now < next_prune:
+            return next_prune
+        if self._prune_thread is not None and self._prune_thread.is_alive():
+            return next_prune
+        self._prune_thread = threading.Thread(target=self._prune_once, name="relay-prune",
+                                              daemon=True)
+        self._prune_thread.start()
+        return now + self.prune_every_s
+
+    def _prune_once(self) -> None:
+        assert self._prune is not None
+        self.prunes += 1
+        try:
+            self._prune()
+        except Exception as exc:
+            log.warning("prune failed (%s); next try in %.0fs", type(exc).__name__,
+                        self.prune_every_s)
+
     def _run(self) -> None:
         next_check = 0.0
+        next_prune = time.monotonic() + self.prune_first_s
         ticking = False
         while not self._stop.is_set():
             now = time.monotonic()
+            next_prune = self._maybe_prune(now, next_prune)
             if now >= next_check:
                 ticking = self._decide()
                 next_check = now + self.recheck_s
