@@ -84,13 +84,15 @@ def _api_roles(conn: psycopg.Connection) -> None:
             conn.execute(f"CREATE ROLE {role} NOLOGIN NOINHERIT{extra}")
 
 
-def _fresh_owned_database(pg_cluster: EmbeddedPostgres, name: str, owner: str,
-                          attrs: str) -> None:
+def fresh_owned_database(pg_cluster: EmbeddedPostgres, name: str, owner: str,
+                         attrs: str) -> str:
+    """Database `name`, new and owned by `owner` (created with `attrs`); its superuser URL."""
     with connect(pg_cluster.admin_url) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
             c.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER {attrs}")
         c.execute(f'CREATE DATABASE "{name}" OWNER {owner}')
+    return database_url_for(pg_cluster, name)
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +107,7 @@ def supabase_database_url(pg_cluster: EmbeddedPostgres) -> str:
     roles with SET ROLE, as PostgREST does).
     """
     owner = SUPABASE_OWNER
-    _fresh_owned_database(pg_cluster, SUPABASE_DATABASE, owner,
+    fresh_owned_database(pg_cluster, SUPABASE_DATABASE, owner,
                           "CREATEROLE CREATEDB BYPASSRLS")
     url = database_url_for(pg_cluster, SUPABASE_DATABASE)
     with connect(url) as c:
@@ -140,7 +142,7 @@ def plain_database_url(pg_cluster: EmbeddedPostgres) -> str:
     them); a plain owner could not create them (see the README). Returns the
     superuser URL.
     """
-    _fresh_owned_database(pg_cluster, PLAIN_DATABASE, PLAIN_OWNER, "")
+    fresh_owned_database(pg_cluster, PLAIN_DATABASE, PLAIN_OWNER, "")
     with connect(pg_cluster.admin_url) as c:
         _api_roles(c)
     migrate(database_url_for(pg_cluster, PLAIN_DATABASE, PLAIN_OWNER))

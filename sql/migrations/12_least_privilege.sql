@@ -276,3 +276,47 @@ BEGIN
     END;
 END
 $net$;
+
+-- 04 created pg_cron without a schema, so its extension record sits in the
+-- first schema of the search path (public); its objects are in schema cron.
+-- Supabase documents pg_cron WITH SCHEMA pg_catalog. pg_cron is not
+-- relocatable either: reinstall it there, putting every job (and the run
+-- history) back as it was, ids included. Only the extension's owner (a
+-- superuser) can; anything that goes wrong undoes the whole step and says so.
+DO $cron$
+DECLARE
+    v_jobs jsonb;
+    v_runs jsonb;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                   WHERE e.extname = 'pg_cron'
+                     AND e.extnamespace = 'public'::pg_catalog.regnamespace) THEN
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(j)) INTO v_jobs FROM cron.job j;
+        IF pg_catalog.to_regclass('cron.job_run_details') IS NOT NULL THEN
+            EXECUTE 'SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)) '
+                    'FROM cron.job_run_details r' INTO v_runs;
+        END IF;
+        DROP EXTENSION pg_cron;
+        CREATE EXTENSION pg_cron WITH SCHEMA pg_catalog;
+        IF v_jobs IS NOT NULL THEN
+            INSERT INTO cron.job
+            SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::cron.job, v_jobs);
+            PERFORM pg_catalog.setval('cron.jobid_seq', max(j.jobid)) FROM cron.job j;
+        END IF;
+        IF v_runs IS NOT NULL THEN
+            EXECUTE 'INSERT INTO cron.job_run_details SELECT * FROM '
+                    'pg_catalog.jsonb_populate_recordset(NULL::cron.job_run_details, $1)'
+                USING v_runs;
+            EXECUTE 'SELECT pg_catalog.setval(''cron.runid_seq'', max(runid)) '
+                    'FROM cron.job_run_details';
+        END IF;
+        RAISE NOTICE 'regnotify: pg_cron reinstalled in schema pg_catalog, its jobs kept';
+    EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'regnotify: pg_cron stays in schema public (%): its owner can reinstall '
+                     'it WITH SCHEMA pg_catalog', SQLERRM;
+    END;
+END
+$cron$;
