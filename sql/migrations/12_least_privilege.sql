@@ -144,12 +144,24 @@ GRANT SELECT ON public.registration_stages TO anon, authenticated, service_role;
 
 -- authenticated is both a customer and (app_metadata.role = admin) staff:
 -- the policies decide rows, the guard trigger keeps customers to
--- notification_pref. No column here is one the database fills in itself.
+-- notification_pref. UPDATE is granted column by column: every column staff
+-- edit (those later migrations added included), never the key or created_at.
 GRANT SELECT, INSERT, DELETE ON public.registrations TO authenticated;
-GRANT UPDATE (customer_name, customer_phone, customer_email, vin, vehicle_year,
-              vehicle_make, vehicle_model, plate_number, current_stage, updated_at,
-              notification_pref, pending_notify_customer)
-    ON public.registrations TO authenticated;
+DO $columns$
+DECLARE
+    v_column name;
+BEGIN
+    FOR v_column IN
+        SELECT a.attname FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = 'public.registrations'::pg_catalog.regclass
+          AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attname NOT IN ('id', 'created_at')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT UPDATE (%I) ON public.registrations TO authenticated',
+                                  v_column);
+    END LOOP;
+END
+$columns$;
 GRANT SELECT ON public.registration_notifications TO authenticated;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.notification_queue TO authenticated;
 
