@@ -156,6 +156,26 @@ def _prepare_ledger(conn: psycopg.Connection) -> None:
         conn.execute(f"REVOKE ALL ON {LEDGER} FROM {', '.join(['PUBLIC', *roles])}")
 
 
+def _check_api_roles(conn: psycopg.Connection) -> None:
+    """Refuse early, with the fix, when 01 could not create the roles it needs."""
+    present = {r[0] for r in conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(_API_ROLES),))}
+    missing = [r for r in _API_ROLES if r not in present]
+    if not missing:
+        return
+    row = conn.execute(
+        "SELECT current_user, rolsuper OR rolcreaterole FROM pg_roles "
+        "WHERE rolname = current_user").fetchone()
+    if row is None or row[1]:
+        return
+    creates = " ".join(f"CREATE ROLE {r} NOLOGIN NOINHERIT;" for r in missing)
+    raise MigrationError(
+        f"roles {', '.join(missing)} do not exist and {row[0]} may not create them "
+        f"(no CREATEROLE): have an administrator run `{creates}` or grant {row[0]} "
+        "CREATEROLE, then migrate again"
+    )
+
+
 def _protected_setting_unreadable(conn: psycopg.Connection) -> bool:
     """Whether reading cron.database_name raises here (pg_cron loaded, owner unprivileged)."""
     try:
@@ -219,6 +239,9 @@ def migrate(
                 raise MigrationError(
                     f"cannot set up the migration ledger {LEDGER}: {exc}".strip()
                 ) from exc
+            done = _applied(conn)
+            if any(f.filename not in done for f in files):
+                _check_api_roles(conn)
             shim = _protected_setting_unreadable(conn)
             if shim:
                 with conn.transaction():
@@ -226,7 +249,6 @@ def migrate(
                     conn.execute(
                         "REVOKE ALL ON FUNCTION regnotify.current_setting(text, boolean) "
                         "FROM PUBLIC")
-            done = _applied(conn)
             for f in files:
                 if f.filename in done:
                     if done[f.filename][0] != f.checksum:

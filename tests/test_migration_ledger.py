@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
-from db.migrations import discover, migrate, status
+from db.migrations import MigrationError, discover, migrate, status
+from tasks.embedded_postgres import EmbeddedPostgres, free_port
 from tests.conftest import (
     PLAIN_OWNER,
     SUPABASE_DATABASE,
@@ -110,3 +117,48 @@ def test_every_file_applies_again_as_the_supabase_owner_changing_nothing(
     with connect(supabase_database_url) as c:
         after = c.execute(GRANTS_SNAPSHOT).fetchone()["s"]
     assert before == after
+
+
+@pytest.fixture(scope="module")
+def bare_cluster() -> Iterator[EmbeddedPostgres]:
+    """A cluster of its own: no anon, authenticated or service_role yet."""
+    root = Path(tempfile.mkdtemp(prefix="regnotify-bare-"))
+    cluster = EmbeddedPostgres(data_dir=root / "data", port=free_port(), database="bare",
+                               cron=False, settings={"fsync": "off"})
+    if cluster._owner is not None:
+        os.chown(root, cluster._owner.pw_uid, cluster._owner.pw_gid)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_owner_who_cannot_create_the_roles_is_told_how(bare_cluster):
+    fresh_owned_database(bare_cluster, "norole", "app_owner", "")
+    with pytest.raises(MigrationError, match=r"CREATE ROLE anon NOLOGIN NOINHERIT;.*CREATEROLE"):
+        migrate(database_url_for(bare_cluster, "norole", "app_owner"))
+
+
+def test_an_owner_with_createrole_gets_the_roles_without_bypassrls(bare_cluster):
+    # RDS's master user: CREATEROLE, not a superuser.
+    fresh_owned_database(bare_cluster, "rds", "rds_master", "CREATEROLE")
+    seen: dict[str, list[str]] = {}
+    migrate(database_url_for(bare_cluster, "rds", "rds_master"),
+            on_applied=lambda name, notices: seen.setdefault(name, notices))
+    assert any("without BYPASSRLS" in n for n in seen["01_compat.sql"])
+    url = database_url_for(bare_cluster, "rds")
+    with connect(url) as c:
+        roles = {r["rolname"]: r["rolbypassrls"] for r in c.execute(
+            "SELECT rolname, rolbypassrls FROM pg_roles "
+            "WHERE rolname IN ('anon', 'authenticated', 'service_role')")}
+        assert roles == {"anon": False, "authenticated": False, "service_role": False}
+        reg = c.execute("INSERT INTO registrations (customer_name) VALUES ('R') RETURNING id"
+                        ).fetchone()["id"]
+        c.execute("UPDATE registrations SET notification_pref = 'sms' WHERE id = %s", (reg,))
+    # Without BYPASSRLS the backend still reaches what it needs, through policies.
+    with as_role(url, "service_role", {"role": "service_role"}) as c:
+        assert len(c.execute("SELECT * FROM registrations").fetchall()) == 1
+        assert len(c.execute("SELECT * FROM notification_pref_changes").fetchall()) == 1
+        assert c.execute("SELECT public.notification_tick() AS how").fetchone()["how"] == "notify"
