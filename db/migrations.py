@@ -3,6 +3,10 @@
 Each file runs in its own transaction and is recorded with its SHA-256. A
 session-level advisory lock serialises concurrent runners; an applied file
 whose checksum changed is refused rather than silently skipped.
+
+The ledger lives in schema `regnotify`, out of PostgREST's reach (it exposes
+`public`) and granted to nobody; a ledger older runners kept in
+`public.regnotify_migrations` is moved there on the next run.
 """
 
 from __future__ import annotations
@@ -24,13 +28,41 @@ MIGRATION_LOCK_KEY = 0x7265676E6F74
 
 _FILE_NAME = re.compile(r"^\d{2,}_[a-z0-9_]+\.sql$")
 
+LEDGER = "regnotify.migrations"
+_OLD_LEDGER = "public.regnotify_migrations"
+_API_ROLES = ("anon", "authenticated", "service_role")
+
 _LEDGER_DDL = """
-CREATE TABLE IF NOT EXISTS public.regnotify_migrations (
+CREATE TABLE IF NOT EXISTS regnotify.migrations (
     filename   text PRIMARY KEY,
     checksum   text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+
+# Migration 04 reads current_setting('cron.database_name', true), which raises
+# (missing_ok notwithstanding) where pg_cron is preloaded and the owner is
+# neither a superuser nor in pg_read_all_settings: RDS, Cloud SQL, Neon. 04 is
+# history and cannot change, so the runner applies such a file with this
+# stand-in first on its search_path: the setting then reads as unset, which is
+# what 04 already handles, and the owner is told why.
+_SETTING_SHIM = """
+CREATE OR REPLACE FUNCTION regnotify.current_setting(setting_name text, missing_ok boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $fn$
+BEGIN
+    RETURN pg_catalog.current_setting(setting_name, missing_ok);
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'regnotify: % is not readable by role % (not a superuser, not in '
+                 'pg_read_all_settings): treated as unset', setting_name, current_user;
+    RETURN NULL;
+END
+$fn$
+"""
+_SHIM_SEARCH_PATH = "SET LOCAL search_path = regnotify, pg_catalog, public"
+_PROTECTED_PROBE = "SELECT current_setting('cron.database_name', true)"
 
 
 class MigrationError(RuntimeError):
@@ -88,11 +120,70 @@ def discover(folder: Path | None = None) -> list[MigrationFile]:
     return files
 
 
-def _applied(conn: psycopg.Connection) -> dict[str, tuple[str, datetime]]:
-    rows = conn.execute(
-        "SELECT filename, checksum, applied_at FROM public.regnotify_migrations"
-    ).fetchall()
+def _applied(
+    conn: psycopg.Connection, ledger: str = LEDGER
+) -> dict[str, tuple[str, datetime]]:
+    rows = conn.execute(f"SELECT filename, checksum, applied_at FROM {ledger}").fetchall()
     return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def _exists(conn: psycopg.Connection, relation: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
+    return bool(row and row[0])
+
+
+def _prepare_ledger(conn: psycopg.Connection) -> None:
+    """Create schema regnotify and its ledger, moving an old public ledger over."""
+    with conn.transaction():
+        conn.execute("CREATE SCHEMA IF NOT EXISTS regnotify")
+        conn.execute("REVOKE ALL ON SCHEMA regnotify FROM PUBLIC")
+        if _exists(conn, _OLD_LEDGER):
+            if _exists(conn, LEDGER):
+                # Both: an old runner ran after a new one. Keep every record.
+                conn.execute(
+                    f"INSERT INTO {LEDGER} (filename, checksum, applied_at) "
+                    f"SELECT filename, checksum, applied_at FROM {_OLD_LEDGER} "
+                    "ON CONFLICT (filename) DO NOTHING"
+                )
+                conn.execute(f"DROP TABLE {_OLD_LEDGER}")
+            else:
+                conn.execute(f"ALTER TABLE {_OLD_LEDGER} SET SCHEMA regnotify")
+                conn.execute("ALTER TABLE regnotify.regnotify_migrations RENAME TO migrations")
+        conn.execute(_LEDGER_DDL)
+        # Default privileges may have granted the new table to the API roles.
+        roles = [r[0] for r in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(_API_ROLES),))]
+        conn.execute(f"REVOKE ALL ON {LEDGER} FROM {', '.join(['PUBLIC', *roles])}")
+
+
+def _check_api_roles(conn: psycopg.Connection) -> None:
+    """Refuse early, with the fix, when 01 could not create the roles it needs."""
+    present = {r[0] for r in conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(_API_ROLES),))}
+    missing = [r for r in _API_ROLES if r not in present]
+    if not missing:
+        return
+    row = conn.execute(
+        "SELECT current_user, rolsuper OR rolcreaterole FROM pg_roles "
+        "WHERE rolname = current_user").fetchone()
+    if row is None or row[1]:
+        return
+    creates = " ".join(f"CREATE ROLE {r} NOLOGIN NOINHERIT;" for r in missing)
+    raise MigrationError(
+        f"roles {', '.join(missing)} do not exist and {row[0]} may not create them "
+        f"(no CREATEROLE): have an administrator run `{creates}` or grant {row[0]} "
+        "CREATEROLE, then migrate again"
+    )
+
+
+def _protected_setting_unreadable(conn: psycopg.Connection) -> bool:
+    """Whether reading cron.database_name raises here (pg_cron loaded, owner unprivileged)."""
+    try:
+        with conn.transaction():
+            conn.execute(_PROTECTED_PROBE)
+    except psycopg.errors.InsufficientPrivilege:
+        return True
+    return False
 
 
 def _connect(database_url: str) -> psycopg.Connection:
@@ -106,8 +197,11 @@ def status(database_url: str, folder: Path | None = None) -> list[MigrationState
     """Every migration known on disk or in the database, with its state."""
     files = {f.filename: f for f in discover(folder)}
     with _connect(database_url) as conn:
-        exists = conn.execute("SELECT to_regclass('public.regnotify_migrations')").fetchone()
-        applied = _applied(conn) if exists and exists[0] else {}
+        applied = {}
+        for ledger in (LEDGER, _OLD_LEDGER):
+            if _exists(conn, ledger):
+                applied = _applied(conn, ledger)
+                break
     names = sorted(set(files) | set(applied))
     return [
         MigrationState(
@@ -139,8 +233,22 @@ def migrate(
         # Session-level: held across the per-file transactions below.
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
-            conn.execute(_LEDGER_DDL)
+            try:
+                _prepare_ledger(conn)
+            except psycopg.Error as exc:
+                raise MigrationError(
+                    f"cannot set up the migration ledger {LEDGER}: {exc}".strip()
+                ) from exc
             done = _applied(conn)
+            if any(f.filename not in done for f in files):
+                _check_api_roles(conn)
+            shim = _protected_setting_unreadable(conn)
+            if shim:
+                with conn.transaction():
+                    conn.execute(_SETTING_SHIM)
+                    conn.execute(
+                        "REVOKE ALL ON FUNCTION regnotify.current_setting(text, boolean) "
+                        "FROM PUBLIC")
             for f in files:
                 if f.filename in done:
                     if done[f.filename][0] != f.checksum:
@@ -153,10 +261,11 @@ def migrate(
                 notices.clear()
                 try:
                     with conn.transaction():
+                        if shim and "current_setting(" in f.sql:
+                            conn.execute(_SHIM_SEARCH_PATH)
                         conn.execute(f.sql)
                         conn.execute(
-                            "INSERT INTO public.regnotify_migrations (filename, checksum) "
-                            "VALUES (%s, %s)",
+                            f"INSERT INTO {LEDGER} (filename, checksum) VALUES (%s, %s)",
                             (f.filename, f.checksum),
                         )
                 except psycopg.Error as exc:

@@ -135,6 +135,18 @@ class DeliveryEntry:
     delivered_at: datetime | None
 
 
+@dataclass(frozen=True)
+class PrefChange:
+    """One change of a registration's notification_pref, and who made it."""
+
+    id: int
+    changed_at: datetime
+    old_pref: str | None
+    new_pref: str
+    changed_by_kind: str
+    changed_by: str | None
+
+
 def _build(cls: type[T], row: Mapping[str, Any]) -> T:
     """A dataclass from a result row; uuids become strings so callers can print and dump them."""
     values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
@@ -190,6 +202,14 @@ def registration_deliveries(conn: Connection, registration_id: str) -> list[Deli
     return _all(
         conn, "status_registration_deliveries", {"registration_id": registration_id},
         DeliveryEntry,
+    )
+
+
+def registration_pref_changes(conn: Connection, registration_id: str) -> list[PrefChange]:
+    """Who changed the registration's preference and when, oldest first."""
+    return _all(
+        conn, "status_registration_pref_changes", {"registration_id": registration_id},
+        PrefChange,
     )
 
 

@@ -63,6 +63,103 @@ def database_url(pg_cluster: EmbeddedPostgres) -> str:
     return pg_cluster.url
 
 
+# ── The same schema on a Supabase-like and on a plain-owner database ─────────
+
+SUPABASE_DATABASE = "regnotify_supabase"
+SUPABASE_OWNER = "supabase_owner"
+PLAIN_DATABASE = "regnotify_plain"
+PLAIN_OWNER = "plain_owner"
+
+
+def database_url_for(pg_cluster: EmbeddedPostgres, database: str, user: str = "postgres") -> str:
+    """A URL for `user` (trust auth on loopback) to `database` on the test cluster."""
+    return f"postgresql://{user}@127.0.0.1:{pg_cluster.port}/{database}"
+
+
+def _api_roles(conn: psycopg.Connection) -> None:
+    # As Supabase's initial schema creates them (roles are cluster-wide: the
+    # vanilla database's migration 01 may have made them already, the same way).
+    for role, extra in (("anon", ""), ("authenticated", ""), ("service_role", " BYPASSRLS")):
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            conn.execute(f"CREATE ROLE {role} NOLOGIN NOINHERIT{extra}")
+
+
+def fresh_owned_database(pg_cluster: EmbeddedPostgres, name: str, owner: str,
+                         attrs: str) -> str:
+    """Database `name`, new and owned by `owner` (created with `attrs`); its superuser URL."""
+    with connect(pg_cluster.admin_url) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
+            c.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER {attrs}")
+        c.execute(f'CREATE DATABASE "{name}" OWNER {owner}')
+    return database_url_for(pg_cluster, name)
+
+
+@pytest.fixture(scope="session")
+def supabase_database_url(pg_cluster: EmbeddedPostgres) -> str:
+    """A database set up the way a Supabase project is, migrated by its non-superuser owner.
+
+    Supabase's `postgres` (here `supabase_owner`): CREATEROLE, CREATEDB,
+    BYPASSRLS, member of pg_monitor and of the API roles; ALL on new tables,
+    functions and sequences in public granted by default to anon,
+    authenticated and service_role; an `extensions` schema; schema auth and
+    auth.jwt() owned by someone else. Returns the superuser URL (tests switch
+    roles with SET ROLE, as PostgREST does).
+    """
+    owner = SUPABASE_OWNER
+    fresh_owned_database(pg_cluster, SUPABASE_DATABASE, owner,
+                          "CREATEROLE CREATEDB BYPASSRLS")
+    url = database_url_for(pg_cluster, SUPABASE_DATABASE)
+    with connect(url) as c:
+        _api_roles(c)
+        c.execute(f"GRANT pg_monitor, anon, authenticated, service_role TO {owner}")
+        c.execute(f"ALTER ROLE {owner} SET search_path TO \"$user\", public, extensions")
+        c.execute(f"CREATE SCHEMA extensions AUTHORIZATION {owner}")
+        c.execute("GRANT USAGE ON SCHEMA extensions TO anon, authenticated, service_role")
+        c.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA extensions")
+        # Supabase's auth schema belongs to supabase_auth_admin, not the owner.
+        c.execute("CREATE SCHEMA auth")
+        c.execute(
+            "CREATE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $$ SELECT coalesce("
+            "nullif(current_setting('request.jwt.claim', true), ''), "
+            "nullif(current_setting('request.jwt.claims', true), ''))::jsonb $$")
+        c.execute(f"GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role, {owner}")
+        c.execute("GRANT EXECUTE ON FUNCTION auth.jwt() "
+                  f"TO anon, authenticated, service_role, {owner}")
+        c.execute("GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role")
+        for kind in ("TABLES", "FUNCTIONS", "SEQUENCES"):
+            c.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
+                      f"GRANT ALL ON {kind} TO anon, authenticated, service_role")
+    migrate(database_url_for(pg_cluster, SUPABASE_DATABASE, owner))
+    return url
+
+
+@pytest.fixture(scope="session")
+def plain_database_url(pg_cluster: EmbeddedPostgres) -> str:
+    """A database migrated by a plain owner: no superuser, no CREATEROLE, no pg_monitor.
+
+    The API roles already exist in the cluster (the vanilla database's 01 made
+    them); a plain owner could not create them (see the README). Returns the
+    superuser URL.
+    """
+    fresh_owned_database(pg_cluster, PLAIN_DATABASE, PLAIN_OWNER, "")
+    with connect(pg_cluster.admin_url) as c:
+        _api_roles(c)
+    migrate(database_url_for(pg_cluster, PLAIN_DATABASE, PLAIN_OWNER))
+    return database_url_for(pg_cluster, PLAIN_DATABASE)
+
+
+@pytest.fixture(params=["vanilla", "supabase"])
+def each_database_url(request: pytest.FixtureRequest) -> str:
+    """The vanilla (superuser-migrated) and the Supabase-like database, in turn.
+
+    A test module runs on both by defining `database_url` as this fixture.
+    """
+    if request.param == "vanilla":
+        return request.getfixturevalue("pg_cluster").url
+    return request.getfixturevalue("supabase_database_url")
+
+
 @pytest.fixture()
 def clean_db(database_url: str) -> Iterator[str]:
     """The test database, emptied of rows after the test."""

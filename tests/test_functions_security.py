@@ -1,10 +1,37 @@
-"""SECURITY DEFINER functions pin search_path, and the tick wakes the relay."""
+"""SECURITY DEFINER functions pin search_path, and the tick wakes the relay.
+
+Runs on the vanilla and on the Supabase-like database, where default
+privileges grant EXECUTE on every new function to anon, authenticated and
+service_role until migration 12 takes it back.
+"""
 
 from __future__ import annotations
 
 import json
 
-from tests.pg import connect
+import psycopg
+import pytest
+
+from tests.pg import as_role, connect
+
+API_ROLES = ("anon", "authenticated", "service_role")
+
+# Who may EXECUTE each function of the migrations (the owner always may).
+# The trigger functions need no EXECUTE: PostgreSQL checks it when the
+# trigger is created, not when it fires.
+EXECUTE = {
+    "notification_tick()": {"service_role"},
+    "queue_status_notification()": set(),
+    "registrations_customer_guard()": set(),
+    "record_notification_pref_change()": set(),
+    "jwt_customer_phone()": {"authenticated"},
+    "jwt_is_admin()": {"authenticated"},
+}
+
+
+@pytest.fixture()
+def database_url(each_database_url: str) -> str:
+    return each_database_url
 
 
 def test_security_definer_functions_pin_search_path(conn):
@@ -56,12 +83,43 @@ def test_customers_cannot_call_the_tick(database_url, conn):
         "has_function_privilege('authenticated', 'public.notification_tick()', 'EXECUTE') AS b"
     ).fetchone()
     assert rows == {"a": False, "b": False}
+    # What /rest/v1/rpc/notification_tick would run with the anon key.
+    for role in ("anon", "authenticated"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
+            database_url, role
+        ) as c:
+            c.execute("SELECT public.notification_tick()")
 
 
-def test_cron_job_is_scheduled(conn, cron_enabled):
-    job = conn.execute(
-        "SELECT schedule, command, active FROM cron.job "
-        "WHERE jobname = 'process-notification-queue'").fetchone()
+@pytest.mark.parametrize("function", list(EXECUTE))
+def test_execute_is_granted_only_where_meant(conn, function):
+    got = {role for role in (*API_ROLES, "public")
+           if conn.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE') AS ok",
+                           (role, f"public.{function}")).fetchone()["ok"]}
+    assert got == EXECUTE[function]
+
+
+def test_every_function_pins_search_path(conn):
+    rows = conn.execute(
+        "SELECT p.oid::regprocedure::text AS fn, p.proconfig FROM pg_proc p "
+        "WHERE p.pronamespace = 'public'::regnamespace").fetchall()
+    assert rows
+    unpinned = [r["fn"] for r in rows
+                if not any(c.startswith("search_path=") for c in r["proconfig"] or [])]
+    assert unpinned == []
+
+
+def test_service_role_runs_the_tick(database_url, clean_db):
+    with as_role(database_url, "service_role") as c:
+        assert c.execute("SELECT public.notification_tick() AS how").fetchone()["how"] == "notify"
+
+
+def test_cron_job_is_scheduled(pg_cluster, cron_enabled):
+    # pg_cron serves one database of the cluster: the vanilla one.
+    with connect(pg_cluster.url) as conn:
+        job = conn.execute(
+            "SELECT schedule, command, active FROM cron.job "
+            "WHERE jobname = 'process-notification-queue'").fetchone()
     assert job is not None
     assert job["schedule"] == "* * * * *"
     assert "notification_tick()" in job["command"]

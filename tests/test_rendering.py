@@ -83,7 +83,7 @@ def test_backoff_grows_has_jitter_and_honours_retry_after():
     assert backoff_seconds(1, s, 30.0) == 30.0
 
 
-# ── The opt-out line survives any label, vehicle, link or name (issue 13) ───
+# ── The opt-out line survives any label, vehicle, link or name ───────────
 
 LONG_GSM_LABEL = ("Waiting on the county clerk to countersign the lien release; "
                   "call us if the plates have not arrived by Friday [ref A-17] ") * 4

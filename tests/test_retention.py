@@ -1,4 +1,4 @@
-"""Retention (issue 13): old processed queue rows, webhook events and our pg_cron
+"""Retention: old processed queue rows, webhook events and our pg_cron
 run history are pruned in small batches after the ages in notification_config;
 the delivery history stays unless an age is set for it; stage updates keep
 flowing while a million rows go."""

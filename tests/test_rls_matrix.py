@@ -3,7 +3,8 @@
 Each cell runs in its own transaction as the role (with PostgREST-style JWT
 claims) and is rolled back. A cell is the number of rows the statement saw or
 changed, or DENIED when PostgreSQL refused it (no grant, or a row-level
-security WITH CHECK failure).
+security WITH CHECK failure). The matrix holds on the vanilla database and on
+the Supabase-like one, whose default privileges grant ALL to every API role.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ import psycopg
 import pytest
 
 from tests.pg import as_role, new_registration
+
+
+@pytest.fixture()
+def database_url(each_database_url: str) -> str:
+    return each_database_url
+
 
 DENIED = "denied"
 ANA, BEN = "+15551110001", "+15551110002"
@@ -29,36 +36,42 @@ ROLES = {
 }
 
 TABLES = ["registrations", "registration_notifications", "notification_queue",
-          "notification_config", "sms_opt_outs", "webhook_events", "registration_stages"]
+          "notification_config", "sms_opt_outs", "webhook_events", "registration_stages",
+          "notification_pref_changes"]
 
 # What each role may do: (SELECT rows, INSERT, UPDATE rows, DELETE rows).
 _NOTHING = (0, DENIED, 0, 0)          # granted, but RLS shows and touches nothing
 _NO_GRANT = (DENIED, DENIED, DENIED, DENIED)
 _STAGES_READ = (STAGES, DENIED, DENIED, DENIED)
+_READ_ONLY = (2, DENIED, DENIED, DENIED)
 EXPECTED: dict[str, dict[str, tuple]] = {
+    # anon reaches nothing but the stage labels: no grant, not merely no rows.
     "anon": {
-        "registrations": _NOTHING, "registration_notifications": _NOTHING,
-        "notification_queue": _NOTHING, "notification_config": _NO_GRANT,
+        "registrations": _NO_GRANT, "registration_notifications": _NO_GRANT,
+        "notification_queue": _NO_GRANT, "notification_config": _NO_GRANT,
         "sms_opt_outs": _NO_GRANT, "webhook_events": _NO_GRANT,
-        "registration_stages": _STAGES_READ,
+        "registration_stages": _STAGES_READ, "notification_pref_changes": _NO_GRANT,
     },
+    # A customer may UPDATE their own row (the guard trigger limits them to
+    # notification_pref; this no-op UPDATE passes it), never delete or insert.
     "customer": {
-        "registrations": (1, DENIED, 0, 0), "registration_notifications": (1, DENIED, 0, 0),
+        "registrations": (1, DENIED, 1, 0),
+        "registration_notifications": (1, DENIED, DENIED, DENIED),
         "notification_queue": _NOTHING, "notification_config": _NO_GRANT,
         "sms_opt_outs": _NO_GRANT, "webhook_events": _NO_GRANT,
-        "registration_stages": _STAGES_READ,
+        "registration_stages": _STAGES_READ, "notification_pref_changes": _NO_GRANT,
     },
     "admin": {
-        "registrations": (2, 1, 2, 2), "registration_notifications": (2, DENIED, 0, 0),
+        "registrations": (2, 1, 2, 2), "registration_notifications": _READ_ONLY,
         "notification_queue": (2, 1, 2, 2), "notification_config": _NO_GRANT,
         "sms_opt_outs": _NO_GRANT, "webhook_events": _NO_GRANT,
-        "registration_stages": _STAGES_READ,
+        "registration_stages": _STAGES_READ, "notification_pref_changes": _NO_GRANT,
     },
     "service_role": {
         "registrations": (2, 1, 2, 2), "registration_notifications": (2, 1, 2, 2),
         "notification_queue": (2, 1, 2, 2), "notification_config": (1, DENIED, 1, DENIED),
         "sms_opt_outs": (1, 1, 1, 1), "webhook_events": (1, 1, 1, 1),
-        "registration_stages": _STAGES_READ,
+        "registration_stages": _STAGES_READ, "notification_pref_changes": _READ_ONLY,
     },
 }
 EXPECTED["other_customer"] = EXPECTED["customer"]
@@ -75,6 +88,8 @@ INSERTS = {
     "webhook_events": "INSERT INTO webhook_events (provider, event_id) VALUES ('t', 'new')",
     "registration_stages": "INSERT INTO registration_stages (stage, position, label) "
                            "VALUES ('new', 99, 'New')",
+    "notification_pref_changes": "INSERT INTO notification_pref_changes (registration_id, "
+                                 "new_pref, changed_by_kind) VALUES (%(ana)s, 'sms', 'staff')",
 }
 UPDATES = {
     "registrations": "UPDATE registrations SET updated_at = updated_at",
@@ -84,12 +99,13 @@ UPDATES = {
     "sms_opt_outs": "UPDATE sms_opt_outs SET updated_at = updated_at",
     "webhook_events": "UPDATE webhook_events SET received_at = received_at",
     "registration_stages": "UPDATE registration_stages SET label = label",
+    "notification_pref_changes": "UPDATE notification_pref_changes SET changed_at = changed_at",
 }
 
 
 @pytest.fixture()
 def two_customers(conn) -> dict[str, str]:
-    """Ana and Ben, each with one closed queue row and one delivery; one opt-out, one event."""
+    """Ana and Ben: a closed queue row, a delivery, a pref change each; an opt-out, an event."""
     ids = {}
     for key, phone in (("ana", ANA), ("ben", BEN)):
         reg = new_registration(conn, customer_phone=phone, customer_name=key.title())
@@ -99,6 +115,7 @@ def two_customers(conn) -> dict[str, str]:
                      (reg,))
         conn.execute("INSERT INTO registration_notifications (registration_id, channel, status)"
                      " VALUES (%s, 'sms', 'sent')", (reg,))
+        conn.execute("UPDATE registrations SET notification_pref = 'sms' WHERE id = %s", (reg,))
         ids[key] = reg
     conn.execute("INSERT INTO sms_opt_outs (phone, source) VALUES ('+15559990001', 'test')")
     conn.execute("INSERT INTO webhook_events (provider, event_id) VALUES ('resend', 'msg_1')")
@@ -127,6 +144,14 @@ def test_access_matrix(database_url, two_customers, who):
             _cell(database_url, role, claims, f"DELETE FROM {table}", params, False),
         )
     assert got == EXPECTED[who]
+
+
+def test_no_truncate_for_anyone_but_the_owner(database_url, two_customers):
+    for role in ("anon", "authenticated", "service_role"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
+            database_url, role, ROLES["admin"][1]
+        ) as c:
+            c.execute("TRUNCATE registration_stages CASCADE")
 
 
 def test_customer_sees_their_own_rows_not_the_others(database_url, two_customers):

@@ -144,3 +144,16 @@ FROM public.registration_notifications AS n
 LEFT JOIN public.registrations AS r ON r.id = n.registration_id
 WHERE n.id = ANY(%(ids)s)
 ORDER BY n.id;
+
+-- name: status_registration_pref_changes
+-- Who changed the registration's notification_pref and when (migration 12's
+-- audit): a customer from the portal, staff, the backend or a direct connection.
+SELECT c.id,
+       c.changed_at,
+       c.old_pref,
+       c.new_pref,
+       c.changed_by_kind,
+       c.changed_by
+FROM public.notification_pref_changes AS c
+WHERE c.registration_id = %(registration_id)s::uuid
+ORDER BY c.changed_at, c.id;

@@ -416,12 +416,17 @@ def _timeline(args: argparse.Namespace, registration_id: str) -> int:
             raise CommandError(f"no registration {registration_id}")
         queue = db_status.registration_queue(conn, registration_id)
         rows = db_status.registration_deliveries(conn, registration_id)
+        changes = db_status.registration_pref_changes(conn, registration_id)
         now = conn.exec_driver_sql("SELECT now()").scalar_one()
 
+    from tasks.commands.pref_timeline import pref_changes_json, print_pref_changes
+
     if args.json:
-        print_json(timeline_document(reg, queue, rows))
+        print_json({**timeline_document(reg, queue, rows),
+                    "preference_changes": pref_changes_json(changes)})
     else:
         _print_timeline(reg, queue, rows, now)
+        print_pref_changes(console(), changes)
     return 0
 
 
