@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tasks.commands.relay import is_loopback
-from tasks.embedded_postgres import free_port
+from tasks.local.embedded_postgres import free_port
 from tests.relay_helpers import RELAY_TOKEN, flush_broker, queued, queued_task_names, wait_for
 
 pytest_plugins = ["tests.relay_helpers"]

@@ -266,7 +266,7 @@ def test_bad_registration_id_is_a_one_line_error(conn, capsys, reg_id, message):
 
 
 def test_unreachable_database_is_a_one_line_error(conn, capsys):
-    from tasks.embedded_postgres import free_port
+    from tasks.local.embedded_postgres import free_port
 
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
     code, out, err = cli(capsys, "status", "--database-url", url)

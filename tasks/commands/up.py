@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_ports(wanted: dict[str, int]) -> None:
-    from tasks.embedded_postgres import port_in_use
+    from tasks.local.embedded_postgres import port_in_use
 
     for name, port in wanted.items():
         if port_in_use(port):
@@ -62,12 +62,16 @@ def run(args: argparse.Namespace) -> int:
     """Start, supervise, and on Ctrl-C stop everything."""
     from db.connection import redacted
     from db.migrations import MigrationError, migrate
-    from tasks.child_processes import ChildProcesses
-    from tasks.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError, resolve_bindir
-    from tasks.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_server
-    from tasks.server_binaries import ServerBinariesError, chosen_source
+    from tasks.local.child_processes import ChildProcesses
+    from tasks.local.embedded_postgres import (
+        EmbeddedPostgres,
+        EmbeddedPostgresError,
+        resolve_bindir,
+    )
+    from tasks.local.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_server
+    from tasks.local.server_binaries import ServerBinariesError, chosen_source
+    from tasks.local.up_state import UpState
     from tasks.settings import get_settings
-    from tasks.up_state import UpState
 
     settings = get_settings()
     state = UpState(Path(args.state_dir).resolve())

