@@ -52,7 +52,8 @@ def _queued(url: str, queue: str = "notifications") -> int:
 
 
 def test_a_hundred_ticks_while_one_run_waits_enqueue_one(live_app, redis_server):
-    from tasks.wakeup import request_tick, run_started
+    from tasks.queue_tick import request_tick
+    from tasks.wakeup import run_started
 
     results = [request_tick() for _ in range(100)]
     assert results[0].task_id and not results[0].coalesced
@@ -66,7 +67,7 @@ def test_a_hundred_ticks_while_one_run_waits_enqueue_one(live_app, redis_server)
 
 
 def test_wakeups_are_not_stacked(live_app, redis_server):
-    from tasks.wakeup import arm_wakeup
+    from tasks.queue_tick import arm_wakeup
 
     assert arm_wakeup(30.0) == 30.0
     assert arm_wakeup(40.0) is None  # one already armed sooner
@@ -94,7 +95,7 @@ def test_a_message_leaves_about_a_second_after_its_window_closes(
             change_stage(conn, reg, "documents_collected")
             time.sleep(0.4)
         # Staggered changes: every row gets its own wake-up; nothing polls.
-        from tasks.wakeup import request_tick
+        from tasks.queue_tick import request_tick
 
         request_tick()
         deadline = time.monotonic() + 30

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from db import demo as demo_db
     from tasks.database import engine
-    from tasks.wakeup import request_tick
+    from tasks.queue_tick import request_tick
 
     console = Console()
     tag = uuid.uuid4().hex[:4]

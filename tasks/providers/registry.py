@@ -6,8 +6,8 @@ import threading
 
 from tasks.providers.base import EmailProvider, SmsProvider
 from tasks.providers.console import ConsoleEmail, ConsoleSms
+from tasks.providers.timed import TimedProvider
 from tasks.settings import get_settings
-from tasks.worker_metrics import TimedProvider
 
 _lock = threading.Lock()
 _sms: SmsProvider | None = None

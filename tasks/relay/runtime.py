@@ -49,7 +49,7 @@ class Relay:
         #: None: no token required (local-only without a token).
         self.token: str | None = token or None
         if tick is None:
-            from tasks.wakeup import request_tick
+            from tasks.queue_tick import request_tick
 
             tick = request_tick
         self._tick = tick
