@@ -12,6 +12,13 @@ from psycopg.rows import dict_row
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
+from db.errors import (
+    DatabaseNotMigrated,
+    DatabaseUnavailable,
+    check_database_url,
+    database_problem,
+)
+
 #: The workers' engine pings a pooled connection only when it sat idle longer
 #: than this. A hot pool hands a connection back within milliseconds; pinging
 #: each of those cost a round trip per statement, a tenth of a send's worker
@@ -87,6 +94,24 @@ def _ping_when_idle(engine: Engine, after_s: float) -> None:
         except Exception as error:
             # The pool discards this connection and checks out a new one.
             raise exc.DisconnectionError(str(error)) from error
+
+
+def check_ready(database_url: str, *, connect_timeout_s: int = 5) -> None:
+    """Raise a DatabaseUnavailable (or DatabaseNotMigrated) unless the database can serve us."""
+    check_database_url(database_url)
+    try:
+        conn = psycopg.connect(libpq_url(database_url), connect_timeout=connect_timeout_s)
+        try:
+            # The queue is the first table every command touches.
+            row = conn.execute("SELECT to_regclass('public.notification_queue')").fetchone()
+        finally:
+            conn.close()
+    except psycopg.Error as exc:
+        raise (database_problem(exc) or DatabaseUnavailable(
+            f"the database refused us ({type(exc).__name__}): check DATABASE_URL")) from None
+    if row is None or row[0] is None:
+        raise DatabaseNotMigrated(
+            "the database has no regnotify tables: run `regnotify migrate` first")
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from db.connection import libpq_url
+from db.errors import MigrationError
 from db.sql_files import migrations_dir
 
 # Arbitrary but fixed: "regnotify" spelled as bytes, folded into a bigint.
@@ -31,10 +32,6 @@ CREATE TABLE IF NOT EXISTS public.regnotify_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
-
-
-class MigrationError(RuntimeError):
-    """A migration cannot be applied; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

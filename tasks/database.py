@@ -10,16 +10,13 @@ import threading
 from sqlalchemy import Engine
 
 from db.connection import PING_AFTER_IDLE_S, make_engine
+from db.errors import DatabaseUnavailable
 from tasks.settings import get_settings
 
 _lock = threading.Lock()
 _engine: Engine | None = None
 #: (the engine it was derived from, the autocommit view of it)
 _autocommit: tuple[Engine, Engine] | None = None
-
-
-class DatabaseNotConfigured(RuntimeError):
-    """DATABASE_URL is not set."""
 
 
 def engine() -> Engine:
@@ -30,7 +27,8 @@ def engine() -> Engine:
             if _engine is None:
                 settings = get_settings()
                 if not settings.database_url:
-                    raise DatabaseNotConfigured("DATABASE_URL is not set")
+                    raise DatabaseUnavailable(
+                        "no database: set DATABASE_URL or pass --database-url")
                 # Each worker thread holds at most one connection at a time.
                 _engine = make_engine(settings.database_url,
                                       pool_size=settings.worker_concurrency,

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 DEFAULT_OUT = Path("bench") / "results"
 

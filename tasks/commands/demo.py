@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tasks.commands.database_url import add_database_url_option, use_database_url
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 
 @dataclass(frozen=True)

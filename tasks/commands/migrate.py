@@ -7,7 +7,7 @@ import argparse
 from db.connection import redacted
 from db.migrations import MigrationError, migrate, status
 from tasks.commands.database_url import add_database_url_option, resolve_database_url
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

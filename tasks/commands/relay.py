@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from tasks.commands.database_url import add_database_url_option, use_database_url
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

