@@ -106,9 +106,15 @@ def check_ready(database_url: str, *, connect_timeout_s: int = 5) -> None:
             row = conn.execute("SELECT to_regclass('public.notification_queue')").fetchone()
         finally:
             conn.close()
+    except psycopg.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or ["no answer"])[0]
+        raise DatabaseUnavailable(
+            f"database {redacted(database_url)}: {first[:200]} (is it running, and is "
+            "DATABASE_URL right? `regnotify up` starts one locally)") from None
     except psycopg.Error as exc:
         raise (database_problem(exc) or DatabaseUnavailable(
-            f"the database refused us ({type(exc).__name__}): check DATABASE_URL")) from None
+            f"database {redacted(database_url)} refused us ({type(exc).__name__}): "
+            "check DATABASE_URL")) from None
     if row is None or row[0] is None:
         raise DatabaseNotMigrated(
             "the database has no regnotify tables: run `regnotify migrate` first")

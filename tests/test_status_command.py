@@ -297,7 +297,7 @@ def test_ids_are_never_cut_on_any_terminal_width(conn, capsys, twilio_wire, rese
 
 
 def test_masking_helpers():
-    from tasks.commands.status import mask_phone, mask_text
+    from tasks.masking import mask_phone, mask_text
 
     assert mask_phone("+15551230001") == "+*******0001"
     assert mask_phone(None) is None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import uuid
 from typing import TYPE_CHECKING
 
-from tasks.commands.database_url import add_database_url_option, use_database_url
+from tasks.commands.database_url import (
+    add_database_url_option,
+    parse_registration_id,
+    use_database_url,
+)
 from tasks.exceptions import CommandError
 
 if TYPE_CHECKING:
@@ -47,10 +50,7 @@ def reachable(reg: RegistrationDetail) -> tuple[list[str], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     """Queue a due-now message (the customer's channel preference still applies)."""
-    try:
-        registration_id = str(uuid.UUID(args.registration_id))
-    except ValueError:
-        raise CommandError(f"not a registration id (a uuid): {args.registration_id!r}") from None
+    registration_id = parse_registration_id(args.registration_id)
     use_database_url(args)
     from db import status as status_db
     from db.queue import request_manual_send

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
 
 from db import webhooks
-from tasks.relay.masking import mask_phone, short_id
+from tasks.masking import mask_phone, short_id
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
 
@@ -145,12 +145,13 @@ async def inbound(request: Request) -> Response:
     opt_out = keyword in OPT_OUT_KEYWORDS
     if not (opt_out or keyword in OPT_IN_KEYWORDS):
         # The text itself is the customer's and stays out of the logs.
-        log.info("inbound SMS from %s: not an opt-out or opt-in keyword", mask_phone(phone))
+        log.info("inbound SMS from %s: not an opt-out or opt-in keyword",
+                 mask_phone(phone) or "<none>")
         relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
         return _twiml()
     if not _E164.match(phone):
         log.warning("inbound %s from %s: not an E.164 number, nothing recorded", keyword,
-                    mask_phone(phone))
+                    mask_phone(phone) or "<none>")
         relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
         return _twiml()
     try:
