@@ -26,6 +26,7 @@ COMMANDS = {
     "status REG": ["status", REG],
     "send": ["send", REG],
     "retry-failed": ["retry-failed"],
+    "opt-out": ["opt-out", "+15551230001"],
     "tick": ["tick"],
     "tick --inline": ["tick", "--inline"],
     "worker": ["worker"],

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from tasks.commands import bench, demo, migrate, relay, retry_failed, send, status, tick, up, worker
+from tasks.commands import (
+    bench,
+    demo,
+    migrate,
+    opt_out,
+    relay,
+    retry_failed,
+    send,
+    status,
+    tick,
+    up,
+    worker,
+)
 
-COMMANDS = [up, demo, migrate, worker, relay, tick, send, status, retry_failed, bench]
+COMMANDS = [up, demo, migrate, worker, relay, tick, send, status, retry_failed, opt_out, bench]

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
 
-from db import webhooks
+from db import deliveries, webhooks
 from tasks.masking import mask_phone, short_id
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
@@ -125,12 +125,10 @@ async def status_callback(request: Request) -> Response:
     return JSONResponse({"result": outcome})
 
 
-def _opt(relay: Relay, phone: str, keyword: str, opt_out: bool) -> int:
+def _opt(relay: Relay, phone: str, keyword: str, opt_out: bool) -> None:
+    # The one opt-out path (see db.deliveries.set_sms_opt_out for its effect).
     with relay.engine().begin() as conn:
-        if opt_out:
-            return webhooks.opt_out_sms(conn, phone, source=f"inbound:{keyword}")
-        webhooks.opt_in_sms(conn, phone, source=f"inbound:{keyword}")
-        return 0
+        deliveries.set_sms_opt_out(conn, phone, opted_out=opt_out, source=f"inbound:{keyword}")
 
 
 async def inbound(request: Request) -> Response:
@@ -155,12 +153,12 @@ async def inbound(request: Request) -> Response:
         relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
         return _twiml()
     try:
-        changed = await run_in_threadpool(_opt, relay, phone, keyword, opt_out)
+        await run_in_threadpool(_opt, relay, phone, keyword, opt_out)
     except (SQLAlchemyError, DatabaseUnavailable) as exc:
         return database_down(INBOUND_PATH, exc)
     if opt_out:
-        log.info("inbound %s from %s: opted out of SMS; %d registration(s) no longer use SMS",
-                 keyword, mask_phone(phone), changed)
+        log.info("inbound %s from %s: opted out of SMS (preferences unchanged)",
+                 keyword, mask_phone(phone))
         relay.metrics.webhooks.labels("twilio_inbound", "opt_out").inc()
     else:
         log.info("inbound %s from %s: may receive SMS again (preferences unchanged)",
