@@ -96,3 +96,13 @@ def test_a_mysql_url(command, workdir):
 def test_a_database_never_migrated(command, workdir, unmigrated_url):
     result = _run(COMMANDS[command], unmigrated_url, workdir)
     _assert_one_line(result, command, "run `regnotify migrate`")
+
+
+def test_bench_from_an_installed_package_says_how_to_run_it(workdir):
+    # As installed from the wheel: no bench package to import.
+    code = ("import sys; sys.modules['bench'] = None; from tasks.cli import main; "
+            "sys.exit(main(['bench', '--smoke']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True,
+                            text=True, timeout=60)
+    _assert_one_line(result, "bench", "runs from a source checkout")
+    assert "scripts/setup" in result.stderr
