@@ -12,7 +12,8 @@ beside the code that raises it and is listed here::
     ├── LocalStackError             tasks.exceptions: `regnotify up`'s own servers
     │   ├── ServerBinariesError     no PostgreSQL/Redis binaries from the allowed source
     │   ├── EmbeddedPostgresError   the embedded PostgreSQL cannot start
-    │   └── EmbeddedRedisError      the embedded Redis cannot start
+    │   ├── EmbeddedRedisError      the embedded Redis cannot start
+    │   └── StateFolderBusy         another `up` runs in this state folder
     └── ProviderError               tasks.providers.base: a provider call that did not end
                                     in an accepted message (transient, opt_out,
                                     outcome_unknown, retry_after)

@@ -24,6 +24,7 @@ __all__ = [
     "RegnotifyError",
     "RelayConfigError",
     "ServerBinariesError",
+    "StateFolderBusy",
 ]
 
 
@@ -49,6 +50,10 @@ class ServerBinariesError(LocalStackError):
 
 class EmbeddedPostgresError(LocalStackError):
     """The private cluster could not be created or started."""
+
+
+class StateFolderBusy(LocalStackError):
+    """Another `regnotify up` holds this state folder (its pid is in the message)."""
 
 
 class EmbeddedRedisError(LocalStackError):

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--state-dir", default=os.environ.get("REGNOTIFY_STATE_DIR", ".regnotify"),
                    help="where data and generated secrets are kept (default: ./.regnotify)")
     for name, port in DEFAULT_PORTS.items():
-        p.add_argument(f"--{name}-port", type=int, default=port, metavar="PORT",
+        # None: not given, so a flag that cannot apply is refused, not ignored.
+        p.add_argument(f"--{name}-port", type=int, default=None, metavar="PORT",
                        help=f"{name} port on 127.0.0.1 (default {port})")
     p.add_argument("--concurrency", type=int, default=8, help="worker threads (default 8)")
     p.set_defaults(handler=run)
@@ -72,19 +73,32 @@ def run(args: argparse.Namespace) -> int:
     from tasks.local.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_server
     from tasks.local.server_binaries import ServerBinariesError, chosen_source
     from tasks.local.up_state import UpState
-    from tasks.settings import get_settings
+    from tasks.settings import Settings
 
-    settings = get_settings()
+    # The environment and .env only: up.env is what an `up` wrote for other
+    # commands, never a setting for the next `up` (it may be a dead one's).
+    settings = Settings(_env_file=".env")  # type: ignore[call-arg]
     if settings.database_url:
         check_database_url(settings.database_url)  # before anything starts
     state = UpState(Path(args.state_dir).resolve())
+    # One `up` per state folder, held until this process ends; before any
+    # port check, so a second `up` hears why rather than "port in use".
+    state.lock()
     embedded_pg = not settings.database_url
     embedded_redis = not settings.celery_broker_url
-    ports = {"relay": args.relay_port, "flower": args.flower_port}
+    given = {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
+    for name, setting, embedded in (("postgres", "DATABASE_URL", embedded_pg),
+                                    ("redis", "CELERY_BROKER_URL", embedded_redis)):
+        if given[name] is not None and not embedded:
+            raise CommandError(
+                f"--{name}-port is for the {name} that up starts itself, but {setting} is "
+                f"set, so up uses that server: drop --{name}-port or unset {setting}")
+    port = {name: given[name] or default for name, default in DEFAULT_PORTS.items()}
+    ports = {"relay": port["relay"], "flower": port["flower"]}
     if embedded_pg:
-        ports["postgres"] = args.postgres_port
+        ports["postgres"] = port["postgres"]
     if embedded_redis:
-        ports["redis"] = args.redis_port
+        ports["redis"] = port["redis"]
     _check_ports(ports)
     # Find both servers' binaries before starting anything, so a missing one
     # is reported at once, not after PostgreSQL started and migrated.
@@ -123,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         if pg_binaries is not None:
             children.say("up", f"starting PostgreSQL in {state.postgres_dir} "
                                f"({pg_binaries.describe()}) ...")
-            pg = EmbeddedPostgres(data_dir=state.postgres_dir, port=args.postgres_port,
+            pg = EmbeddedPostgres(data_dir=state.postgres_dir, port=port["postgres"],
                                   bindir=pg_binaries.path)
             if pg.bindir != pg_binaries.path:
                 children.say("up", f"running a copy in {pg.bindir}: the postgres user "
@@ -139,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         migrate(database_url, on_applied=lambda f, _n: children.say("up", f"applied {f}"))
         if redis_binaries is not None:
             children.say("up", f"starting Redis ({redis_binaries.describe()}) ...")
-            redis_server = EmbeddedRedis(port=args.redis_port, data_dir=state.redis_dir,
+            redis_server = EmbeddedRedis(port=port["redis"], data_dir=state.redis_dir,
                                          binary=redis_binaries.path)
             redis_server.start()
             broker = redis_server.url
@@ -154,12 +168,12 @@ def run(args: argparse.Namespace) -> int:
         children.start("worker", [py, "-m", "tasks.cli", "worker", "-c", str(args.concurrency)],
                        env)
         children.start("relay", [py, "-m", "tasks.cli", "relay", "--host", "127.0.0.1",
-                                 "--port", str(args.relay_port)], env)
+                                 "--port", str(port["relay"])], env)
         children.start("flower", [py, "-m", "celery", "-A", "tasks", "flower",
-                                  f"--port={args.flower_port}", "--address=127.0.0.1",
+                                  f"--port={port['flower']}", "--address=127.0.0.1",
                                   f"--basic-auth={flower_auth}"], env)
-        relay_url = f"http://127.0.0.1:{args.relay_port}"
-        flower_url = f"http://127.0.0.1:{args.flower_port}"
+        relay_url = f"http://127.0.0.1:{port['relay']}"
+        flower_url = f"http://127.0.0.1:{port['flower']}"
         user, _, password = flower_auth.partition(":")
         ready = (_wait_http(f"{relay_url}/healthz", 60)
                  and _wait_http(flower_url, 60, auth=(user, password)))
