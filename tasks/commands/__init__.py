@@ -1,4 +1,8 @@
-"""Subcommands of `regnotify`, in the order `--help` lists them."""
+"""Subcommands of `regnotify`, one module each, in the order `--help` lists them.
+
+Shared by several: `database_url` (the database and registration a command
+works on), `printing` (tables, JSON, times) and `timeline` (`status REG_ID`).
+"""
 
 from __future__ import annotations
 
