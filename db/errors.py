@@ -46,10 +46,6 @@ class DatabaseUnavailable(RegnotifyError):
     """The database cannot be used: DATABASE_URL unset, not a PostgreSQL URL, or unreachable."""
 
 
-#: The name tasks.database used for "DATABASE_URL is not set" (the same thing).
-DatabaseNotConfigured = DatabaseUnavailable
-
-
 class DatabaseNotMigrated(DatabaseUnavailable):
     """The database answers but has no regnotify tables: `regnotify migrate` never ran."""
 

@@ -66,6 +66,21 @@ def test_a_hundred_ticks_while_one_run_waits_enqueue_one(live_app, redis_server)
     assert _queued(redis_server.url) == 2
 
 
+def test_tick_and_send_commands_coalesce_like_every_other_tick(live_app, redis_server,
+                                                              clean_db, capsys):
+    from tasks.cli import main
+
+    assert main(["tick"]) == 0
+    assert "enqueued process_notification_queue" in capsys.readouterr().out
+    assert main(["tick"]) == 0
+    assert "this tick joins it" in capsys.readouterr().out
+    with connect(clean_db) as c:
+        reg = new_registration(c, notification_pref="email")
+    assert main(["send", reg]) == 0
+    assert "joins a queue run already waiting" in capsys.readouterr().out
+    assert _queued(redis_server.url) == 1
+
+
 def test_wakeups_are_not_stacked(live_app, redis_server):
     from tasks.queue_tick import arm_wakeup
 

@@ -81,9 +81,6 @@ def run(args: argparse.Namespace) -> int:
     if settings.database_url:
         check_database_url(settings.database_url)  # before anything starts
     state = UpState(Path(args.state_dir).resolve())
-    # One `up` per state folder, held until this process ends; before any
-    # port check, so a second `up` hears why rather than "port in use".
-    state.lock()
     embedded_pg = not settings.database_url
     embedded_redis = not settings.celery_broker_url
     given = {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
@@ -99,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
         ports["postgres"] = port["postgres"]
     if embedded_redis:
         ports["redis"] = port["redis"]
-    _check_ports(ports)
     # Find both servers' binaries before starting anything, so a missing one
     # is reported at once, not after PostgreSQL started and migrated.
     if embedded_pg or embedded_redis:
@@ -115,8 +111,16 @@ def run(args: argparse.Namespace) -> int:
         redis_binaries = resolve_redis_server() if embedded_redis else None
     except EmbeddedRedisError as exc:
         raise CommandError(f"{exc} (or set CELERY_BROKER_URL to use your own broker)") from None
-    state.ensure()
-    made = state.secrets()
+    # One `up` per state folder, held until this `up` ends; before the port
+    # check, so a second `up` hears why rather than "port in use".
+    state.lock()
+    try:
+        _check_ports(ports)
+        state.ensure()
+        made = state.secrets()
+    except BaseException:
+        state.unlock()
+        raise
     relay_token = (settings.relay_token.get_secret_value() if settings.relay_token
                    else made.relay_token)
     flower_auth = (settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth
@@ -205,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         if pg is not None:
             pg.stop("fast")
         state.remove_env()
+        state.unlock()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         children.say("up", "stopped")

@@ -42,7 +42,7 @@ class UpState:
         return self.root / "up.lock"
 
     def lock(self) -> None:
-        """Hold this folder for the process's lifetime, or raise StateFolderBusy.
+        """Hold this folder until unlock() or the process ends, or raise StateFolderBusy.
 
         flock, not a pid file: the kernel drops the lock when the process dies
         however it dies, so a crashed `up` never blocks the next one. The file
@@ -64,6 +64,12 @@ class UpState:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Let the next `up` have the folder (after this one removed its up.env)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @property
     def postgres_dir(self) -> Path:
