@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Start, supervise, and on Ctrl-C stop everything."""
     from db.connection import redacted
     from db.errors import check_database_url
-    from db.migrations import MigrationError, migrate
+    from db.migrations import migrate
     from tasks.local.child_processes import ChildProcesses
     from tasks.local.embedded_postgres import (
         EmbeddedPostgres,
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_bindir,
     )
     from tasks.local.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_server
-    from tasks.local.server_binaries import ServerBinariesError, chosen_source
+    from tasks.local.server_binaries import chosen_source
     from tasks.local.up_state import UpState
     from tasks.settings import Settings
 
@@ -99,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
     # Find both servers' binaries before starting anything, so a missing one
     # is reported at once, not after PostgreSQL started and migrated.
     if embedded_pg or embedded_redis:
-        try:
-            chosen_source()  # a mistyped REGNOTIFY_EMBEDDED_BINARIES, said as such
-        except ServerBinariesError as exc:
-            raise CommandError(str(exc)) from None
+        chosen_source()  # a mistyped REGNOTIFY_EMBEDDED_BINARIES, said as such
     try:
         pg_binaries = resolve_bindir() if embedded_pg else None
     except EmbeddedPostgresError as exc:
@@ -199,8 +196,6 @@ def run(args: argparse.Namespace) -> int:
             code = exited.proc.returncode if exited.proc else "?"
             children.say("up", f"{exited.name} exited ({code}); stopping everything")
             status = 1
-    except (EmbeddedPostgresError, EmbeddedRedisError, MigrationError) as exc:
-        raise CommandError(str(exc)) from exc
     finally:
         children.say("up", "stopping ...")
         children.stop_all()
