@@ -19,6 +19,8 @@ import pytest
 from tests.pg import connect
 
 REG = "00000000-0000-0000-0000-000000000000"
+#: The console script pip installed beside this interpreter.
+REGNOTIFY = Path(sys.executable).parent / "regnotify"
 
 #: Every command that uses the database (bench runs a private stack of its own).
 COMMANDS = {
@@ -45,7 +47,8 @@ def _run(argv: list[str], database_url: str, cwd: Path) -> subprocess.CompletedP
     env["DATABASE_URL"] = database_url
     # Refused before any port is bound or any server started.
     env["CELERY_BROKER_URL"] = "redis://127.0.0.1:1/0"
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *argv], cwd=cwd, env=env,
+    assert REGNOTIFY.exists(), "install the project (scripts/setup) for its console script"
+    return subprocess.run([str(REGNOTIFY), *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
