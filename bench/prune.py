@@ -29,7 +29,7 @@ import psycopg
 
 from db.connection import libpq_url, make_engine
 from db.prune import DEFAULT_BATCH, prune
-from tasks.embedded_postgres import EmbeddedPostgres, free_port
+from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 
 #: Stages the updater alternates between (both are real stages).
 _STAGES = ("documents_collected", "submitted_to_dmv")

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db.migrations import migrate
-from tasks.embedded_postgres import EmbeddedPostgres, free_port
-from tasks.embedded_redis import EmbeddedRedis
+from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
+from tasks.local.embedded_redis import EmbeddedRedis
 from tests.wire.resend_wire import ResendWire
 from tests.wire.twilio_wire import TwilioWire
 

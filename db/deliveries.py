@@ -159,7 +159,16 @@ def release(conn: Connection, delivery_id: int, countdown_s: float) -> None:
 
 
 def set_sms_opt_out(conn: Connection, phone: str, *, opted_out: bool, source: str) -> None:
-    """Record an SMS opt-out (or opt-in) for a phone number."""
+    """Record an SMS opt-out (or, with opted_out=False, an opt-in) for a phone number.
+
+    The one opt-out path, whatever the source: Twilio's error 21610
+    (`twilio:21610`), an inbound STOP or START (`inbound:STOP`), or staff
+    (`regnotify opt-out PHONE [--undo]`, source `staff`). Its one effect is the
+    number's `sms_opt_outs` row. Preferences are left alone: `notification_pref`
+    is the customer's choice, an opt-out is a carrier-level fact about the
+    number, and the claim already skips SMS to an opted-out number (skip
+    reason `opted_out`) while e-mail goes on as chosen.
+    """
     conn.exec_driver_sql(
         query("opt_out_phone"), {"phone": phone, "opted_out": opted_out, "source": source}
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 
 from db.connection import libpq_url
+from db.errors import MigrationError
 from db.sql_files import migrations_dir
 
 # Arbitrary but fixed: "regnotify" spelled as bytes, folded into a bigint.
@@ -63,10 +64,6 @@ $fn$
 """
 _SHIM_SEARCH_PATH = "SET LOCAL search_path = regnotify, pg_catalog, public"
 _PROTECTED_PROBE = "SELECT current_setting('cron.database_name', true)"
-
-
-class MigrationError(RuntimeError):
-    """A migration cannot be applied; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

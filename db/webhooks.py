@@ -85,29 +85,6 @@ def first_seen(conn: Connection, provider: str, event_id: str) -> bool:
     return row is not None
 
 
-def opt_out_sms(conn: Connection, phone: str, *, source: str) -> int:
-    """Opt a number out of SMS and drop SMS from its registrations' preferences.
-
-    Returns how many registrations changed preference.
-    """
-    rows = conn.exec_driver_sql(
-        query("webhook_sms_opt_out"), {"phone": phone, "source": source}
-    ).all()
-    return len(rows)
-
-
-def opt_in_sms(conn: Connection, phone: str, *, source: str) -> None:
-    """Let a number receive SMS again.
-
-    Preferences are deliberately left alone: the opt-out rewrote them and
-    nothing recorded what they were before, and a customer who texts START to
-    the shared number may still want e-mail only for a given registration.
-    START lifts the carrier-level block; choosing SMS again is a preference
-    change the customer or staff make explicitly.
-    """
-    conn.exec_driver_sql(query("webhook_sms_opt_in"), {"phone": phone, "source": source})
-
-
 def cron_job_scheduled(conn: Connection, jobname: str = CRON_JOB_NAME) -> bool:
     """Whether pg_cron is installed here and has an active job of that name.
 

@@ -1,6 +1,12 @@
-"""regnotify's application side: the Celery app and its tasks, providers, relay and CLI.
+"""regnotify's application side: the Celery app, its tasks and their plumbing.
 
-`celery -A tasks worker` finds the app here.
+Top-level modules are the app (`celery_app`), the tasks (`queue_tick`,
+`send_sms`, `send_email`) and what they run on (settings, engine, wake-up
+keys, delivery decisions, rate limits, metrics, rendering, masking,
+exceptions). Subpackages: `providers` (Twilio, Resend, console), `relay` (the
+ASGI app), `commands` (the CLI's subcommands; `cli` is the entry point) and
+`local` (the stack `regnotify up` starts). `celery -A tasks worker` finds the
+app here.
 """
 
 from tasks.celery_app import app

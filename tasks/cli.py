@@ -6,8 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import psycopg
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.errors import RegnotifyError, database_problem
 from tasks.commands import COMMANDS
-from tasks.commands.errors import CommandError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,11 +31,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except CommandError as exc:
-        print(f"regnotify {args.command}: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except RegnotifyError as exc:
+        return _report(args.command, exc)
+    except (SQLAlchemyError, psycopg.Error) as exc:
+        # Met mid-command (the server went away, a table is missing): said
+        # the same way as when a command's own check finds it.
+        problem = database_problem(exc)
+        if problem is None:
+            raise
+        return _report(args.command, problem)
     except KeyboardInterrupt:
         return 130
+
+
+def _report(command: str, error: RegnotifyError) -> int:
+    """The one place an error becomes a line on stderr and an exit status."""
+    line = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    print(f"regnotify {command}: {line}", file=sys.stderr)
+    return error.exit_code
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""The `process_notification_queue` task: claim due rows, fan out sends, sweep lost ones."""
+"""The `process_notification_queue` task: claim due rows, fan out sends, sweep lost ones.
+
+Also the two ways to start it: `request_tick` (coalesced) and `arm_wakeup`
+(one run at the next send_after); tasks/wakeup.py decides, this module enqueues.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from tasks.database import engine
 from tasks.dispatch import dispatch
 from tasks.retry_policy import INFRASTRUCTURE_RETRY
 from tasks.settings import get_settings
-from tasks.wakeup import arm_wakeup, run_started
+from tasks.wakeup import TickRequest, claim_wakeup, run_started, should_enqueue_tick
 from tasks.worker_metrics import record_queue_run
 
 log = logging.getLogger(__name__)
@@ -83,3 +87,19 @@ def process_notification_queue(self: Task, reason: str = "tick") -> dict[str, ob
         armed = arm_wakeup(result.wake_in_s)
         result.wake_in_s = armed if armed is not None else result.wake_in_s
     return {"reason": reason, **asdict(result)}
+
+
+def request_tick() -> TickRequest:
+    """Enqueue process_notification_queue unless a run is already waiting to start."""
+    if not should_enqueue_tick():
+        return TickRequest(None, True)
+    result = process_notification_queue.apply_async()
+    return TickRequest(result.id, False)
+
+
+def arm_wakeup(seconds_until_due: float | None) -> float | None:
+    """Schedule one run for when the next pending row is due; returns the countdown used."""
+    countdown = claim_wakeup(seconds_until_due)
+    if countdown is not None:
+        process_notification_queue.apply_async(countdown=countdown, kwargs={"reason": "wake-up"})
+    return countdown

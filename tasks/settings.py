@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tasks.exceptions import ProviderConfigError
+
 #: Written by `regnotify up` (relative to the folder it runs in).
 UP_ENV_FILE = ".regnotify/up.env"
 
@@ -137,10 +139,6 @@ class Settings(BaseSettings):
     relay_body_timeout_s: float = Field(default=10.0, gt=0)
     relay_health_timeout_s: float = Field(default=2.0, gt=0)
     relay_reconnect_max_s: float = Field(default=15.0, gt=0)
-
-
-class ProviderConfigError(ValueError):
-    """Provider settings that cannot work, said in one line naming what is missing."""
 
 
 def _filled(value: object) -> bool:

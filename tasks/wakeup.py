@@ -1,7 +1,9 @@
-"""Starting queue runs: coalesced ticks, and one wake-up at the next send_after.
+"""When to start a queue run: coalesced ticks, and one wake-up at the next send_after.
 
-Both use small Redis keys beside the broker's queues. They only save work:
-if Redis loses them, the next tick or the cron safety net runs anyway.
+Only the keys and the decisions live here; tasks/queue_tick.py enqueues the
+runs (`request_tick`, `arm_wakeup`). Both use small Redis keys beside the
+broker's queues. They only save work: if Redis loses them, the next tick or
+the cron safety net runs anyway.
 """
 
 from __future__ import annotations
@@ -56,20 +58,17 @@ def reset_client() -> None:
     _broker.reset()
 
 
-def request_tick() -> TickRequest:
-    """Enqueue process_notification_queue unless a run is already waiting to start."""
-    from tasks.queue_tick import process_notification_queue
-
+def should_enqueue_tick() -> bool:
+    """Mark a run as waiting to start; False when one already is (coalesce into it)."""
     client = _broker.get()
     if client is not None:
         try:
             if not client.set(PENDING_KEY, "1", nx=True, ex=PENDING_TTL_S):
-                return TickRequest(None, True)
+                return False
         except redis.RedisError as exc:
             # Without the marker we may enqueue a spare run; that is harmless.
             log.warning("tick coalescing unavailable: %s", type(exc).__name__)
-    result = process_notification_queue.apply_async()
-    return TickRequest(result.id, False)
+    return True
 
 
 def run_started() -> None:
@@ -83,14 +82,16 @@ def run_started() -> None:
         log.warning("could not clear the tick marker: %s", type(exc).__name__)
 
 
-def arm_wakeup(seconds_until_due: float | None) -> float | None:
-    """Schedule one run for when the next pending row is due; returns the countdown used."""
+def claim_wakeup(seconds_until_due: float | None) -> float | None:
+    """The countdown for one run at the next send_after, or None when none is needed.
+
+    None when nothing is pending, when tasks run inline (an inline "countdown"
+    would run at once and recurse), or when a wake-up is already armed at or
+    before that time.
+    """
     if seconds_until_due is None:
         return None
-    from tasks.queue_tick import process_notification_queue
-
     if app.conf.task_always_eager:
-        # Inline "countdowns" would run at once and recurse.
         return None
     # A floor, so rows another claimer holds cannot spin us in a tight loop.
     countdown = min(max(seconds_until_due, 0.05), MAX_WAKE_DELAY_S)
@@ -103,5 +104,4 @@ def arm_wakeup(seconds_until_due: float | None) -> float | None:
                 return None
         except redis.RedisError as exc:
             log.warning("wake-up dedup unavailable: %s", type(exc).__name__)
-    process_notification_queue.apply_async(countdown=countdown, kwargs={"reason": "wake-up"})
     return countdown

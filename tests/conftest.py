@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from db.migrations import migrate
-from tasks.embedded_postgres import EmbeddedPostgres, free_port
-from tasks.embedded_redis import EmbeddedRedis
+from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
+from tasks.local.embedded_redis import EmbeddedRedis
 from tests.pg import connect
 from tests.wire.resend_wire import ResendSdkState, ResendWire
 from tests.wire.twilio_wire import TwilioWire

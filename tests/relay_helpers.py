@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from svix.webhooks import Webhook
 from twilio.request_validator import RequestValidator
 
-from tasks.embedded_redis import EmbeddedRedis
+from tasks.local.embedded_redis import EmbeddedRedis
 from tasks.relay import create_app
 from tasks.settings import Settings
 from tests.conftest import reset_process_state

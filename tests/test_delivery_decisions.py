@@ -195,3 +195,47 @@ def test_manual_send_refuses_unknown_registration(conn, capsys):
     assert "no registration" in capsys.readouterr().err
     assert main(["send", "not-a-uuid"]) == 2
     assert "not a registration id" in capsys.readouterr().err
+
+
+def test_manual_send_says_when_nothing_will_be_sent(conn, capsys, twilio_wire, resend_wire):
+    from tasks.cli import main
+
+    quiet = new_registration(conn, notification_pref="none")
+    assert main(["send", quiet, "--inline"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing will be sent" in err and "notification_pref = none" in err
+    nobody = new_registration(conn, notification_pref="sms", customer_phone=None)
+    assert main(["send", nobody]) == 2
+    assert "no phone number on file" in capsys.readouterr().err
+    opted = new_registration(conn, notification_pref="both", customer_phone="+15551230009")
+    conn.execute("INSERT INTO sms_opt_outs (phone, source) VALUES ('+15551230009', 'test')")
+    assert main(["send", opted, "--inline"]) == 0
+    out = capsys.readouterr().out
+    assert "the phone number opted out" in out and "(e-mail)" in out
+    # Nothing was queued for the two refused; the third went by e-mail only.
+    assert conn.execute("SELECT count(*) AS n FROM notification_queue").fetchone()["n"] == 1
+    assert twilio_wire.accepted_count() == 0 and resend_wire.accepted_count() == 1
+
+
+def test_staff_opt_out_takes_the_one_opt_out_path(conn, capsys, twilio_wire, resend_wire):
+    from tasks.cli import main
+
+    reg = new_registration(conn, customer_phone="+15551230007", notification_pref="both")
+    assert main(["opt-out", "+15551230007"]) == 0
+    assert "+*******0007 opted out" in capsys.readouterr().out
+    row = conn.execute("SELECT opted_out, source FROM sms_opt_outs").fetchone()
+    assert (row["opted_out"], row["source"]) == (True, "staff")
+    change_stage(conn, reg, "documents_collected")
+    make_due(conn)
+    run_tick()
+    rows = by_channel(deliveries(conn, reg))
+    assert (rows["sms"]["status"], rows["sms"]["skip_reason"]) == ("skipped", "opted_out")
+    assert rows["email"]["status"] == "sent"
+    # The customer's choice is theirs: the opt-out did not rewrite it.
+    assert conn.execute("SELECT notification_pref FROM registrations").fetchone(
+        )["notification_pref"] == "both"
+    assert main(["opt-out", "+15551230007", "--undo"]) == 0
+    assert conn.execute("SELECT opted_out FROM sms_opt_outs").fetchone()["opted_out"] is False
+    assert main(["opt-out", "555-1234"]) == 2
+    assert "not an E.164 phone number" in capsys.readouterr().err
+    assert twilio_wire.accepted_count() == 0

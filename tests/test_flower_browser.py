@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.embedded_postgres import free_port
+from tasks.local.embedded_postgres import free_port
 from tests.conftest import provider_env
 from tests.flow import change_stage, make_due
 from tests.pg import new_registration

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from db.migrations import MigrationError, discover, migrate, status
-from tasks.embedded_postgres import EmbeddedPostgres, free_port
+from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 from tests.conftest import (
     PLAIN_OWNER,
     SUPABASE_DATABASE,

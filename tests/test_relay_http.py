@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.routing import Route
 
-from tasks.embedded_postgres import free_port
+from tasks.local.embedded_postgres import free_port
 from tasks.relay import RelayConfigError, create_app
 from tests.relay_helpers import (
     RELAY_TOKEN,

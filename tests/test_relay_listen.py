@@ -111,7 +111,7 @@ def test_the_app_enqueues_a_run_for_a_notify_and_reports_the_listener(live_broke
 
 
 def test_the_listener_keeps_trying_while_the_database_is_unreachable(caplog):
-    from tasks.embedded_postgres import free_port
+    from tasks.local.embedded_postgres import free_port
 
     caplog.set_level(logging.WARNING, logger="tasks.relay")
     recorder = Recorder()

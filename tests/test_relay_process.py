@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tasks.commands.relay import is_loopback
-from tasks.embedded_postgres import free_port
+from tasks.local.embedded_postgres import free_port
 from tests.relay_helpers import RELAY_TOKEN, flush_broker, queued, queued_task_names, wait_for
 
 pytest_plugins = ["tests.relay_helpers"]
@@ -199,8 +199,8 @@ def test_is_loopback(host, loopback):
 
 def test_cli_flags_reach_the_app(tmp_path, clean_db, monkeypatch, capsys):
     from tasks.cli import build_parser
-    from tasks.commands.errors import CommandError
     from tasks.commands.relay import prepare
+    from tasks.exceptions import CommandError
     from tests.conftest import reset_process_state
 
     monkeypatch.chdir(tmp_path)  # away from any .env in the repository

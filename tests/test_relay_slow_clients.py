@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.embedded_postgres import free_port
+from tasks.local.embedded_postgres import free_port
 from tests.relay_helpers import RELAY_TOKEN, flush_broker, wait_for
 from tests.test_relay_process import RelayProcess, _assert_clean_exit, _env
 

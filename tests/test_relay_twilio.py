@@ -201,7 +201,7 @@ def _opt_out(conn, phone: str = PHONE) -> dict | None:
 
 @pytest.mark.parametrize("keyword", ["STOP", " stop ", "StopAll", "UNSUBSCRIBE", "cancel",
                                      "END", "quit\n"])
-def test_stop_keywords_opt_out_and_drop_sms_from_preferences(relay_client, conn, keyword):
+def test_stop_keywords_opt_out_and_leave_preferences_alone(relay_client, conn, keyword):
     both = new_registration(conn, customer_phone=PHONE, notification_pref="both")
     sms = new_registration(conn, customer_phone=PHONE, notification_pref="sms")
     email = new_registration(conn, customer_phone=PHONE, notification_pref="email")
@@ -210,7 +210,8 @@ def test_stop_keywords_opt_out_and_drop_sms_from_preferences(relay_client, conn,
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/xml")
     assert response.text == "<Response/>"
-    assert _prefs(conn, both, sms, email, other) == ["email", "none", "email", "both"]
+    # The opt-out is the number's row; each registration keeps its preference.
+    assert _prefs(conn, both, sms, email, other) == ["both", "sms", "email", "both"]
     row = _opt_out(conn)
     assert row["opted_out"] is True
     assert row["source"] == f"inbound:{keyword.strip().upper()}"
@@ -225,10 +226,10 @@ def test_start_opts_back_in_without_restoring_preferences(relay_client, conn):
         assert twilio_post(client, INBOUND, _inbound(keyword)).text == "<Response/>"
         row = _opt_out(conn)
         assert row["opted_out"] is False and row["source"] == f"inbound:{keyword.upper()}"
-    assert _prefs(conn, reg) == ["email"]
+    assert _prefs(conn, reg) == ["both"]
     # Opted out again later: still one row, preferences as before.
     twilio_post(client, INBOUND, _inbound("STOP"))
-    assert _opt_out(conn)["opted_out"] is True and _prefs(conn, reg) == ["email"]
+    assert _opt_out(conn)["opted_out"] is True and _prefs(conn, reg) == ["both"]
 
 
 @pytest.mark.parametrize("body", ["Thanks!", "STOP please", "HELP", "", "S T O P"])

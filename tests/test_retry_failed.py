@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 from tests.cli_runner import cli
 from tests.flow import by_channel, change_stage, deliveries, make_due, run_tick
 from tests.pg import new_registration

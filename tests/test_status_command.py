@@ -266,7 +266,7 @@ def test_bad_registration_id_is_a_one_line_error(conn, capsys, reg_id, message):
 
 
 def test_unreachable_database_is_a_one_line_error(conn, capsys):
-    from tasks.embedded_postgres import free_port
+    from tasks.local.embedded_postgres import free_port
 
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
     code, out, err = cli(capsys, "status", "--database-url", url)
@@ -297,7 +297,7 @@ def test_ids_are_never_cut_on_any_terminal_width(conn, capsys, twilio_wire, rese
 
 
 def test_masking_helpers():
-    from tasks.commands.status import mask_phone, mask_text
+    from tasks.masking import mask_phone, mask_text
 
     assert mask_phone("+15551230001") == "+*******0001"
     assert mask_phone(None) is None

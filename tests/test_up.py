@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.embedded_postgres import free_port
+from tasks.local.embedded_postgres import free_port
 from tests.pg import connect
 from tests.up_process import (
     SENT_BY_CONSOLE,

@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 import redis
 
-import tasks.embedded_postgres as embedded_postgres
+import tasks.local.embedded_postgres as embedded_postgres
 from tasks.cli import main
-from tasks.embedded_postgres import (
+from tasks.local.embedded_postgres import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
     free_port,
     resolve_bindir,
     wheel_bindir,
 )
-from tasks.embedded_redis import EmbeddedRedisError, resolve_redis_server, wheel_redis_server
-from tasks.server_binaries import ENV_VAR, INSTALL_EXTRA, ServerBinariesError, chosen_source
+from tasks.local.embedded_redis import EmbeddedRedisError, resolve_redis_server, wheel_redis_server
+from tasks.local.server_binaries import ENV_VAR, INSTALL_EXTRA, ServerBinariesError, chosen_source
 from tasks.settings import get_settings
 from tests.pg import connect
 from tests.up_process import (

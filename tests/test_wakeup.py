@@ -52,7 +52,8 @@ def _queued(url: str, queue: str = "notifications") -> int:
 
 
 def test_a_hundred_ticks_while_one_run_waits_enqueue_one(live_app, redis_server):
-    from tasks.wakeup import request_tick, run_started
+    from tasks.queue_tick import request_tick
+    from tasks.wakeup import run_started
 
     results = [request_tick() for _ in range(100)]
     assert results[0].task_id and not results[0].coalesced
@@ -65,8 +66,23 @@ def test_a_hundred_ticks_while_one_run_waits_enqueue_one(live_app, redis_server)
     assert _queued(redis_server.url) == 2
 
 
+def test_tick_and_send_commands_coalesce_like_every_other_tick(live_app, redis_server,
+                                                              clean_db, capsys):
+    from tasks.cli import main
+
+    assert main(["tick"]) == 0
+    assert "enqueued process_notification_queue" in capsys.readouterr().out
+    assert main(["tick"]) == 0
+    assert "this tick joins it" in capsys.readouterr().out
+    with connect(clean_db) as c:
+        reg = new_registration(c, notification_pref="email")
+    assert main(["send", reg]) == 0
+    assert "joins a queue run already waiting" in capsys.readouterr().out
+    assert _queued(redis_server.url) == 1
+
+
 def test_wakeups_are_not_stacked(live_app, redis_server):
-    from tasks.wakeup import arm_wakeup
+    from tasks.queue_tick import arm_wakeup
 
     assert arm_wakeup(30.0) == 30.0
     assert arm_wakeup(40.0) is None  # one already armed sooner
@@ -94,7 +110,7 @@ def test_a_message_leaves_about_a_second_after_its_window_closes(
             change_stage(conn, reg, "documents_collected")
             time.sleep(0.4)
         # Staggered changes: every row gets its own wake-up; nothing polls.
-        from tasks.wakeup import request_tick
+        from tasks.queue_tick import request_tick
 
         request_tick()
         deadline = time.monotonic() + 30

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from tasks import worker_metrics
-from tasks.embedded_postgres import free_port
-from tasks.embedded_redis import EmbeddedRedis
+from tasks.local.embedded_postgres import free_port
+from tasks.local.embedded_redis import EmbeddedRedis
 from tests.conftest import reset_process_state
 
 

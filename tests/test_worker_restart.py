@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tasks import worker_restart
-from tasks.embedded_postgres import free_port
-from tasks.embedded_redis import EmbeddedRedis
+from tasks.local.embedded_postgres import free_port
+from tasks.local.embedded_redis import EmbeddedRedis
 from tests.conftest import provider_env
 from tests.worker_process import WorkerProcess, regnotify_worker_argv
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from tasks.embedded_postgres import port_in_use
+from tasks.local.embedded_postgres import port_in_use
 
 STACK_ENV = ("DATABASE_URL", "CELERY_BROKER_URL", "RELAY_TOKEN", "FLOWER_BASIC_AUTH",
              "SMS_PROVIDER", "EMAIL_PROVIDER", "TWILIO_ACCOUNT_SID", "RESEND_API_KEY")

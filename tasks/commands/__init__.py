@@ -1,4 +1,8 @@
-"""Subcommands of `regnotify`, in the order `--help` lists them."""
+"""Subcommands of `regnotify`, one module each, in the order `--help` lists them.
+
+Shared by several: `database_url` (the database and registration a command
+works on), `printing` (tables, JSON, times) and `timeline` (`status REG_ID`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from tasks.commands import (
     bench,
     demo,
     migrate,
+    opt_out,
     prune,
     relay,
     retry_failed,
@@ -16,4 +21,5 @@ from tasks.commands import (
     worker,
 )
 
-COMMANDS = [up, demo, migrate, worker, relay, tick, send, status, retry_failed, prune, bench]
+COMMANDS = [up, demo, migrate, worker, relay, tick, send, status, retry_failed, opt_out, prune,
+            bench]

@@ -1,4 +1,7 @@
-"""`regnotify bench`: throughput, latency and memory figures, on a stack of its own."""
+"""`regnotify bench`: the pipeline benchmark, on a private stack it starts and stops itself.
+
+The benchmark code (bench/) lives in the source tree, not in the wheel.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 DEFAULT_OUT = Path("bench") / "results"
 
@@ -40,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
         from bench import report, runner
         from bench.pipeline import WorkerShape
-    except ImportError as exc:  # the bench package lives in the source tree, not the wheel
-        raise CommandError(f"regnotify bench needs a source checkout ({exc})") from exc
+    except ImportError:  # bench/ (and the tests' wire servers it uses) are not in the wheel
+        raise CommandError(
+            "regnotify bench runs from a source checkout, not an installed package: "
+            "in the checkout run `scripts/setup`, then `.venv/bin/regnotify bench`") from None
 
     plan = runner.PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.processes or args.threads:

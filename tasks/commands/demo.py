@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tasks.commands.database_url import add_database_url_option, use_database_url
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from db import demo as demo_db
     from tasks.database import engine
-    from tasks.wakeup import request_tick
+    from tasks.queue_tick import request_tick
 
     console = Console()
     tag = uuid.uuid4().hex[:4]

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from tasks.commands.database_url import add_database_url_option, use_database_url
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

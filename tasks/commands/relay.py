@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from tasks.commands.database_url import add_database_url_option, use_database_url
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -66,7 +66,7 @@ def prepare(args: argparse.Namespace) -> tuple[Starlette, str]:
         print(f"regnotify relay: --local-only binds {DEFAULT_HOST}, not {host}", file=sys.stderr)
         host = DEFAULT_HOST
 
-    from tasks.relay import RelayConfigError, create_app
+    from tasks.relay import create_app
 
     updates: dict[str, object] = {}
     if args.no_listen:
@@ -76,10 +76,8 @@ def prepare(args: argparse.Namespace) -> tuple[Starlette, str]:
     if args.tick_interval is not None:
         updates["relay_tick_interval_s"] = args.tick_interval
     settings = get_settings().model_copy(update=updates)
-    try:
-        return create_app(settings, local_only=args.local_only), host
-    except RelayConfigError as exc:
-        raise CommandError(str(exc)) from exc
+    # A RelayConfigError is said by tasks/cli.py like any other.
+    return create_app(settings, local_only=args.local_only), host
 
 
 def run(args: argparse.Namespace) -> int:

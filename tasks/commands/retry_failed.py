@@ -15,20 +15,21 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from tasks.commands.database_url import add_database_url_option
-from tasks.commands.errors import CommandError
-from tasks.commands.status import (
-    console,
+from tasks.commands.database_url import (
+    add_database_url_option,
     database,
-    describe_error,
-    mask_recipient,
-    mask_text,
     parse_registration_id,
+)
+from tasks.commands.printing import (
+    console,
+    describe_error,
     print_json,
     print_rows,
     text,
     when,
 )
+from tasks.exceptions import CommandError
+from tasks.masking import mask_recipient, mask_text
 
 if TYPE_CHECKING:
     from db.queue import DeliveryRef

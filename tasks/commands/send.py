@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import uuid
+from typing import TYPE_CHECKING
 
-from tasks.commands.database_url import add_database_url_option, use_database_url
-from tasks.commands.errors import CommandError
+from tasks.commands.database_url import (
+    add_database_url_option,
+    parse_registration_id,
+    use_database_url,
+)
+from tasks.exceptions import CommandError
+
+if TYPE_CHECKING:
+    from db.status import RegistrationDetail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,24 +26,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def reachable(reg: RegistrationDetail) -> tuple[list[str], list[str]]:
+    """(the channels a message will go by, why each other chosen channel will not).
+
+    The same decisions the claim makes, said before queueing anything.
+    """
+    if reg.notification_pref == "none":
+        return [], ["the customer chose no messages (notification_pref = none)"]
+    chosen = ["sms", "email"] if reg.notification_pref == "both" else [reg.notification_pref]
+    channels: list[str] = []
+    why_not: list[str] = []
+    for channel in chosen:
+        if channel == "sms" and not reg.customer_phone:
+            why_not.append("no SMS: no phone number on file")
+        elif channel == "sms" and reg.sms_opted_out:
+            why_not.append("no SMS: the phone number opted out (it can text START)")
+        elif channel == "email" and not reg.customer_email:
+            why_not.append("no e-mail: no address on file")
+        else:
+            channels.append(channel)
+    return channels, why_not
+
+
 def run(args: argparse.Namespace) -> int:
     """Queue a due-now message (the customer's channel preference still applies)."""
-    try:
-        registration_id = str(uuid.UUID(args.registration_id))
-    except ValueError:
-        raise CommandError(f"not a registration id (a uuid): {args.registration_id!r}") from None
+    registration_id = parse_registration_id(args.registration_id)
     use_database_url(args)
+    from db import status as status_db
     from db.queue import request_manual_send
     from tasks.database import engine
-    from tasks.queue_tick import drain_due, process_notification_queue
+    from tasks.queue_tick import drain_due, request_tick
 
     with engine().begin() as conn:
-        if not request_manual_send(conn, registration_id):
+        reg = status_db.registration(conn, registration_id)
+        if reg is None:
             raise CommandError(f"no registration {registration_id}")
+        channels, why_not = reachable(reg)
+        if not channels:
+            raise CommandError(f"nothing will be sent to {registration_id}: "
+                               + "; ".join(why_not))
+        request_manual_send(conn, registration_id)
+    for reason in why_not:
+        print(f"note: {reason}")
+    by = " and ".join("SMS" if c == "sms" else "e-mail" for c in channels)
     if args.inline:
         result = drain_due()
-        print(f"queued: {result.dispatched} delivery task(s) for {registration_id}")
+        print(f"queued: {result.dispatched} delivery task(s) for {registration_id} ({by})")
     else:
-        process_notification_queue.apply_async()
-        print(f"queued a message for {registration_id}; the next tick sends it")
+        tick = request_tick()
+        joined = " (joins a queue run already waiting)" if tick.coalesced else ""
+        print(f"queued a message for {registration_id} by {by}; "
+              f"the next queue run sends it{joined}")
     return 0

@@ -6,7 +6,11 @@ import argparse
 import json
 from dataclasses import asdict
 
-from tasks.commands.database_url import add_database_url_option, use_database_url
+from tasks.commands.database_url import (
+    add_database_url_option,
+    given_database_url,
+    use_database_url,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,15 +23,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Enqueue process_notification_queue, or run one pass inline."""
+    """Ask for a queue run (coalesced like every other tick), or run one pass inline."""
     if args.inline:
         use_database_url(args)
         from tasks.queue_tick import drain_due
 
         print(json.dumps(asdict(drain_due())))
         return 0
-    from tasks.queue_tick import process_notification_queue
+    if given_database_url(args):
+        # Not needed to enqueue, but a worker with this setting would fail: say so now.
+        use_database_url(args)
+    from tasks.queue_tick import request_tick
 
-    result = process_notification_queue.apply_async()
-    print(f"enqueued process_notification_queue ({result.id})")
+    tick = request_tick()
+    if tick.coalesced:
+        print("a queue run is already waiting to start; this tick joins it")
+    else:
+        print(f"enqueued process_notification_queue ({tick.task_id})")
     return 0

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tasks.commands.errors import CommandError
+from tasks.exceptions import CommandError
 
 DEFAULT_PORTS = {"postgres": 54329, "redis": 63790, "relay": 8000, "flower": 5555}
 
@@ -23,14 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--state-dir", default=os.environ.get("REGNOTIFY_STATE_DIR", ".regnotify"),
                    help="where data and generated secrets are kept (default: ./.regnotify)")
     for name, port in DEFAULT_PORTS.items():
-        p.add_argument(f"--{name}-port", type=int, default=port, metavar="PORT",
+        # None: not given, so a flag that cannot apply is refused, not ignored.
+        p.add_argument(f"--{name}-port", type=int, default=None, metavar="PORT",
                        help=f"{name} port on 127.0.0.1 (default {port})")
     p.add_argument("--concurrency", type=int, default=8, help="worker threads (default 8)")
     p.set_defaults(handler=run)
 
 
 def _check_ports(wanted: dict[str, int]) -> None:
-    from tasks.embedded_postgres import port_in_use
+    from tasks.local.embedded_postgres import port_in_use
 
     for name, port in wanted.items():
         if port_in_use(port):
@@ -61,36 +62,46 @@ def _wait_http(url: str, timeout_s: float, *, auth: tuple[str, str] | None = Non
 def run(args: argparse.Namespace) -> int:
     """Start, supervise, and on Ctrl-C stop everything."""
     from db.connection import redacted
-    from db.migrations import MigrationError, migrate
-    from tasks.child_processes import ChildProcesses
-    from tasks.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError, resolve_bindir
-    from tasks.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_server
+    from db.errors import check_database_url
+    from db.migrations import migrate
+    from tasks.local.child_processes import ChildProcesses
+    from tasks.local.embedded_postgres import (
+        EmbeddedPostgres,
+        EmbeddedPostgresError,
+        resolve_bindir,
+    )
+    from tasks.local.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_server
+    from tasks.local.server_binaries import chosen_source
+    from tasks.local.up_state import UpState
     from tasks.providers.registry import banner_line
-    from tasks.server_binaries import ServerBinariesError, chosen_source
-    from tasks.settings import ProviderConfigError, get_settings
-    from tasks.up_state import UpState
+    from tasks.settings import Settings
 
-    settings = get_settings()
-    try:
-        providers = banner_line(settings)
-    except ProviderConfigError as exc:
-        raise CommandError(str(exc)) from None
+    # The environment and .env only: up.env is what an `up` wrote for other
+    # commands, never a setting for the next `up` (it may be a dead one's).
+    settings = Settings(_env_file=".env")  # type: ignore[call-arg]
+    if settings.database_url:
+        check_database_url(settings.database_url)  # before anything starts
+    providers = banner_line(settings)  # half-filled credentials refuse to start
     state = UpState(Path(args.state_dir).resolve())
     embedded_pg = not settings.database_url
     embedded_redis = not settings.celery_broker_url
-    ports = {"relay": args.relay_port, "flower": args.flower_port}
+    given = {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
+    for name, setting, embedded in (("postgres", "DATABASE_URL", embedded_pg),
+                                    ("redis", "CELERY_BROKER_URL", embedded_redis)):
+        if given[name] is not None and not embedded:
+            raise CommandError(
+                f"--{name}-port is for the {name} that up starts itself, but {setting} is "
+                f"set, so up uses that server: drop --{name}-port or unset {setting}")
+    port = {name: given[name] or default for name, default in DEFAULT_PORTS.items()}
+    ports = {"relay": port["relay"], "flower": port["flower"]}
     if embedded_pg:
-        ports["postgres"] = args.postgres_port
+        ports["postgres"] = port["postgres"]
     if embedded_redis:
-        ports["redis"] = args.redis_port
-    _check_ports(ports)
+        ports["redis"] = port["redis"]
     # Find both servers' binaries before starting anything, so a missing one
     # is reported at once, not after PostgreSQL started and migrated.
     if embedded_pg or embedded_redis:
-        try:
-            chosen_source()  # a mistyped REGNOTIFY_EMBEDDED_BINARIES, said as such
-        except ServerBinariesError as exc:
-            raise CommandError(str(exc)) from None
+        chosen_source()  # a mistyped REGNOTIFY_EMBEDDED_BINARIES, said as such
     try:
         pg_binaries = resolve_bindir() if embedded_pg else None
     except EmbeddedPostgresError as exc:
@@ -99,8 +110,16 @@ def run(args: argparse.Namespace) -> int:
         redis_binaries = resolve_redis_server() if embedded_redis else None
     except EmbeddedRedisError as exc:
         raise CommandError(f"{exc} (or set CELERY_BROKER_URL to use your own broker)") from None
-    state.ensure()
-    made = state.secrets()
+    # One `up` per state folder, held until this `up` ends; before the port
+    # check, so a second `up` hears why rather than "port in use".
+    state.lock()
+    try:
+        _check_ports(ports)
+        state.ensure()
+        made = state.secrets()
+    except BaseException:
+        state.unlock()
+        raise
     relay_token = (settings.relay_token.get_secret_value() if settings.relay_token
                    else made.relay_token)
     flower_auth = (settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth
@@ -121,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         if pg_binaries is not None:
             children.say("up", f"starting PostgreSQL in {state.postgres_dir} "
                                f"({pg_binaries.describe()}) ...")
-            pg = EmbeddedPostgres(data_dir=state.postgres_dir, port=args.postgres_port,
+            pg = EmbeddedPostgres(data_dir=state.postgres_dir, port=port["postgres"],
                                   bindir=pg_binaries.path)
             if pg.bindir != pg_binaries.path:
                 children.say("up", f"running a copy in {pg.bindir}: the postgres user "
@@ -137,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         migrate(database_url, on_applied=lambda f, _n: children.say("up", f"applied {f}"))
         if redis_binaries is not None:
             children.say("up", f"starting Redis ({redis_binaries.describe()}) ...")
-            redis_server = EmbeddedRedis(port=args.redis_port, data_dir=state.redis_dir,
+            redis_server = EmbeddedRedis(port=port["redis"], data_dir=state.redis_dir,
                                          binary=redis_binaries.path)
             redis_server.start()
             broker = redis_server.url
@@ -152,12 +171,12 @@ def run(args: argparse.Namespace) -> int:
         children.start("worker", [py, "-m", "tasks.cli", "worker", "-c", str(args.concurrency)],
                        env)
         children.start("relay", [py, "-m", "tasks.cli", "relay", "--host", "127.0.0.1",
-                                 "--port", str(args.relay_port)], env)
+                                 "--port", str(port["relay"])], env)
         children.start("flower", [py, "-m", "celery", "-A", "tasks", "flower",
-                                  f"--port={args.flower_port}", "--address=127.0.0.1",
+                                  f"--port={port['flower']}", "--address=127.0.0.1",
                                   f"--basic-auth={flower_auth}"], env)
-        relay_url = f"http://127.0.0.1:{args.relay_port}"
-        flower_url = f"http://127.0.0.1:{args.flower_port}"
+        relay_url = f"http://127.0.0.1:{port['relay']}"
+        flower_url = f"http://127.0.0.1:{port['flower']}"
         user, _, password = flower_auth.partition(":")
         ready = (_wait_http(f"{relay_url}/healthz", 60)
                  and _wait_http(flower_url, 60, auth=(user, password)))
@@ -178,8 +197,6 @@ def run(args: argparse.Namespace) -> int:
             code = exited.proc.returncode if exited.proc else "?"
             children.say("up", f"{exited.name} exited ({code}); stopping everything")
             status = 1
-    except (EmbeddedPostgresError, EmbeddedRedisError, MigrationError) as exc:
-        raise CommandError(str(exc)) from exc
     finally:
         children.say("up", "stopping ...")
         children.stop_all()
@@ -188,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         if pg is not None:
             pg.stop("fast")
         state.remove_env()
+        state.unlock()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         children.say("up", "stopped")

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from db.errors import RegnotifyError
+
 
 @dataclass(frozen=True)
 class Sms:
@@ -28,7 +30,7 @@ class Email:
     tags: tuple[tuple[str, str], ...] = ()
 
 
-class ProviderError(Exception):
+class ProviderError(RegnotifyError):
     """A provider call that did not end in an accepted message.
 
     `transient` errors are retried; the rest fail the delivery at once.

@@ -6,8 +6,8 @@ import threading
 
 from tasks.providers.base import EmailProvider, SmsProvider
 from tasks.providers.console import ConsoleEmail, ConsoleSms
+from tasks.providers.timed import TimedProvider
 from tasks.settings import ProviderConfigError, Settings, get_settings
-from tasks.worker_metrics import TimedProvider
 
 #: How each provider's name reads where `up`, `worker` and /healthz say what is live.
 DESCRIPTIONS = {

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from db import metrics as db_metrics
+from db.errors import DatabaseUnavailable
 from tasks import worker_metrics
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class PipelineCollector(Collector):
                 queue = db_metrics.queue_figures(conn)
                 deliveries = db_metrics.delivery_figures(conn)
             up.add_metric([], 1.0)
-        except (SQLAlchemyError, RuntimeError) as exc:
+        except (SQLAlchemyError, RuntimeError, DatabaseUnavailable) as exc:
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0.0)
             queue, deliveries = None, []

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from svix.webhooks import Webhook
 
 from db import webhooks
-from tasks.relay.masking import short_id
+from tasks.masking import short_id
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
 

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.connection import make_engine
+from tasks.exceptions import DatabaseUnavailable, RelayConfigError
 from tasks.relay.listener import Listener
 from tasks.relay.metrics import RelayMetrics
 from tasks.relay.ticker import Ticker
@@ -19,14 +20,6 @@ from tasks.wakeup import TickRequest
 log = logging.getLogger(__name__)
 
 TickFunction = Callable[[], TickRequest]
-
-
-class RelayConfigError(RuntimeError):
-    """The relay cannot run with these settings (said in one line)."""
-
-
-class DatabaseUnavailable(RuntimeError):
-    """DATABASE_URL is not set, so webhooks and health cannot reach the database."""
 
 
 class Relay:
@@ -49,7 +42,7 @@ class Relay:
         #: None: no token required (local-only without a token).
         self.token: str | None = token or None
         if tick is None:
-            from tasks.wakeup import request_tick
+            from tasks.queue_tick import request_tick
 
             tick = request_tick
         self._tick = tick

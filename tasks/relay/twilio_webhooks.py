@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
 
-from db import webhooks
-from tasks.relay.masking import mask_phone, short_id
+from db import deliveries, webhooks
+from tasks.masking import mask_phone, short_id
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
 
@@ -125,12 +125,10 @@ async def status_callback(request: Request) -> Response:
     return JSONResponse({"result": outcome})
 
 
-def _opt(relay: Relay, phone: str, keyword: str, opt_out: bool) -> int:
+def _opt(relay: Relay, phone: str, keyword: str, opt_out: bool) -> None:
+    # The one opt-out path (see db.deliveries.set_sms_opt_out for its effect).
     with relay.engine().begin() as conn:
-        if opt_out:
-            return webhooks.opt_out_sms(conn, phone, source=f"inbound:{keyword}")
-        webhooks.opt_in_sms(conn, phone, source=f"inbound:{keyword}")
-        return 0
+        deliveries.set_sms_opt_out(conn, phone, opted_out=opt_out, source=f"inbound:{keyword}")
 
 
 async def inbound(request: Request) -> Response:
@@ -145,21 +143,22 @@ async def inbound(request: Request) -> Response:
     opt_out = keyword in OPT_OUT_KEYWORDS
     if not (opt_out or keyword in OPT_IN_KEYWORDS):
         # The text itself is the customer's and stays out of the logs.
-        log.info("inbound SMS from %s: not an opt-out or opt-in keyword", mask_phone(phone))
+        log.info("inbound SMS from %s: not an opt-out or opt-in keyword",
+                 mask_phone(phone) or "<none>")
         relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
         return _twiml()
     if not _E164.match(phone):
         log.warning("inbound %s from %s: not an E.164 number, nothing recorded", keyword,
-                    mask_phone(phone))
+                    mask_phone(phone) or "<none>")
         relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
         return _twiml()
     try:
-        changed = await run_in_threadpool(_opt, relay, phone, keyword, opt_out)
+        await run_in_threadpool(_opt, relay, phone, keyword, opt_out)
     except (SQLAlchemyError, DatabaseUnavailable) as exc:
         return database_down(INBOUND_PATH, exc)
     if opt_out:
-        log.info("inbound %s from %s: opted out of SMS; %d registration(s) no longer use SMS",
-                 keyword, mask_phone(phone), changed)
+        log.info("inbound %s from %s: opted out of SMS (preferences unchanged)",
+                 keyword, mask_phone(phone))
         relay.metrics.webhooks.labels("twilio_inbound", "opt_out").inc()
     else:
         log.info("inbound %s from %s: may receive SMS again (preferences unchanged)",

@@ -7,7 +7,7 @@ import logging
 from starlette.responses import JSONResponse, Response
 
 from db.webhooks import StatusChange
-from tasks.relay.masking import short_id
+from tasks.masking import short_id
 from tasks.relay.metrics import RelayMetrics
 
 log = logging.getLogger(__name__)

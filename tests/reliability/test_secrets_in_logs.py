@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.embedded_postgres import free_port
+from tasks.local.embedded_postgres import free_port
 from tests.conftest import TWILIO_FROM
 from tests.flow import change_stage, make_due
 from tests.pg import new_registration

