@@ -26,10 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the worker in the foreground until it is stopped."""
-    use_database_url(args)
     from tasks.providers.registry import banner_line
 
-    providers = banner_line()  # half-filled credentials: one line from the CLI, exit 2
+    # Providers first: half-filled credentials are a one-line error (exit 2)
+    # whether or not the database is up yet.
+    providers = banner_line()
+    use_database_url(args)
     print(f"regnotify worker: {providers}", file=sys.stderr, flush=True)
     from tasks.celery_app import ALL_QUEUES, app
 
