@@ -14,13 +14,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("send", help="notify a customer of their registration's current stage now")
     add_database_url_option(p)
     p.add_argument("registration_id", metavar="REG_ID", help="the registration's uuid")
+    p.add_argument("--now", action="store_true",
+                   help="send even inside the customer's quiet hours (staff override)")
     p.add_argument("--inline", action="store_true",
                    help="claim and dispatch here instead of enqueueing the tick")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Queue a due-now message (the customer's channel preference still applies)."""
+    """Queue a due-now message (the customer's channel preference still applies).
+
+    Without --now it is held like any message inside the customer's quiet hours.
+    """
     try:
         registration_id = str(uuid.UUID(args.registration_id))
     except ValueError:
@@ -31,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from tasks.queue_tick import drain_due, process_notification_queue
 
     with engine().begin() as conn:
-        if not request_manual_send(conn, registration_id):
+        if not request_manual_send(conn, registration_id, bypass_quiet_hours=args.now):
             raise CommandError(f"no registration {registration_id}")
     if args.inline:
         result = drain_due()
@@ -39,4 +44,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         process_notification_queue.apply_async()
         print(f"queued a message for {registration_id}; the next tick sends it")
+    if args.now:
+        print("quiet hours do not apply to this message (--now); "
+              "a text still held for this registration is replaced by it")
+    else:
+        print("inside the customer's quiet hours a text waits for the morning; "
+              "--now sends it at once")
     return 0
