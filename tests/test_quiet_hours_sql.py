@@ -108,10 +108,10 @@ def test_a_bad_registration_zone_is_refused_with_a_readable_error(conn, bad):
 
 def test_a_bad_zone_on_update_and_in_the_config_is_refused(conn):
     reg = new_registration(conn, time_zone="America/Denver")
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="registrations.time_zone"):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"registrations\.time_zone"):
         conn.execute("UPDATE registrations SET time_zone = 'Europe/Londn' WHERE id = %s", (reg,))
     with pytest.raises(psycopg.errors.InvalidParameterValue,
-                       match="notification_config.default_time_zone: 'Central' is not"):
+                       match=r"notification_config\.default_time_zone: 'Central' is not"):
         conn.execute("UPDATE notification_config SET default_time_zone = 'Central'")
     conn.execute("UPDATE registrations SET time_zone = NULL WHERE id = %s", (reg,))
     conn.execute("UPDATE notification_config SET default_time_zone = 'UTC'")
