@@ -209,3 +209,40 @@ def test_the_decision_is_idempotent_in_sql(conn, clean_db):
         first = fallback_for_failed(c, sms["id"])
         second = fallback_for_failed(c, sms["id"])
     assert first is not None and first.ref.channel == "email" and second is None
+
+
+def test_two_racing_callbacks_queue_one_fallback(conn):
+    import threading
+    import time
+
+    from db.fallback import fallback_for_failed
+    from tasks.database import engine
+
+    reg = _notify(conn, notification_pref="sms")
+    sms = by_channel(deliveries(conn, reg))["sms"]
+    conn.execute("UPDATE registration_notifications SET status = 'undelivered', "
+                 "error_code = '30006' WHERE id = %s", (sms["id"],))
+    conn.execute("UPDATE notification_config SET quiet_hours_channels = '{email}', "
+                 "quiet_hours_start = '00:00', quiet_hours_end = '23:59:59.999'")  # hold it
+    results: list[object] = []
+    first_in = threading.Event()
+
+    def slow() -> None:
+        with engine().begin() as c:
+            results.append(fallback_for_failed(c, sms["id"]))
+            first_in.set()
+            time.sleep(0.5)  # the other transaction waits on the row lock meanwhile
+
+    def fast() -> None:
+        first_in.wait(5)
+        with engine().begin() as c:
+            results.append(fallback_for_failed(c, sms["id"]))
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=fast)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(results) == 2 and sum(r is not None for r in results) == 1
+    assert conn.execute("SELECT count(*) AS n FROM registration_notifications "
+                        "WHERE fallback_for = %s", (sms["id"],)).fetchone()["n"] == 1
