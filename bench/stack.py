@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from db.migrations import migrate
 from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 from tasks.local.embedded_redis import EmbeddedRedis
@@ -45,6 +47,9 @@ def private_stack(*, latency_s: float = 0.0, durable: bool = True) -> Iterator[S
     try:
         pg.start()
         migrate(pg.url)
+        # Quiet hours off: a benchmark run at night would otherwise hold every text.
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute("UPDATE notification_config SET quiet_hours_channels = '{}'")
         redis_server.start()
         twilio.start()
         resend.start()

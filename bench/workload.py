@@ -25,6 +25,8 @@ def reset(conn: psycopg.Connection) -> None:
     conn.execute("TRUNCATE " + ", ".join(f"public.{t}" for t in BENCH_TABLES) + " CASCADE")
     conn.execute("UPDATE public.notification_config SET debounce_window = interval '5 minutes',"
                  " max_wait = interval '30 minutes'")
+    # Quiet hours off: a benchmark run at night would otherwise hold every text.
+    conn.execute("UPDATE public.notification_config SET quiet_hours_channels = '{}'")
 
 
 def seed_registrations(conn: psycopg.Connection, count: int, *, pref: str = "both") -> None:

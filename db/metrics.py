@@ -38,3 +38,9 @@ def delivery_figures(conn: Connection) -> list[DeliveryFigures]:
     """Deliveries and their retries by channel and status over the last 24 h."""
     rows = conn.exec_driver_sql(query("metrics_deliveries")).all()
     return [DeliveryFigures(r.channel, r.status, int(r.deliveries), int(r.retries)) for r in rows]
+
+
+def held_figures(conn: Connection) -> dict[str, int]:
+    """Deliveries held for quiet hours right now, by channel."""
+    rows = conn.exec_driver_sql(query("metrics_held")).all()
+    return {str(r.channel): int(r.held) for r in rows}

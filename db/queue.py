@@ -24,6 +24,10 @@ class ClaimResult:
 
     closed: int
     deliveries: list[DeliveryRef]
+    #: Deliveries written held for quiet hours (not in `deliveries`).
+    held: int = 0
+    #: Held deliveries a newer burst replaced (one text per morning).
+    superseded: int = 0
 
 
 def claim_due(conn: Connection, batch: int) -> ClaimResult:
@@ -35,7 +39,7 @@ def claim_due(conn: Connection, batch: int) -> ClaimResult:
     refs = [DeliveryRef(i, "sms") for i in row.sms_ids]
     refs += [DeliveryRef(i, "email") for i in row.email_ids]
     refs.sort(key=lambda ref: ref.id)
-    return ClaimResult(int(row.closed), refs)
+    return ClaimResult(int(row.closed), refs, int(row.held), int(row.superseded))
 
 
 def next_send_after(conn: Connection) -> datetime | None:
@@ -48,18 +52,29 @@ def due_count(conn: Connection) -> int:
     return int(conn.exec_driver_sql(query("queue_due_count")).scalar() or 0)
 
 
-def request_manual_send(conn: Connection, registration_id: str) -> bool:
-    """Make a message about the current stage due now; False if no such registration."""
+def request_manual_send(
+    conn: Connection, registration_id: str, *, bypass_quiet_hours: bool = False
+) -> bool:
+    """Make a message about the current stage due now; False if no such registration.
+
+    `bypass_quiet_hours` (`regnotify send --now`) sends it even inside the
+    customer's quiet hours.
+    """
     found = conn.exec_driver_sql(
         query("registration_exists"), {"registration_id": registration_id}
     ).scalar()
     if not found:
         return False
-    conn.exec_driver_sql(query("request_manual_send"), {"registration_id": registration_id})
+    conn.exec_driver_sql(query("request_manual_send"),
+                         {"registration_id": registration_id,
+                          "bypass_quiet_hours": bypass_quiet_hours})
     return True
 
 
 def seconds_until_next_due(conn: Connection) -> float | None:
-    """Seconds (on the database's clock) until the earliest pending row is due; None if none."""
+    """Seconds (database clock) until the next pending row is due or held delivery is released.
+
+    None when nothing waits.
+    """
     value = conn.exec_driver_sql(query("seconds_until_next_due")).scalar()
     return None if value is None else float(value)

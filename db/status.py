@@ -133,6 +133,16 @@ class DeliveryEntry:
     updated_at: datetime
     sent_at: datetime | None
     delivered_at: datetime | None
+    # Quiet hours and fallback (migration 10); see tasks/commands/delivery_notes.py.
+    hold_reason: str | None = None
+    held_until: datetime | None = None
+    hold_zone: str | None = None
+    held_until_local: str | None = None
+    fallback_for: int | None = None
+    fallback_for_channel: str | None = None
+    fallback_for_status: str | None = None
+    fallback_for_error_code: str | None = None
+    replaced_by: int | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from db import deliveries
 from db.deliveries import Delivery
 from tasks.celery_app import broker_url
 from tasks.database import autocommit_engine, engine
+from tasks.fallback import dispatch_fallbacks, fall_back
 from tasks.providers.base import Email, ProviderError, Sms
 from tasks.providers.registry import email_provider, sms_provider
 from tasks.rate_limit import RateLimiter
@@ -212,6 +213,7 @@ def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Setti
     """Fail now, or record the error and ask to be run again later."""
     max_attempts = settings.send_max_retries + 1
     if not exc.transient or attempts >= max_attempts:
+        fallback = None
         with engine().begin() as conn:
             deliveries.mark_failed(conn, d.id, exc.code, exc.message,
                                    outcome_unknown=exc.transient and exc.outcome_unknown)
@@ -219,6 +221,9 @@ def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Setti
                 deliveries.set_sms_opt_out(
                     conn, d.contact, opted_out=True, source=f"twilio:{exc.code}"
                 )
+            if not exc.transient and not exc.opt_out:
+                fallback = fall_back(conn, d.id)  # the other channel (tasks/fallback.py)
+        dispatch_fallbacks([fallback])
         why = "permanent" if not exc.transient else f"gave up after {attempts} attempts"
         log.warning("delivery %s failed (%s): %s", d.id, why, exc.code)
         return Outcome("failed", f"{exc.code} ({why})")

@@ -17,6 +17,7 @@ from db.queue import claim_due, seconds_until_next_due
 from tasks.celery_app import app
 from tasks.database import engine
 from tasks.dispatch import dispatch
+from tasks.quiet_hours import release_held
 from tasks.retry_policy import INFRASTRUCTURE_RETRY
 from tasks.settings import get_settings
 from tasks.wakeup import TickRequest, claim_wakeup, run_started, should_enqueue_tick
@@ -37,6 +38,7 @@ class TickResult:
     closed: int = 0
     dispatched: int = 0
     swept: int = 0
+    released: int = 0
     batches: int = 0
     continued: bool = False
     wake_in_s: float | None = None
@@ -59,6 +61,9 @@ def drain_due() -> TickResult:
         if time.monotonic() - started > RUN_BUDGET_S:
             result.continued = True
             break
+    # Quiet hours: deliveries whose window opened (tasks/quiet_hours.py).
+    result.released, more = release_held(settings.claim_batch_size, started + RUN_BUDGET_S)
+    result.continued = result.continued or more
     with engine().begin() as conn:
         stale = deliveries.sweep_stale(
             conn, older_than_s=settings.sweep_after_s, limit=SWEEP_LIMIT

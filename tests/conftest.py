@@ -35,6 +35,15 @@ _TABLES = (
 )
 
 
+# Quiet hours are on by default (21:00-08:00 America/Chicago): a suite run at
+# night would hold every text. Tests of quiet hours turn them on themselves.
+QUIET_HOURS_OFF = (
+    "UPDATE notification_config SET quiet_hours_channels = '{}', "
+    "quiet_hours_start = '21:00', quiet_hours_end = '08:00', "
+    "default_time_zone = 'America/Chicago', fallback_enabled = true"
+)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
     """A private cluster for the whole run, with the migrations applied."""
@@ -51,6 +60,8 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
     try:
         cluster.start()
         migrate(cluster.url)
+        with connect(cluster.url) as conn:
+            conn.execute(QUIET_HOURS_OFF)
         yield cluster
     finally:
         cluster.stop("immediate")
@@ -170,6 +181,7 @@ def clean_db(database_url: str) -> Iterator[str]:
             "UPDATE notification_config SET debounce_window = interval '5 minutes', "
             "max_wait = interval '30 minutes', relay_url = NULL, relay_token = NULL"
         )
+        conn.execute(QUIET_HOURS_OFF)
 
 
 @pytest.fixture()

@@ -29,7 +29,8 @@ def test_metrics_report_queue_deliveries_latency_and_retries(
     redis.Redis.from_url(redis_server.url).flushdb()
     sent = new_registration(conn, customer_phone="+15558880001", notification_pref="sms")
     retried = new_registration(conn, customer_phone="+15558880002", notification_pref="sms")
-    failing = new_registration(conn, customer_phone="+15005550001", notification_pref="sms")
+    failing = new_registration(conn, customer_phone="+15005550001", notification_pref="sms",
+                               customer_email=None)  # no e-mail fallback
     waiting = new_registration(conn, customer_phone="+15558880003")
     twilio_wire.script("+15558880002", ["500", "accept"])
     for reg in (sent, retried, failing):

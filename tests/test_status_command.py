@@ -67,8 +67,9 @@ def test_overview_counts_queue_deliveries_failures_and_retries(conn, capsys, twi
     from db.queue import claim_due
     from tasks.database import engine
 
+    # No e-mail address: the failed text has no fallback (tests/test_fallback.py).
     failed_reg = notify(conn, customer_name="Fay Failing", customer_phone=BAD_NUMBER,
-                        notification_pref="sms")
+                        notification_pref="sms", customer_email=None)
     notify(conn, customer_name="Nora None", customer_phone="+15551230011",
            notification_pref="none")
     notify(conn, customer_name="Sam Sent", customer_phone="+15551230012")
@@ -281,7 +282,8 @@ def test_ids_are_never_cut_on_any_terminal_width(conn, capsys, twilio_wire, rese
     monkeypatch.setenv("COLUMNS", columns)
     reg = notify(conn, customer_phone="+15551230031",
                  customer_email="a.rather.long.address@example.com")
-    failed_reg = notify(conn, customer_phone=BAD_NUMBER, notification_pref="sms")
+    failed_reg = notify(conn, customer_phone=BAD_NUMBER, notification_pref="sms",
+                        customer_email=None)
     [sms] = twilio_wire.sends()
     [email] = resend_wire.sends()
 

@@ -60,6 +60,8 @@ SET status          = 'sending',
 WHERE id = %(id)s
   AND status IN ('queued', 'sending')
   AND (lease_until IS NULL OR lease_until <= now())
+  -- Held for quiet hours: only release_held_due lets it go (a stray task waits).
+  AND hold_reason IS NULL
 RETURNING attempts, attempts - attempts_at_redrive AS attempts_this_run, last_attempt_at;
 
 -- name: mark_sent
@@ -93,6 +95,7 @@ WHERE id = %(id)s AND status IN ('queued', 'sending');
 UPDATE public.registration_notifications
 SET status          = 'skipped',
     skip_reason     = %(skip_reason)s,
+    hold_reason     = NULL,
     outcome_unknown = false,
     lease_until     = NULL,
     next_attempt_at = NULL,
@@ -132,13 +135,15 @@ SET opted_out = EXCLUDED.opted_out, source = EXCLUDED.source, updated_at = now()
 -- Deliveries still moving whose task the broker may have lost: queued or
 -- sending, no live lease, no retry scheduled in the future, untouched for
 -- %(older_than_s)s seconds. Touching updated_at means each is re-dispatched
--- at most once per threshold, however often the tick runs.
+-- at most once per threshold, however often the tick runs. A delivery held
+-- for quiet hours has no task to lose: release_held_due sends it.
 UPDATE public.registration_notifications AS n
 SET updated_at = now()
 WHERE n.id = ANY(ARRAY(
     SELECT s.id
     FROM public.registration_notifications AS s
     WHERE s.status IN ('queued', 'sending')
+      AND s.hold_reason IS NULL
       AND s.updated_at < now() - make_interval(secs => %(older_than_s)s)
       AND (s.lease_until IS NULL OR s.lease_until <= now())
       AND (s.next_attempt_at IS NULL

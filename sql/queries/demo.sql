@@ -1,7 +1,10 @@
 -- What `regnotify demo` shows while it runs.
 
 -- name: demo_deliveries
-SELECT r.customer_name, n.registration_id, n.channel, n.status, n.skip_reason,
+-- A text held for quiet hours shows as 'held': the demo has nothing to wait for.
+SELECT r.customer_name, n.registration_id, n.channel,
+       CASE WHEN n.hold_reason IS NOT NULL THEN 'held' ELSE n.status END AS status,
+       n.skip_reason,
        n.new_stage, n.provider, n.provider_message_id, n.body, n.subject, n.updated_at,
        q.change_count
 FROM public.registration_notifications AS n

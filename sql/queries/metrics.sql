@@ -16,3 +16,10 @@ SELECT channel, status, count(*) AS deliveries,
 FROM public.registration_notifications
 WHERE created_at > now() - interval '24 hours'
 GROUP BY channel, status;
+
+-- name: metrics_held
+-- Deliveries held for quiet hours right now, by channel (migration 10).
+SELECT channel, count(*) AS held
+FROM public.registration_notifications
+WHERE hold_reason IS NOT NULL
+GROUP BY channel;

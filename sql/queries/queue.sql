@@ -4,6 +4,8 @@
 -- One statement claims up to %(batch)s due rows (skipping rows another
 -- claimer holds), closes them with their reason, and writes one delivery row
 -- per channel: `queued`, or `skipped` with the first reason that applies.
+-- A `queued` delivery that falls inside the customer's quiet hours is held
+-- (hold_reason, held_until) and not returned: release_held_due sends it.
 -- `id = ANY(ARRAY(...))` keeps the plan on ix_notification_queue_due; `IN`
 -- over the locked subquery turned into a hash join that scanned the table.
 -- Returns one row: the number of queue rows closed, and the ids of the
@@ -33,7 +35,14 @@ WITH closed AS (
         LIMIT %(batch)s
         FOR UPDATE SKIP LOCKED
     ))
-    RETURNING q.id, q.registration_id, q.old_stage, q.new_stage, q.notify_customer
+    RETURNING q.id, q.registration_id, q.old_stage, q.new_stage, q.notify_customer,
+              q.bypass_quiet_hours
+),
+-- Quiet hours (migration 10). A LEFT JOIN: without the config row nothing is held.
+cfg AS (
+    SELECT c.quiet_hours_start, c.quiet_hours_end, c.quiet_hours_channels, c.default_time_zone
+    FROM (SELECT true AS one) AS x
+    LEFT JOIN public.notification_config AS c ON c.id
 ),
 decided AS (
     SELECT c.id AS queue_id,
@@ -54,26 +63,62 @@ decided AS (
                    SELECT 1 FROM public.sms_opt_outs AS o
                    WHERE o.phone = r.customer_phone AND o.opted_out
                ) THEN 'opted_out'
-           END AS skip_reason
+           END AS skip_reason,
+           -- Only for rows that will be sent on a quiet channel: the call is
+           -- not inlined (it pins search_path), so the rest skip it.
+           CASE WHEN ch.channel = ANY(cfg.quiet_hours_channels) AND NOT c.bypass_quiet_hours
+                THEN coalesce(r.time_zone, cfg.default_time_zone) END AS quiet_zone,
+           cfg.quiet_hours_start,
+           cfg.quiet_hours_end
     FROM closed AS c
     JOIN public.registrations AS r ON r.id = c.registration_id
     CROSS JOIN (VALUES ('sms'), ('email')) AS ch (channel)
+    CROSS JOIN cfg
+),
+held AS (
+    SELECT d.*,
+           CASE WHEN d.skip_reason IS NULL AND d.quiet_zone IS NOT NULL
+                THEN public.quiet_hours_release_at(now(), d.quiet_zone,
+                                                   d.quiet_hours_start, d.quiet_hours_end)
+           END AS held_until
+    FROM decided AS d
 ),
 written AS (
     INSERT INTO public.registration_notifications
         (registration_id, queue_id, channel, recipient, status, skip_reason,
-         old_stage, new_stage)
+         old_stage, new_stage, held_until, hold_reason, hold_zone)
     SELECT registration_id, queue_id, channel, recipient,
            CASE WHEN skip_reason IS NULL THEN 'queued' ELSE 'skipped' END,
-           skip_reason, old_stage, new_stage
-    FROM decided
-    RETURNING id, channel, status
+           skip_reason, old_stage, new_stage, held_until,
+           CASE WHEN held_until IS NOT NULL THEN 'quiet_hours' END,
+           CASE WHEN held_until IS NOT NULL THEN quiet_zone END
+    FROM held
+    RETURNING id, channel, status, hold_reason
+),
+-- One text per morning: a message still held for quiet hours gives way to
+-- the newer burst's message on the same channel (held or not). The UPDATE
+-- reads the statement's snapshot, so it never sees the rows written above.
+superseded AS (
+    UPDATE public.registration_notifications AS h
+    SET status      = 'skipped',
+        skip_reason = 'superseded',
+        hold_reason = NULL,
+        updated_at  = now()
+    FROM (SELECT DISTINCT registration_id, channel FROM decided
+          WHERE skip_reason IS NULL) AS newer
+    WHERE h.registration_id = newer.registration_id
+      AND h.channel = newer.channel
+      AND h.status = 'queued'
+      AND h.hold_reason IS NOT NULL
+    RETURNING h.id
 )
 SELECT (SELECT count(*) FROM closed) AS closed,
        coalesce(array_agg(id) FILTER (WHERE channel = 'sms'), '{}') AS sms_ids,
-       coalesce(array_agg(id) FILTER (WHERE channel = 'email'), '{}') AS email_ids
+       coalesce(array_agg(id) FILTER (WHERE channel = 'email'), '{}') AS email_ids,
+       (SELECT count(*) FROM written AS w WHERE w.hold_reason IS NOT NULL) AS held,
+       (SELECT count(*) FROM superseded) AS superseded
 FROM written
-WHERE status = 'queued';
+WHERE status = 'queued' AND hold_reason IS NULL;
 
 -- name: next_send_after
 -- The earliest pending send_after, for the wake-up; NULL when nothing waits.
@@ -90,14 +135,17 @@ WHERE sent = false AND send_after <= now();
 -- `regnotify send`: a message about the registration's current stage, due
 -- now. A pending burst is simply made due; otherwise a row with no old stage
 -- (which is how the claim tells a manual send) is added.
+-- %(bypass_quiet_hours)s (`--now`) sends even inside quiet hours.
 WITH flushed AS (
     UPDATE public.notification_queue
-    SET send_after = now(), notify_customer = true, updated_at = now()
+    SET send_after = now(), notify_customer = true,
+        bypass_quiet_hours = %(bypass_quiet_hours)s, updated_at = now()
     WHERE registration_id = %(registration_id)s AND sent = false
     RETURNING id
 )
-INSERT INTO public.notification_queue (registration_id, old_stage, new_stage, send_after)
-SELECT r.id, NULL, r.current_stage, now()
+INSERT INTO public.notification_queue
+    (registration_id, old_stage, new_stage, send_after, bypass_quiet_hours)
+SELECT r.id, NULL, r.current_stage, now(), %(bypass_quiet_hours)s
 FROM public.registrations AS r
 WHERE r.id = %(registration_id)s AND NOT EXISTS (SELECT 1 FROM flushed)
 RETURNING id;
@@ -107,6 +155,9 @@ SELECT EXISTS (SELECT 1 FROM public.registrations WHERE id = %(registration_id)s
 
 -- name: seconds_until_next_due
 -- Measured on the database's clock, the one send_after was written with.
-SELECT extract(epoch FROM min(send_after) - now())::float8 AS seconds
-FROM public.notification_queue
-WHERE sent = false;
+-- The next quiet-hours release counts too (least() ignores a NULL).
+SELECT extract(epoch FROM least(
+           (SELECT min(send_after) FROM public.notification_queue WHERE sent = false),
+           (SELECT min(held_until) FROM public.registration_notifications
+            WHERE hold_reason IS NOT NULL)
+       ) - now())::float8 AS seconds;

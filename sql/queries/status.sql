@@ -122,8 +122,21 @@ SELECT n.id,
        n.created_at,
        n.updated_at,
        n.sent_at,
-       n.delivered_at
+       n.delivered_at,
+       -- Quiet hours and fallback (migration 10): the opening time in the
+       -- customer's zone, and the deliveries a fallback links.
+       n.hold_reason,
+       n.held_until,
+       n.hold_zone,
+       to_char(n.held_until AT TIME ZONE n.hold_zone, 'HH24:MI') AS held_until_local,
+       n.fallback_for,
+       fb.channel AS fallback_for_channel,
+       fb.status AS fallback_for_status,
+       fb.error_code AS fallback_for_error_code,
+       (SELECT x.id FROM public.registration_notifications AS x
+        WHERE x.fallback_for = n.id) AS replaced_by
 FROM public.registration_notifications AS n
+LEFT JOIN public.registration_notifications AS fb ON fb.id = n.fallback_for
 WHERE n.registration_id = %(registration_id)s::uuid
 ORDER BY n.queue_id NULLS LAST, CASE n.channel WHEN 'sms' THEN 0 ELSE 1 END, n.id;
 

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("send", help="notify a customer of their registration's current stage now")
     add_database_url_option(p)
     p.add_argument("registration_id", metavar="REG_ID", help="the registration's uuid")
+    p.add_argument("--now", action="store_true",
+                   help="send even inside the customer's quiet hours (staff override)")
     p.add_argument("--inline", action="store_true",
                    help="claim and dispatch here instead of enqueueing the tick")
     p.set_defaults(handler=run)
@@ -49,7 +51,10 @@ def reachable(reg: RegistrationDetail) -> tuple[list[str], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Queue a due-now message (the customer's channel preference still applies)."""
+    """Queue a due-now message (the customer's channel preference still applies).
+
+    Without --now it is held like any message inside the customer's quiet hours.
+    """
     registration_id = parse_registration_id(args.registration_id)
     use_database_url(args)
     from db import status as status_db
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if not channels:
             raise CommandError(f"nothing will be sent to {registration_id}: "
                                + "; ".join(why_not))
-        request_manual_send(conn, registration_id)
+        request_manual_send(conn, registration_id, bypass_quiet_hours=args.now)
     for reason in why_not:
         print(f"note: {reason}")
     by = " and ".join("SMS" if c == "sms" else "e-mail" for c in channels)
@@ -77,4 +82,10 @@ def run(args: argparse.Namespace) -> int:
         joined = " (joins a queue run already waiting)" if tick.coalesced else ""
         print(f"queued a message for {registration_id} by {by}; "
               f"the next queue run sends it{joined}")
+    if args.now:
+        print("quiet hours do not apply to this message (--now); "
+              "a text still held for this registration is replaced by it")
+    elif "sms" in channels:
+        print("inside the customer's quiet hours the text waits for the window to open; "
+              "--now sends it at once")
     return 0

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tasks.commands.database_url import database
+from tasks.commands.delivery_notes import delivery_note
 from tasks.commands.pref_timeline import pref_changes_json, print_pref_changes
 from tasks.commands.printing import (
     console,
@@ -39,6 +40,7 @@ SKIP_REASONS = {
     "no_contact": "no address for this channel",
     "opted_out": "the number opted out of texts",
     "no_net_change": "the burst ended on the stage it began",
+    "superseded": "held for quiet hours, then replaced by a newer change's message",
 }
 
 #: How a burst (queue row) was closed.
@@ -198,6 +200,7 @@ def _detail(d: DeliveryEntry, now: datetime) -> str:
         recipient = mask_recipient(d.channel, d.recipient)
         parts.append(f"via {d.provider}" + (f" to {recipient}" if recipient else ""))
     parts.append(_why(d, now))
+    parts.append(delivery_note(d))  # quiet hours, fallback
     return " — ".join(p for p in parts if p)
 
 

@@ -48,11 +48,12 @@ class PipelineCollector(Collector):
             with self._engine().connect() as conn:
                 queue = db_metrics.queue_figures(conn)
                 deliveries = db_metrics.delivery_figures(conn)
+                held = db_metrics.held_figures(conn)
             up.add_metric([], 1.0)
         except (SQLAlchemyError, RuntimeError, DatabaseUnavailable) as exc:
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0.0)
-            queue, deliveries = None, []
+            queue, deliveries, held = None, [], None
         yield up
         if queue is not None:
             yield GaugeMetricFamily("regnotify_queue_depth",
@@ -77,6 +78,14 @@ class PipelineCollector(Collector):
             retried.add_metric([channel], count)
         yield by_status
         yield retried
+        if held is not None:
+            held_now = GaugeMetricFamily("regnotify_deliveries_held",
+                                         "Deliveries held for the customer's quiet hours",
+                                         labels=["channel"])
+            # Both channels always, so a dashboard sees 0 rather than no series.
+            for channel in ("email", "sms"):
+                held_now.add_metric([channel], held.get(channel, 0))
+            yield held_now
         yield from self._worker_metrics()
 
     def _worker_metrics(self) -> Iterator[Metric]:

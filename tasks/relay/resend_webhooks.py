@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from svix.webhooks import Webhook
 
 from db import webhooks
+from tasks.fallback import dispatch_fallbacks, fall_back_after_webhook
 from tasks.masking import short_id
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
@@ -120,11 +121,15 @@ def _apply(relay: Relay, event: EmailEvent) -> list[webhooks.StatusChange] | Non
         if event.status is None:
             return webhooks.note_delay(conn, channel="email", provider_message_id=event.email_id,
                                        message=event.error_message or "delivery delayed")
-        return webhooks.apply_status(
+        changes = webhooks.apply_status(
             conn, channel="email", provider_message_id=event.email_id, status=event.status,
             error_code=event.error_code, error_message=event.error_message,
             occurred_at=event.occurred_at,
         )
+        # A hard bounce: the text, in the same transaction.
+        fallbacks = fall_back_after_webhook(conn, changes)
+    dispatch_fallbacks(fallbacks)
+    return changes
 
 
 async def resend_webhook(request: Request) -> Response:

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
 
 from db import deliveries, webhooks
+from tasks.fallback import dispatch_fallbacks, fall_back_after_webhook
 from tasks.masking import mask_phone, short_id
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
@@ -91,8 +92,13 @@ def _apply_status(
     relay: Relay, sid: str, status: str, error_code: str | None, message: str | None
 ) -> list[webhooks.StatusChange]:
     with relay.engine().begin() as conn:
-        return webhooks.apply_status(conn, channel="sms", provider_message_id=sid, status=status,
-                                     error_code=error_code, error_message=message)
+        changes = webhooks.apply_status(conn, channel="sms", provider_message_id=sid,
+                                        status=status, error_code=error_code,
+                                        error_message=message)
+        # An undelivered/failed text: the e-mail, in the same transaction.
+        fallbacks = fall_back_after_webhook(conn, changes)
+    dispatch_fallbacks(fallbacks)
+    return changes
 
 
 async def status_callback(request: Request) -> Response:
