@@ -64,6 +64,7 @@ def private_stack(*, latency_s: float = 0.0, durable: bool = True) -> Iterator[S
             "TWILIO_API_BASE_URL": twilio.url,
             "RESEND_API_KEY": resend.api_key,
             "RESEND_API_BASE_URL": resend.url,
+            "EMAIL_FROM": "Bench Motors <bench@bench.test>",
             # Benchmarks measure our pipeline, not the providers' published limits.
             "TWILIO_RATE_PER_S": "100000",
             "RESEND_RATE_PER_S": "100000",

@@ -48,6 +48,7 @@ def test_logs_hold_no_secret_and_no_full_phone(tmp_path: Path, clean_db, conn, r
             "TWILIO_ACCOUNT_SID": account_sid, "TWILIO_AUTH_TOKEN": auth_token,
             "TWILIO_FROM_NUMBER": TWILIO_FROM, "TWILIO_API_BASE_URL": twilio.url,
             "RESEND_API_KEY": api_key, "RESEND_API_BASE_URL": resend.url,
+            "EMAIL_FROM": "Lone Star Auto <registrations@lonestar.test>",
             "RELAY_TOKEN": relay_token, "RESEND_WEBHOOK_SECRET": webhook_secret,
             "RELAY_PUBLIC_URL": public_url, "SEND_RETRY_BACKOFF_BASE": "0.1",
             "TWILIO_RATE_PER_S": "1000", "RESEND_RATE_PER_S": "1000",
