@@ -195,9 +195,17 @@ def _trigger(stack: Stack, plan: Plan, results: Results, log: Callable[[str], No
                               seconds=plan.trigger_seconds, clients=plan.trigger_clients)
     # Ours, the seed plan's trigger and none, interleaved (bench/trigger.py).
     results.figures.update(trigger.summary(figures))
+    # The server's CPU per UPDATE of each variant: the profile behind the ratios.
+    cpu = trigger.cpu_per_update(stack, rows=plan.trigger_rows,
+                                 updates=min(3000, plan.trigger_rows // 10),
+                                 rounds=min(plan.trigger_rounds, 5))
     results.details["trigger"] = {"tps": figures.tps, "clients": figures.clients,
-                                  "rows": figures.rows, "seconds_per_run": figures.seconds_per_run}
+                                  "rows": figures.rows, "seconds_per_run": figures.seconds_per_run,
+                                  "cpu_us_per_update": cpu}
     log("   tps medians: " + ", ".join(f"{k} {figures.median(k):,.0f}" for k in figures.tps))
+    if cpu:
+        log("   server CPU per UPDATE (us): "
+            + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in cpu.items()))
 
 
 def _claim(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:

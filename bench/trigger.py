@@ -10,6 +10,10 @@ order of the variants rotating per round, so load from other processes falls
 on every side of each ratio. Before each run the queue is emptied and a
 checkpoint taken, so every run starts from the same state.
 
+`cpu_per_update` adds the profile behind the ratios: the server's CPU time
+per one-row UPDATE of each variant, which other load on the machine barely
+moves.
+
 Run on its own (a private cluster, no Redis or workers):
 `python -m bench.trigger [--rows N] [--rounds N] [--seconds S] [--clients N]`.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -205,6 +210,56 @@ def measure(stack: Stack, *, rows: int, rounds: int, seconds: float,
     return figures
 
 
+def _backend_cpu_ns(pid: int) -> int | None:
+    # Linux: time on CPU of one process, in ns (the server runs on this host).
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_per_update(stack: Stack, *, rows: int, updates: int,
+                   rounds: int) -> dict[str, list[float]]:
+    """Backend CPU (us) per one-row stage UPDATE, each its own transaction, per variant.
+
+    The profile behind the tps ratios: one connection, sync commit off, the
+    server's own CPU time read from /proc, so load from other processes on
+    the machine barely moves it. Empty where /proc is not readable.
+    """
+    update = ("UPDATE public.registrations SET current_stage = CASE current_stage"
+              " WHEN 'documents_collected' THEN 'submitted_to_dmv'"
+              " ELSE 'documents_collected' END"
+              f" WHERE id = {workload.registration_id_sql('%s::int')}")
+    spent: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    picks = random.Random(16)
+    with psycopg.connect(stack.pg.url, autocommit=True) as admin, \
+            psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if _backend_cpu_ns(pid) is None:
+            return {}
+        install_seed_peer(admin)
+        try:
+            orders = _orders()
+            for _ in range(rounds):
+                for variant in next(orders):
+                    _prepare_run(admin, variant)
+                    ids = [picks.randint(1, rows) for _ in range(updates + 50)]
+                    for n in ids[:50]:  # plans and caches warm
+                        conn.execute(update, (n,), prepare=True)
+                    before = _backend_cpu_ns(pid) or 0
+                    with conn.pipeline():
+                        for n in ids[50:]:
+                            conn.execute(update, (n,), prepare=True)
+                    after = _backend_cpu_ns(pid) or 0
+                    spent[variant].append(round((after - before) / updates / 1000, 2))
+        finally:
+            drop_seed_peer(admin)
+            admin.execute(f"ALTER TABLE public.registrations ENABLE TRIGGER {TRIGGER}")
+            admin.execute("TRUNCATE public.notification_queue CASCADE")
+    return spent
+
+
 @contextmanager
 def _database_only() -> Iterator[Stack]:
     """A private migrated cluster and nothing else: all the trigger bench needs."""
@@ -247,13 +302,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=quick.trigger_rounds)
     p.add_argument("--seconds", type=float, default=quick.trigger_seconds)
     p.add_argument("--clients", type=int, default=quick.trigger_clients)
+    p.add_argument("--cpu-updates", type=int, default=3000,
+                   help="one-row UPDATEs per variant and round for the CPU profile (0: skip)")
     args = p.parse_args(argv)
     with _database_only() as stack:
         figures = measure(stack, rows=args.rows, rounds=args.rounds, seconds=args.seconds,
                           clients=args.clients)
+        cpu = (cpu_per_update(stack, rows=args.rows, updates=args.cpu_updates,
+                              rounds=args.rounds) if args.cpu_updates else {})
     for key, values in figures.tps.items():
-        print(f"{key:<16} median {figures.median(key):>9,.0f}  rounds "
+        print(f"{key:<16} median {figures.median(key):>9,.0f} tps  rounds "
               + " ".join(f"{v:,.0f}" for v in values))
+    for variant, values in cpu.items():
+        print(f"cpu {variant:<12} median {statistics.median(values):>6.2f} us/UPDATE  rounds "
+              + " ".join(f"{v:.2f}" for v in values))
     print(json.dumps(summary(figures)))
     return 0
 
