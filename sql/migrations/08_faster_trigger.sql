@@ -11,8 +11,6 @@
 --     statement (stringToNode + ExecPrepareQual): about 0.8 us for a one-row
 --     UPDATE. The same test in the body costs a plpgsql IF. `OF current_stage`
 --     still keeps every UPDATE that does not name the column away from it.
---   * NEW.pending_notify_customer is written only when it is set, so the
---     common change does not rebuild the row for it.
 --   * closed_reason's CHECK was re-parsed by every upsert (below): ~4 us for
 --     ours and the seed's alike.
 -- Kept: SECURITY DEFINER, the pinned search_path (SET search_path = ''; its
@@ -108,9 +106,7 @@ BEGIN
             change_count    = q.change_count + 1,
             updated_at      = EXCLUDED.updated_at;
 
-        IF NEW.pending_notify_customer IS NOT NULL THEN
-            NEW.pending_notify_customer := NULL;
-        END IF;
+        NEW.pending_notify_customer := NULL;
         NEW.updated_at := now();
     END IF;
     RETURN NEW;
