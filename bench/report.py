@@ -12,6 +12,8 @@ from bench.runner import GOALS, Results
 ROWS: tuple[tuple[str, str], ...] = (
     ("trigger_overhead_ratio", "trigger UPDATE tps ratio, sync commit off"),
     ("trigger_overhead_ratio_durable", "trigger UPDATE tps ratio, durable"),
+    ("trigger_vs_seed_ratio", "UPDATE tps ours / seed's trigger, sync off"),
+    ("trigger_vs_seed_ratio_durable", "UPDATE tps ours / seed's trigger, durable"),
     ("claim_rows_per_s", "claim rows/s, 2 claimers"),
     ("drain_vs_bare_celery_ratio", "drain sends/s / bare Celery tasks/s"),
     ("latency_bound_ratio", "200 ms sends/s / (concurrency / 0.2 s)"),
@@ -76,6 +78,7 @@ def write_chart(results: Results, path: Path) -> None:
     ax = axes[0][0]
     ratio_keys = [("trigger_overhead_ratio", "trigger\n(sync off)"),
                   ("trigger_overhead_ratio_durable", "trigger\n(durable)"),
+                  ("trigger_vs_seed_ratio", "ours / seed\n(sync off)"),
                   ("drain_vs_bare_celery_ratio", "drain /\nbare Celery"),
                   ("latency_bound_ratio", "200 ms /\nbound")]
     values = [f[k] for k, _ in ratio_keys]

@@ -1,22 +1,37 @@
-"""What the debounce trigger costs a stage UPDATE: pgbench with it and without it, interleaved.
+"""What the debounce trigger costs a stage UPDATE: pgbench with ours, the seed's, and none.
 
 pgbench flips `current_stage` of random registrations among `rows`, so every
-UPDATE changes the stage and fires `queue_status_notification()` when the
-trigger is enabled. The four variants (trigger on/off x durable /
-`synchronous_commit=off`) run in turn, round after round, the order of on
-and off alternating per round, so load from other processes falls on both
-sides of each ratio. Before each run the queue is emptied and a checkpoint
-taken, so every run starts from the same state.
+UPDATE changes the stage and fires the enabled trigger. Three variants run
+side by side: no trigger (`plain`), the seed plan's trigger (`seed`, a peer
+installed only in the bench's own database by `install_seed_peer`) and ours
+(`trigger`, `queue_status_notification()` from the migrations). Each runs
+durable and with `synchronous_commit=off`, in turn, round after round, the
+order of the variants rotating per round, so load from other processes falls
+on every side of each ratio. Before each run the queue is emptied and a
+checkpoint taken, so every run starts from the same state.
+
+`cpu_per_update` adds the profile behind the ratios: the server's CPU time
+per one-row UPDATE of each variant, which other load on the machine barely
+moves.
+
+Run on its own (a private cluster, no Redis or workers):
+`python -m bench.trigger [--rows N] [--rounds N] [--seconds S] [--clients N]`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import random
 import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +41,52 @@ from bench import workload
 from bench.stack import Stack
 
 TRIGGER = "trg_queue_status_notification"
+SEED_TRIGGER = "trg_bench_seed_queue_status_notification"
+
+#: The variants, each with the trigger it enables (None: all off).
+VARIANTS: dict[str, str | None] = {"plain": None, "seed": SEED_TRIGGER, "trigger": TRIGGER}
+
+# The seed plan's trigger, as the plan gives it: a SECURITY DEFINER upsert
+# with a fixed 5-minute window, no configuration row, no max-wait cap, no
+# change_count and no pinned search_path, fired BEFORE every UPDATE of a
+# registration and testing the stage in its body. Bench-only: created here,
+# in the bench's throwaway database, never by a migration.
+SEED_PEER_SQL = f"""
+CREATE OR REPLACE FUNCTION public.bench_seed_queue_status_notification()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+AS $fn$
+BEGIN
+    IF NEW.current_stage IS DISTINCT FROM OLD.current_stage THEN
+        INSERT INTO notification_queue
+            (registration_id, old_stage, new_stage, send_after, notify_customer)
+        VALUES
+            (NEW.id, OLD.current_stage, NEW.current_stage, now() + interval '5 minutes',
+             coalesce(NEW.pending_notify_customer, true))
+        ON CONFLICT (registration_id) WHERE (sent = false) DO UPDATE
+        SET new_stage       = EXCLUDED.new_stage,
+            send_after      = EXCLUDED.send_after,
+            notify_customer = EXCLUDED.notify_customer,
+            updated_at      = now();
+        NEW.pending_notify_customer := NULL;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+REVOKE ALL ON FUNCTION public.bench_seed_queue_status_notification() FROM PUBLIC;
+DROP TRIGGER IF EXISTS {SEED_TRIGGER} ON public.registrations;
+CREATE TRIGGER {SEED_TRIGGER}
+    BEFORE UPDATE ON public.registrations
+    FOR EACH ROW
+    EXECUTE FUNCTION public.bench_seed_queue_status_notification();
+ALTER TABLE public.registrations DISABLE TRIGGER {SEED_TRIGGER};
+"""
+
+SEED_PEER_DROP_SQL = f"""
+DROP TRIGGER IF EXISTS {SEED_TRIGGER} ON public.registrations;
+DROP FUNCTION IF EXISTS public.bench_seed_queue_status_notification();
+"""
 
 _SCRIPT = """\\set n random(1, {rows})
 UPDATE public.registrations
@@ -49,6 +110,16 @@ def pgbench_path(stack: Stack) -> Path:
     return Path(found)
 
 
+def install_seed_peer(conn: psycopg.Connection) -> None:
+    """Create the seed's trigger (disabled) next to ours, in this database only."""
+    conn.execute(SEED_PEER_SQL)
+
+
+def drop_seed_peer(conn: psycopg.Connection) -> None:
+    """Remove the seed's trigger and its function."""
+    conn.execute(SEED_PEER_DROP_SQL)
+
+
 @dataclass
 class TriggerFigures:
     """UPDATEs per second of each variant, every round kept."""
@@ -62,11 +133,19 @@ class TriggerFigures:
         """Median tps of one variant over the rounds."""
         return statistics.median(self.tps[variant])
 
-    def ratio(self, durable: bool) -> float:
-        """Median of per-round ratios (with / without), so each ratio pairs neighbouring runs."""
+    def _paired(self, durable: bool, top: str, bottom: str) -> float:
+        # Median of per-round ratios, so each ratio pairs neighbouring runs.
         mode = "durable" if durable else "async"
-        pairs = zip(self.tps[f"{mode}_trigger"], self.tps[f"{mode}_plain"], strict=True)
-        return statistics.median(on / off for on, off in pairs)
+        pairs = zip(self.tps[f"{mode}_{top}"], self.tps[f"{mode}_{bottom}"], strict=True)
+        return statistics.median(a / b for a, b in pairs)
+
+    def ratio(self, durable: bool) -> float:
+        """Ours / no trigger."""
+        return self._paired(durable, "trigger", "plain")
+
+    def seed_ratio(self, durable: bool) -> float:
+        """Ours / the seed's trigger (>= 1.0: ours is at least as fast)."""
+        return self._paired(durable, "trigger", "seed")
 
 
 def _run_pgbench(stack: Stack, script: Path, *, seconds: float, clients: int,
@@ -83,35 +162,163 @@ def _run_pgbench(stack: Stack, script: Path, *, seconds: float, clients: int,
     return float(match.group(1))
 
 
-def _prepare_run(conn: psycopg.Connection, trigger: bool) -> None:
+def _prepare_run(conn: psycopg.Connection, variant: str) -> None:
     conn.execute("TRUNCATE public.notification_queue CASCADE")
-    state = "ENABLE" if trigger else "DISABLE"
-    conn.execute(f"ALTER TABLE public.registrations {state} TRIGGER {TRIGGER}")
+    for name in (TRIGGER, SEED_TRIGGER):
+        state = "ENABLE" if VARIANTS[variant] == name else "DISABLE"
+        conn.execute(f"ALTER TABLE public.registrations {state} TRIGGER {name}")
     conn.execute("CHECKPOINT")
+
+
+def _orders() -> Iterator[tuple[str, ...]]:
+    # Every variant takes every position in turn: none always runs first
+    # (fresh after the checkpoint) or last.
+    names = tuple(VARIANTS)
+    shift = 0
+    while True:
+        yield names[shift:] + names[:shift]
+        shift = (shift + 1) % len(names)
 
 
 def measure(stack: Stack, *, rows: int, rounds: int, seconds: float,
             clients: int = 4) -> TriggerFigures:
-    """Run the four variants `rounds` times each, interleaved; trigger enabled afterwards."""
+    """Run every variant `rounds` times each, interleaved; ours enabled afterwards."""
     workload.fresh(stack.pg.url, rows)
     figures = TriggerFigures(rows, seconds, clients,
-                             {f"{m}_{t}": [] for m in ("durable", "async")
-                              for t in ("trigger", "plain")})
+                             {f"{m}_{v}": [] for m in ("durable", "async") for v in VARIANTS})
     with tempfile.TemporaryDirectory(prefix="regnotify-pgbench-") as tmp:
         script = Path(tmp) / "flip_stage.sql"
         script.write_text(_SCRIPT.format(rows=rows, id_expr=workload.registration_id_sql(":n")))
         os.chmod(tmp, 0o755)
         with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+            install_seed_peer(conn)
             try:
-                for round_no in range(rounds):
-                    order = (True, False) if round_no % 2 == 0 else (False, True)
+                orders = _orders()
+                for _ in range(rounds):
+                    order = next(orders)
                     for durable in (True, False):
                         mode = "durable" if durable else "async"
-                        for trigger in order:
-                            _prepare_run(conn, trigger)
+                        for variant in order:
+                            _prepare_run(conn, variant)
                             tps = _run_pgbench(stack, script, seconds=seconds, clients=clients,
                                                durable=durable)
-                            figures.tps[f"{mode}_{'trigger' if trigger else 'plain'}"].append(tps)
+                            figures.tps[f"{mode}_{variant}"].append(tps)
             finally:
+                drop_seed_peer(conn)
                 conn.execute(f"ALTER TABLE public.registrations ENABLE TRIGGER {TRIGGER}")
+                conn.execute("TRUNCATE public.notification_queue CASCADE")
     return figures
+
+
+def _backend_cpu_ns(pid: int) -> int | None:
+    # Linux: time on CPU of one process, in ns (the server runs on this host).
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_per_update(stack: Stack, *, rows: int, updates: int,
+                   rounds: int) -> dict[str, list[float]]:
+    """Backend CPU (us) per one-row stage UPDATE, each its own transaction, per variant.
+
+    The profile behind the tps ratios: one connection, sync commit off, the
+    server's own CPU time read from /proc, so load from other processes on
+    the machine barely moves it. Empty where /proc is not readable.
+    """
+    update = ("UPDATE public.registrations SET current_stage = CASE current_stage"
+              " WHEN 'documents_collected' THEN 'submitted_to_dmv'"
+              " ELSE 'documents_collected' END"
+              f" WHERE id = {workload.registration_id_sql('%s::int')}")
+    spent: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    picks = random.Random(16)
+    with psycopg.connect(stack.pg.url, autocommit=True) as admin, \
+            psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if _backend_cpu_ns(pid) is None:
+            return {}
+        install_seed_peer(admin)
+        try:
+            orders = _orders()
+            for _ in range(rounds):
+                for variant in next(orders):
+                    _prepare_run(admin, variant)
+                    ids = [picks.randint(1, rows) for _ in range(updates + 50)]
+                    for n in ids[:50]:  # plans and caches warm
+                        conn.execute(update, (n,), prepare=True)
+                    before = _backend_cpu_ns(pid) or 0
+                    with conn.pipeline():
+                        for n in ids[50:]:
+                            conn.execute(update, (n,), prepare=True)
+                    after = _backend_cpu_ns(pid) or 0
+                    spent[variant].append(round((after - before) / updates / 1000, 2))
+        finally:
+            drop_seed_peer(admin)
+            admin.execute(f"ALTER TABLE public.registrations ENABLE TRIGGER {TRIGGER}")
+            admin.execute("TRUNCATE public.notification_queue CASCADE")
+    return spent
+
+
+@contextmanager
+def _database_only() -> Iterator[Stack]:
+    """A private migrated cluster and nothing else: all the trigger bench needs."""
+    from tasks.embedded_postgres import EmbeddedPostgres, free_port
+
+    root = Path(tempfile.mkdtemp(prefix="regnotify-bench-trigger-"))
+    pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")
+    if pg._owner is not None:
+        os.chown(root, pg._owner.pw_uid, pg._owner.pw_gid)
+    try:
+        pg.start()
+        from db.migrations import migrate
+
+        migrate(pg.url)
+        yield Stack(pg, None, None, None, root)  # type: ignore[arg-type]
+    finally:
+        try:
+            pg.stop("immediate")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def summary(figures: TriggerFigures) -> dict[str, float]:
+    """The trigger figures, as `regnotify bench` reports them."""
+    return {
+        "trigger_overhead_ratio": round(figures.ratio(durable=False), 3),
+        "trigger_overhead_ratio_durable": round(figures.ratio(durable=True), 3),
+        "trigger_vs_seed_ratio": round(figures.seed_ratio(durable=False), 3),
+        "trigger_vs_seed_ratio_durable": round(figures.seed_ratio(durable=True), 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.trigger`: the trigger variants alone, on a private cluster."""
+    from bench.runner import PLANS
+
+    quick = PLANS["quick"]
+    p = argparse.ArgumentParser(prog="python -m bench.trigger", description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=quick.trigger_rows)
+    p.add_argument("--rounds", type=int, default=quick.trigger_rounds)
+    p.add_argument("--seconds", type=float, default=quick.trigger_seconds)
+    p.add_argument("--clients", type=int, default=quick.trigger_clients)
+    p.add_argument("--cpu-updates", type=int, default=3000,
+                   help="one-row UPDATEs per variant and round for the CPU profile (0: skip)")
+    args = p.parse_args(argv)
+    with _database_only() as stack:
+        figures = measure(stack, rows=args.rows, rounds=args.rounds, seconds=args.seconds,
+                          clients=args.clients)
+        cpu = (cpu_per_update(stack, rows=args.rows, updates=args.cpu_updates,
+                              rounds=args.rounds) if args.cpu_updates else {})
+    for key, values in figures.tps.items():
+        print(f"{key:<16} median {figures.median(key):>9,.0f} tps  rounds "
+              + " ".join(f"{v:,.0f}" for v in values))
+    for variant, values in cpu.items():
+        print(f"cpu {variant:<12} median {statistics.median(values):>6.2f} us/UPDATE  rounds "
+              + " ".join(f"{v:.2f}" for v in values))
+    print(json.dumps(summary(figures)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
