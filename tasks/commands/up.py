@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             f"  flower  {flower_url}  user {user}  password {password}",
             f"  database {redacted(database_url)}",
             f"  broker  {broker}",
+            f"  coordination  {_coordination(broker)}  (rate limits, tick, wake-up)",
             f"  providers: sms={sms}, email={email}",
             "  try `regnotify demo` in another terminal; Ctrl-C stops everything",
         ):
@@ -188,3 +189,11 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         children.say("up", "stopped")
     return status
+
+
+def _coordination(broker: str) -> str:
+    """Where the workers share rate limits, the tick marker and the wake-up."""
+    from tasks.broker_redis import coordination_backend
+    from tasks.settings import Settings
+
+    return coordination_backend(Settings(celery_broker_url=broker))
