@@ -42,3 +42,11 @@ def wake_arm(conn: Connection, name: str, countdown_s: float) -> bool:
     return conn.exec_driver_sql(
         query("wake_arm"), {"name": name, "countdown_s": countdown_s}
     ).first() is not None
+
+
+def gate(conn: Connection, name: str, limit: int, window_s: float) -> float:
+    """0 when a call may leave now (and it is logged), else seconds until one may."""
+    row = conn.exec_driver_sql(
+        query("gate_depart"), {"name": name, "limit": limit, "window_s": window_s}
+    ).first()
+    return 0.0 if row is None or row.wait is None else max(0.0, float(row.wait))

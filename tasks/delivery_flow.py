@@ -42,6 +42,9 @@ MAX_RATE_SLEEP_S = 1.0
 #: A task for a reserved slot that starts later than this lost the slot (a
 #: worker restart, a busy broker): it reserves a new one rather than crowd others.
 SLOT_LATE_S = 2.0
+#: A task published for a slot starts this much before it, to render and
+#: claim first: a request that leaves late crowds the next second.
+PREPARE_LEAD_S = 0.25
 #: Wait after a 429 that named no Retry-After.
 DEFAULT_RATE_LIMIT_WAIT_S = 1.0
 
@@ -78,29 +81,54 @@ def limiter(channel: str) -> RateLimiter:
     return _limiter(channel)
 
 
-def seconds_to_slot(channel: str, slot_at: float | None) -> float:
-    """How long until this send may go: its reserved slot, or a newly reserved one."""
-    now = time.time()
-    if slot_at is not None and now - slot_at <= SLOT_LATE_S:
-        return max(0.0, slot_at - now)
-    return _limiter(channel).reserve(math.inf).wait_s
+@dataclass(frozen=True)
+class Slot:
+    """When a send may call its provider.
+
+    `later` set: not in this run (published again, or parked). Otherwise the
+    run prepares (renders, claims) first and then waits for its slot, so the
+    request leaves on time: `go_at` is a slot reserved earlier (epoch s), or
+    None to reserve one once prepared.
+    """
+
+    later: Outcome | None = None
+    go_at: float | None = None
+
+    def wait(self, channel: str) -> None:
+        """Sleep until the slot (taking it now when none was reserved)."""
+        go_at = self.go_at
+        if go_at is None:
+            go_at = time.time() + _limiter(channel).reserve(math.inf).wait_s
+        left = go_at - time.time()
+        if left > 0:
+            time.sleep(left)
+        _limiter(channel).depart()
 
 
-def hold(delivery_ids: list[int], wait_s: float, reason: str) -> Outcome | None:
-    """Wait `wait_s` for a slot: sleep (None: carry on now), or say when to run again."""
-    if wait_s <= MAX_RATE_SLEEP_S or app.conf.task_always_eager:
-        # Eager tasks (tests) run inline: a countdown would not wait.
-        time.sleep(wait_s)
-        return None
+def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
+              reason: str) -> Slot:
+    """This run's slot: the one reserved for it, one close enough, or a later run."""
+    if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
+        return Slot(go_at=slot_at)
+    lim = _limiter(channel)
+    # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
+    if app.conf.task_always_eager or lim.reserve(-1).wait_s <= MAX_RATE_SLEEP_S:
+        return Slot()
+    return Slot(later=wait_later(delivery_ids, lim.reserve(math.inf).wait_s, reason))
+
+
+def wait_later(delivery_ids: list[int], wait_s: float, reason: str) -> Outcome:
+    """A reserved slot `wait_s` away: publish the task again a little before it, or park."""
     slot_at = time.time() + wait_s
-    parked = wait_s > BROKER_HORIZON_S
+    parked = wait_s > BROKER_HORIZON_S and not app.conf.task_always_eager
     with autocommit_engine().connect() as conn:
         deliveries.note_wait(conn, delivery_ids, wait_s, parked=parked)
     if parked:
         arm_wakeup(wait_s - BROKER_HORIZON_S / 2)
         return Outcome("parked", f"{reason}: slot in {wait_s:.1f}s")
-    return Outcome("waiting", f"{reason}: slot in {wait_s:.1f}s", retry_in_s=round(wait_s, 3),
-                   slot_at=slot_at, ids=tuple(delivery_ids))
+    return Outcome("waiting", f"{reason}: slot in {wait_s:.1f}s",
+                   retry_in_s=round(max(0.0, wait_s - PREPARE_LEAD_S), 3), slot_at=slot_at,
+                   ids=tuple(delivery_ids))
 
 
 def after_rate_limit(channel: str, delivery_ids: list[int], exc: ProviderError, *,
@@ -112,14 +140,7 @@ def after_rate_limit(channel: str, delivery_ids: list[int], exc: ProviderError, 
     lim = _limiter(channel)
     lim.defer(exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT_S)
     wait = lim.reserve(math.inf).wait_s
-    slot_at = time.time() + wait
-    if wait > BROKER_HORIZON_S and not app.conf.task_always_eager:
-        with autocommit_engine().connect() as conn:
-            deliveries.note_wait(conn, delivery_ids, wait, parked=True)
-        arm_wakeup(wait - BROKER_HORIZON_S / 2)
-        return Outcome("parked", f"provider rate limit ({exc.code}): slot in {wait:.1f}s")
-    return Outcome("waiting", f"provider rate limit ({exc.code}): slot in {wait:.1f}s",
-                   retry_in_s=round(wait, 3), slot_at=slot_at, ids=tuple(delivery_ids))
+    return wait_later(delivery_ids, wait, f"provider rate limit ({exc.code})")
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -237,9 +258,10 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
         # (the send_email task hands it to tasks.email_batch).
         return Outcome("in-batch", d.email_batch_id, ids=(delivery_id,))
 
-    waiting = hold([delivery_id], seconds_to_slot(channel, slot_at), "provider rate limit")
-    if waiting is not None:
-        return waiting
+    slot = plan_slot(channel, [delivery_id], slot_at, "provider rate limit")
+    if slot.later is not None:
+        return slot.later
+    # Render and claim while the slot comes closer, so the call leaves on time.
     with autocommit_engine().connect() as conn:
         prepared = _prepare(d, settings)
         claim = deliveries.claim(
@@ -249,6 +271,7 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
         )
     if claim is None:
         return Outcome("busy", "another worker took this delivery")
+    slot.wait(channel)
     return _call_provider(d, claim.attempts_this_run, prepared, settings)
 
 

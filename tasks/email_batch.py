@@ -27,11 +27,10 @@ from tasks.delivery_flow import (
     Outcome,
     after_rate_limit,
     backoff_seconds,
-    hold,
     idempotency_key,
     lease_seconds,
     message_context,
-    seconds_to_slot,
+    plan_slot,
     skip_reason,
 )
 from tasks.providers.base import Email, ProviderError
@@ -126,12 +125,14 @@ def run(delivery_ids: list[int], slot_at: float | None = None) -> Outcome:
     left = _still_to_send(delivery_ids)
     if not left:
         return Outcome("done", "nothing left to send")
-    waiting = hold(left, seconds_to_slot("email", slot_at), "provider rate limit")
-    if waiting is not None:
-        return waiting
+    slot = plan_slot("email", left, slot_at, "provider rate limit")
+    if slot.later is not None:
+        return slot.later
+    # Claim and render (a hundred e-mails) while the slot comes closer.
     claimed, leftover = _claim(left, settings)
     if claimed is None:
         return Outcome("busy", "another worker holds these deliveries", leftover=tuple(leftover))
+    slot.wait("email")
     outcome = _send(claimed, settings)
     return Outcome(outcome.status, outcome.detail, outcome.retry_in_s, outcome.slot_at,
                    outcome.ids, tuple(leftover))

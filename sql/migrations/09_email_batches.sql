@@ -33,6 +33,8 @@ CREATE INDEX IF NOT EXISTS ix_registration_notifications_email_batch
 CREATE TABLE IF NOT EXISTS public.coordination_slots (
     name       text PRIMARY KEY,
     value      double precision NOT NULL DEFAULT 0,
+    -- A rate limit's departures within the last second (the departure gate).
+    recent     double precision[] NOT NULL DEFAULT '{}',
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 

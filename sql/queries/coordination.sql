@@ -57,3 +57,33 @@ SET value = EXCLUDED.value, updated_at = now()
 WHERE NOT (c.value > extract(epoch FROM clock_timestamp())
            AND c.value <= EXCLUDED.value + 0.05)
 RETURNING true AS armed;
+
+-- name: gate_depart
+-- The departure gate: `recent` holds the departures of the last
+-- %(window_s)s seconds. Log this one and answer 0 when fewer than %(limit)s
+-- are in it; otherwise answer how long until the oldest leaves the window.
+-- The row lock serialises callers, so two cannot both take the last place.
+WITH now_s AS (
+    SELECT extract(epoch FROM clock_timestamp())::float8 AS e
+),
+ensure AS (
+    INSERT INTO public.coordination_slots (name, value, recent)
+    VALUES (%(name)s, 0, '{}')
+    ON CONFLICT (name) DO NOTHING
+),
+admitted AS (
+    UPDATE public.coordination_slots AS c
+    SET recent = ARRAY(SELECT x FROM unnest(c.recent) AS x WHERE x > n.e - %(window_s)s
+                       ORDER BY x) || n.e,
+        updated_at = now()
+    FROM now_s AS n
+    WHERE c.name = %(name)s
+      AND (SELECT count(*) FROM unnest(c.recent) AS x WHERE x > n.e - %(window_s)s) < %(limit)s
+    RETURNING 0::float8 AS wait
+)
+SELECT wait FROM admitted
+UNION ALL
+SELECT coalesce((SELECT min(x) FROM unnest(c.recent) AS x WHERE x > n.e - %(window_s)s)
+                + %(window_s)s - n.e, 0.01)
+FROM public.coordination_slots AS c, now_s AS n
+WHERE c.name = %(name)s AND NOT EXISTS (SELECT 1 FROM admitted);
