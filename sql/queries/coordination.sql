@@ -73,8 +73,10 @@ ensure AS (
 ),
 admitted AS (
     UPDATE public.coordination_slots AS c
+    -- The time logged is taken after the row lock: a caller that waited
+    -- for it leaves later than the statement began.
     SET recent = ARRAY(SELECT x FROM unnest(c.recent) AS x WHERE x > n.e - %(window_s)s
-                       ORDER BY x) || n.e,
+                       ORDER BY x) || extract(epoch FROM clock_timestamp())::float8,
         updated_at = now()
     FROM now_s AS n
     WHERE c.name = %(name)s
