@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Literal
 
@@ -100,5 +101,11 @@ class Settings(BaseSettings):
 
 @cache
 def get_settings() -> Settings:
-    """The process's settings, read once."""
+    """The process's settings, read once.
+
+    REGNOTIFY_IGNORE_ENV_FILES=1 reads the environment only (`regnotify bench`
+    sets it, so a .env in the folder cannot point it at another stack).
+    """
+    if os.environ.get("REGNOTIFY_IGNORE_ENV_FILES") == "1":
+        return Settings(_env_file=None)  # type: ignore[call-arg]
     return Settings()
