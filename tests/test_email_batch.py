@@ -129,3 +129,37 @@ def test_provider_429_is_a_wait_not_a_failed_attempt(conn, twilio_wire):
     assert row["attempts"] == 7
     assert row["attempts"] - row["attempts_at_redrive"] == 1
     assert twilio_wire.accepted_count() == 1
+
+
+def test_parked_deliveries_are_published_by_the_queue_run_when_within_reach(conn, twilio_wire):
+    # A wait beyond the broker's horizon parks in the database; the queue run
+    # publishes what comes within reach and wakes itself for the rest.
+    from db import deliveries as db_deliveries
+    from db.queue import claim_due
+    from tasks.celery_app import BROKER_HORIZON_S
+    from tasks.database import engine
+    from tasks.queue_tick import drain_due
+
+    soon = new_registration(conn, customer_phone="+15551237001", notification_pref="sms")
+    later = new_registration(conn, customer_phone="+15551237002", notification_pref="sms")
+    for reg in (soon, later):
+        change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    with engine().begin() as c:
+        refs = claim_due(c, 10).deliveries
+    ids = {str(r["registration_id"]): r["id"] for r in conn.execute(
+        "SELECT registration_id, id FROM registration_notifications WHERE channel = 'sms'")}
+    assert len(refs) == 2
+    with engine().begin() as c:
+        db_deliveries.note_wait(c, [ids[soon]], 0.3, parked=True)
+        db_deliveries.note_wait(c, [ids[later]], BROKER_HORIZON_S + 60, parked=True)
+
+    result = drain_due()
+    assert result.released == 1
+    # Woken when the parked one is half a horizon from its time.
+    assert result.wake_in_s == pytest.approx(60 + BROKER_HORIZON_S / 2, abs=3)
+    rows = {str(r["registration_id"]): r for r in conn.execute(
+        "SELECT * FROM registration_notifications WHERE channel = 'sms'")}
+    assert rows[soon]["status"] == "sent" and not rows[soon]["parked"]
+    assert rows[later]["status"] == "queued" and rows[later]["parked"]
+    assert twilio_wire.accepted_count() == 1
