@@ -209,10 +209,10 @@ def seconds_until_next_parked(conn: Connection) -> float | None:
 
 def lock_email_batch_candidates(
     conn: Connection, delivery_ids: list[int]
-) -> list[tuple[int, str | None]]:
-    """Lock (id, previous batch id) of the e-mails a batch task may take."""
+) -> list[tuple[int, str | None, bool]]:
+    """Lock (id, previous batch id, outcome unknown) of the e-mails a batch task may take."""
     rows = conn.exec_driver_sql(query("lock_email_batch_candidates"), {"ids": delivery_ids}).all()
-    return [(int(r.id), r.email_batch_id) for r in rows]
+    return [(int(r.id), r.email_batch_id, bool(r.outcome_unknown)) for r in rows]
 
 
 def email_batch_member_ids(conn: Connection, batch_id: str) -> set[int]:

@@ -55,7 +55,8 @@ class Outcome:
 
     `slot_at` (epoch seconds) is the provider slot reserved for that run;
     `ids` are the deliveries the next run covers (a batch), `leftover` ones
-    that need a batch task of their own.
+    that need a batch task of their own, `singles` e-mails that must go on
+    their own (send_email).
     """
 
     status: str
@@ -64,6 +65,7 @@ class Outcome:
     slot_at: float | None = None
     ids: tuple[int, ...] = ()
     leftover: tuple[int, ...] = ()
+    singles: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.status} {self.detail}".strip()

@@ -81,13 +81,21 @@ def _still_to_send(delivery_ids: list[int]) -> list[int]:
     return left
 
 
-def _claim(delivery_ids: list[int], settings: Settings) -> tuple[_Claimed | None, list[int]]:
-    """Take one batch's members; (the batch or None, ids left for another batch task)."""
+def _claim(delivery_ids: list[int], settings: Settings
+           ) -> tuple[_Claimed | None, list[int], list[int]]:
+    """Take one batch's members.
+
+    Returns the batch (or None), ids left for another batch task, and ids
+    that must go alone: sent alone before with an outcome unknown, only
+    their own Idempotency-Key may send them again.
+    """
     provider = email_provider()
     with engine().begin() as conn:
-        candidates = deliveries.lock_email_batch_candidates(conn, delivery_ids)
+        locked = deliveries.lock_email_batch_candidates(conn, delivery_ids)
+        singles = [i for i, b, unknown in locked if b is None and unknown]
+        candidates = [(i, b) for i, b, unknown in locked if b is not None or not unknown]
         if not candidates:
-            return None, []
+            return None, [], singles
         # One earlier batch at a time, whole, so its key is reused; fresh rows otherwise.
         previous = next((b for _, b in candidates if b is not None), None)
         chosen = [i for i, b in candidates if b == previous][: settings.resend_batch_size]
@@ -100,7 +108,7 @@ def _claim(delivery_ids: list[int], settings: Settings) -> tuple[_Claimed | None
             else:
                 members.append(d)
         if not members:
-            return None, leftover
+            return None, leftover, singles
         ids = {d.id for d in members}
         reused = previous is not None and deliveries.email_batch_member_ids(conn, previous) == ids
         batch_id = previous if reused and previous is not None else uuid.uuid4().hex
@@ -116,7 +124,7 @@ def _claim(delivery_ids: list[int], settings: Settings) -> tuple[_Claimed | None
     kept = [(d, e) for d, e in zip(members, emails, strict=True) if d.id in taken]
     attempts = max(taken.values(), default=1)
     return _Claimed(batch_id, reused, [d for d, _ in kept], [e for _, e in kept],
-                    attempts), leftover
+                    attempts), leftover, singles
 
 
 def run(delivery_ids: list[int], slot_at: float | None = None) -> Outcome:
@@ -129,13 +137,14 @@ def run(delivery_ids: list[int], slot_at: float | None = None) -> Outcome:
     if slot.later is not None:
         return slot.later
     # Claim and render (a hundred e-mails) while the slot comes closer.
-    claimed, leftover = _claim(left, settings)
+    claimed, leftover, singles = _claim(left, settings)
     if claimed is None:
-        return Outcome("busy", "another worker holds these deliveries", leftover=tuple(leftover))
+        return Outcome("busy", "nothing to take into a batch", leftover=tuple(leftover),
+                       singles=tuple(singles))
     slot.wait("email")
     outcome = _send(claimed, settings)
     return Outcome(outcome.status, outcome.detail, outcome.retry_in_s, outcome.slot_at,
-                   outcome.ids, tuple(leftover))
+                   outcome.ids, tuple(leftover), tuple(singles))
 
 
 def _send(claimed: _Claimed, settings: Settings) -> Outcome:

@@ -30,6 +30,9 @@ def publish_batch(delivery_ids: Sequence[int], *, countdown: float | None = None
 def _follow_up(outcome: delivery_flow.Outcome, ids: Sequence[int]) -> None:
     if outcome.leftover:
         publish_batch(outcome.leftover)
+    for single in outcome.singles:
+        send_email.apply_async((single,), argsrepr=f"(delivery={single}, email)",
+                               add_to_parent=False)
     if outcome.retry_in_s is not None:
         if outcome.slot_at is None:
             record_retry("email")

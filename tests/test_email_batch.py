@@ -163,3 +163,28 @@ def test_parked_deliveries_are_published_by_the_queue_run_when_within_reach(conn
     assert rows[soon]["status"] == "sent" and not rows[soon]["parked"]
     assert rows[later]["status"] == "queued" and rows[later]["parked"]
     assert twilio_wire.accepted_count() == 1
+
+
+def test_an_email_sent_alone_with_unknown_outcome_never_joins_a_batch(conn, resend_wire):
+    # Its own Idempotency-Key is the only one that may send it again.
+    from db.queue import claim_due
+    from tasks import delivery_flow
+    from tasks.database import engine
+    from tasks.send_email import send_email_batch
+
+    resend_wire.script("alone@example.com", ["timeout_after_accept:2"])
+    _due_emails(conn, ["alone@example.com", "other@example.com"])
+    with engine().begin() as c:
+        ids = sorted(ref.id for ref in claim_due(c, 10).deliveries)
+    alone, other = ids
+    assert delivery_flow.run(alone, "email").status == "retry"
+    conn.execute("UPDATE registration_notifications SET next_attempt_at = now()")
+
+    send_email_batch.apply(([alone, other],))
+    rows = {r["id"]: r for r in _emails(conn)}
+    assert {r["status"] for r in rows.values()} == {"sent"}
+    assert rows[alone]["email_batch_id"] is None
+    assert resend_wire.accepted_count() == 2 and not resend_wire.duplicates()
+    keys = [(a.idempotency_key, a.outcome) for a in resend_wire.attempts()]
+    assert keys.count((f"regnotify-delivery-{alone}", REPLAYED)) == 1
+    assert (f"regnotify-batch-{rows[other]['email_batch_id']}", "accepted") in keys

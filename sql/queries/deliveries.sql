@@ -214,7 +214,7 @@ WHERE parked AND status IN ('queued', 'sending');
 -- E-mail deliveries a batch task may take: the ones it names and every
 -- delivery still moving that was claimed into the same batch before (so a
 -- retry sends the batch whole), skipping any another worker holds.
-SELECT n.id, n.email_batch_id
+SELECT n.id, n.email_batch_id, n.outcome_unknown
 FROM public.registration_notifications AS n
 WHERE (n.id = ANY(%(ids)s)
        OR n.email_batch_id IN (SELECT b.email_batch_id
