@@ -11,11 +11,12 @@ def rate_reserve(
     conn: Connection, name: str, *, interval: float, tolerance: float, max_wait: float
 ) -> tuple[bool, float]:
     """(granted, wait_s) for the next slot of limiter `name`."""
-    row = conn.exec_driver_sql(
-        query("rate_reserve"),
-        {"name": name, "interval": interval, "tolerance": tolerance, "max_wait": max_wait},
-    ).first()
-    if row is None:  # the row was only just inserted by a concurrent first caller
+    params = {"name": name, "interval": interval, "tolerance": tolerance, "max_wait": max_wait}
+    row = conn.exec_driver_sql(query("rate_reserve"), params).first()
+    if row is None:
+        # The statement's own INSERT made the row, which its UPDATE cannot see yet.
+        row = conn.exec_driver_sql(query("rate_reserve"), params).first()
+    if row is None:
         return False, interval
     return bool(row.granted), float(row.wait)
 
@@ -46,7 +47,11 @@ def wake_arm(conn: Connection, name: str, countdown_s: float) -> bool:
 
 def gate(conn: Connection, name: str, limit: int, window_s: float) -> float:
     """0 when a call may leave now (and it is logged), else seconds until one may."""
-    row = conn.exec_driver_sql(
-        query("gate_depart"), {"name": name, "limit": limit, "window_s": window_s}
-    ).first()
-    return 0.0 if row is None or row.wait is None else max(0.0, float(row.wait))
+    params = {"name": name, "limit": limit, "window_s": window_s}
+    row = conn.exec_driver_sql(query("gate_depart"), params).first()
+    if row is None:
+        # The statement's own INSERT made the row, which its UPDATE cannot see yet.
+        row = conn.exec_driver_sql(query("gate_depart"), params).first()
+    if row is None or row.wait is None:
+        return 0.01  # not admitted unlogged: the caller asks again
+    return max(0.0, float(row.wait))
