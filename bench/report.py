@@ -21,6 +21,8 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("p99_due_to_send_s", "due to send p99, s"),
     ("p50_due_to_send_s", "due to send p50, s"),
     ("rss_growth_pct", "worker RSS growth, %"),
+    ("backlog_drain_ratio", "backlog drain / bound at default limits"),
+    ("email_batch_speedup", "e-mails/s batched / one per request"),
 )
 
 

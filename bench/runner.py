@@ -12,7 +12,14 @@ vs_sequential_ratio         >= 50   the same 200 ms sends/s / a one-at-a-time se
 p99_due_to_send_s           <= 2    send_after -> provider request, with wake-ups
 p50_due_to_send_s           (info)  the same, median
 rss_growth_pct              <= 10   worker RSS at the end vs after the first 1 000 sends
+backlog_drain_ratio         <= 1.2  1 000 e-mails + 300 texts at the default limits /
+                                    the bound those limits set (issue 11)
+email_batch_speedup         (info)  e-mails/s batched / one per request, same limit
 ==========================  ======  =================================================
+
+The run uses only the stack it starts: CELERY_BROKER_URL, DATABASE_URL and
+every other regnotify setting in the environment or a .env file are ignored
+(see bench.stack.isolate_environment).
 """
 
 from __future__ import annotations
@@ -25,9 +32,9 @@ from typing import Any
 
 import psycopg
 
-from bench import claim, due_to_send, pipeline, sequential, trigger, workload
+from bench import backlog, claim, due_to_send, pipeline, sequential, trigger, workload
 from bench.pipeline import WorkerShape
-from bench.stack import Stack, private_stack
+from bench.stack import Stack, isolate_environment, private_stack
 from tasks.settings import get_settings
 
 #: The issue's keys, in its order: the last line of `regnotify bench` has exactly these.
@@ -41,6 +48,8 @@ FIGURE_KEYS = (
     "p99_due_to_send_s",
     "p50_due_to_send_s",
     "rss_growth_pct",
+    "backlog_drain_ratio",
+    "email_batch_speedup",
 )
 
 
@@ -75,6 +84,8 @@ GOALS: dict[str, Goal] = {
     "p99_due_to_send_s": Goal(2.0, at_least=False),
     "p50_due_to_send_s": Goal(None),
     "rss_growth_pct": Goal(10.0, at_least=False),
+    "backlog_drain_ratio": Goal(1.2, at_least=False),
+    "email_batch_speedup": Goal(None),
 }
 
 
@@ -97,6 +108,9 @@ class Plan:
     due_messages: int
     due_window_s: float
     due_spread_s: float
+    backlog_emails: int = 1_000
+    backlog_texts: int = 300
+    single_emails: int = 20
     shape: WorkerShape = field(default_factory=lambda: WorkerShape(2, 32))
     #: 0: the tick's CLAIM_BATCH_SIZE.
     claim_batch: int = 0
@@ -121,6 +135,8 @@ class Plan:
             ("rss_first", "sends before the first RSS reading"),
             ("latency_notifications", "200 ms notifications"),
             ("due_messages", "due-to-send messages"),
+            ("backlog_emails", "backlog e-mails"),
+            ("backlog_texts", "backlog texts"),
         ):
             if getattr(self, name) != getattr(full, name):
                 notes.append(f"{label} {getattr(self, name):,} (full: {getattr(full, name):,})")
@@ -149,6 +165,7 @@ PLANS: dict[str, Plan] = {
         claim_rows=5_000, claim_repeats=1, bare_tasks=400, drain_notifications=150,
         rss_sends=500, rss_first=100, latency_notifications=80, sequential_sends=4,
         due_messages=10, due_window_s=0.5, due_spread_s=2.0,
+        backlog_emails=200, backlog_texts=20, single_emails=4,
         shape=WorkerShape(1, 8),
     ),
 }
@@ -333,8 +350,23 @@ def _due(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None])
         f" p99 {figures['p99_due_to_send_s']} s, max {figures['max_due_to_send_s']} s")
 
 
+def _backlog(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:
+    figures = backlog.measure(stack, emails=plan.backlog_emails, texts=plan.backlog_texts,
+                              single_emails=plan.single_emails)
+    results.figures["backlog_drain_ratio"] = float(figures["backlog_drain_ratio"])  # type: ignore[arg-type]
+    results.figures["email_batch_speedup"] = float(figures["email_batch_speedup"])  # type: ignore[arg-type]
+    results.details["backlog"] = figures
+    drained = figures["backlog"]
+    log(f"   {plan.backlog_emails:,} e-mails + {plan.backlog_texts:,} texts at"
+        f" {figures['limits']}: e-mails out in {drained['emails_s']} s, texts in"  # type: ignore[index]
+        f" {drained['texts_s']} s (bound {figures['bound_s']} s; 429s"  # type: ignore[index]
+        f" {drained['requests_429']}); e-mails/s batched {figures['emails_per_s_batched']}"  # type: ignore[index]
+        f" vs one per request {figures['emails_per_s_one_by_one']}")
+
+
 def run(plan: Plan, log: Callable[[str], None] = print) -> Results:
     """Start a private stack and run every scenario of `plan` on it."""
+    isolate_environment()
     results = Results(plan)
     began = time.monotonic()
     with private_stack() as stack:
@@ -344,6 +376,7 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> Results:
             ("claim throughput", _claim),
             ("sends: bare Celery, drain, memory, 200 ms providers, sequential", _sends),
             ("due to send", _due),
+            ("backlog at the default limits, batched and one by one", _backlog),
         ):
             _timed(results, name, log, lambda step=step: step(stack, plan, results, log))
     results.seconds["total"] = round(time.monotonic() - began, 1)

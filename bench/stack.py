@@ -32,6 +32,31 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
 
 
+#: Set for the bench process and its workers: settings come from the
+#: environment the bench gives them, never from a .env or .regnotify/up.env.
+IGNORE_ENV_FILES = "REGNOTIFY_IGNORE_ENV_FILES"
+
+
+def isolate_environment() -> None:
+    """Forget the user's regnotify and Celery settings, so only the private stack is used.
+
+    Celery reads CELERY_BROKER_URL from the environment before any app
+    setting, so a user's broker would take the bench's pings and tasks; the
+    same goes for DATABASE_URL, .env and the rest. The workers inherit this
+    cleaned environment plus the stack's own.
+    """
+    from tasks.database import reset_engine
+    from tasks.settings import Settings, get_settings
+
+    names = {name.upper() for name in Settings.model_fields}
+    for key in list(os.environ):
+        if key.upper() in names or key.upper().startswith("CELERY_"):
+            del os.environ[key]
+    os.environ[IGNORE_ENV_FILES] = "1"
+    get_settings.cache_clear()
+    reset_engine()
+
+
 @contextmanager
 def private_stack(*, latency_s: float = 0.0, durable: bool = True) -> Iterator[Stack]:
     """Start a throwaway cluster (migrated), a Redis and both wires; stop them after."""
@@ -54,6 +79,7 @@ def private_stack(*, latency_s: float = 0.0, durable: bool = True) -> Iterator[S
         twilio.start()
         resend.start()
         env = {
+            IGNORE_ENV_FILES: "1",
             "DATABASE_URL": pg.url,
             "CELERY_BROKER_URL": redis_server.url,
             "SMS_PROVIDER": "twilio",

@@ -30,6 +30,7 @@ class Delivery:
     subject: str | None
     provider: str | None
     provider_message_id: str | None
+    email_batch_id: str | None
     leased: bool
     retry_pending: bool
     customer_name: str | None
@@ -66,14 +67,22 @@ class Claim:
     attempted_at: datetime
 
 
-def load(conn: Connection, delivery_id: int) -> Delivery | None:
-    """The delivery and its registration, or None when either is gone."""
-    row = conn.exec_driver_sql(query("load_delivery"), {"id": delivery_id}).mappings().first()
-    if row is None:
-        return None
+def _delivery(row: Any) -> Delivery:
     data: dict[str, Any] = dict(row)
     data["registration_id"] = str(data["registration_id"])
     return Delivery(**data)
+
+
+def load(conn: Connection, delivery_id: int) -> Delivery | None:
+    """The delivery and its registration, or None when either is gone."""
+    row = conn.exec_driver_sql(query("load_delivery"), {"id": delivery_id}).mappings().first()
+    return None if row is None else _delivery(row)
+
+
+def load_many(conn: Connection, delivery_ids: list[int]) -> list[Delivery]:
+    """The deliveries (with their registrations) that still exist, by id."""
+    rows = conn.exec_driver_sql(query("load_deliveries"), {"ids": delivery_ids}).mappings()
+    return [_delivery(r) for r in rows]
 
 
 def claim(
@@ -139,13 +148,18 @@ def schedule_retry(
     outcome_unknown: bool,
     code: str,
     message: str,
+    parked: bool = False,
 ) -> None:
-    """Release the lease and record the transient error and when the next attempt is due."""
+    """Release the lease and record the transient error and when the next attempt is due.
+
+    `parked`: no task is published for it; the queue run releases it in time.
+    """
     conn.exec_driver_sql(
         query("schedule_retry"),
         {
             "id": delivery_id,
             "countdown_s": countdown_s,
+            "parked": parked,
             "outcome_unknown": outcome_unknown,
             "error_code": code,
             "error_message": message[:2000],
@@ -153,9 +167,88 @@ def schedule_retry(
     )
 
 
-def release(conn: Connection, delivery_id: int, countdown_s: float) -> None:
-    """Give the delivery back untouched, due again after `countdown_s`."""
-    conn.exec_driver_sql(query("release_lease"), {"id": delivery_id, "countdown_s": countdown_s})
+def note_wait(conn: Connection, delivery_ids: list[int], countdown_s: float, *,
+              parked: bool = False) -> None:
+    """Record that these deliveries wait `countdown_s` for a slot (parked: no task holds them)."""
+    conn.exec_driver_sql(query("note_wait"),
+                         {"ids": delivery_ids, "countdown_s": countdown_s, "parked": parked})
+
+
+def rate_limited(conn: Connection, delivery_ids: list[int], *, outcome_unknown: bool,
+                 code: str, message: str) -> None:
+    """A 429: release the lease; the call does not count against the retry budget."""
+    conn.exec_driver_sql(
+        query("rate_limited"),
+        {"ids": delivery_ids, "outcome_unknown": outcome_unknown, "error_code": code,
+         "error_message": message[:2000]},
+    )
+
+
+@dataclass(frozen=True)
+class Released:
+    """A parked delivery whose time has come within reach: publish its task for `in_s`."""
+
+    id: int
+    channel: str
+    in_s: float
+
+
+def release_parked(conn: Connection, *, horizon_s: float, limit: int) -> list[Released]:
+    """Unpark deliveries due within `horizon_s`."""
+    rows = conn.exec_driver_sql(
+        query("release_parked"), {"horizon_s": horizon_s, "limit": limit}
+    ).all()
+    return [Released(int(r.id), str(r.channel), float(r.in_s)) for r in rows]
+
+
+def seconds_until_next_parked(conn: Connection) -> float | None:
+    """How long until the earliest parked delivery's time; None when none is parked."""
+    value = conn.exec_driver_sql(query("seconds_until_next_parked")).scalar()
+    return None if value is None else float(value)
+
+
+def lock_email_batch_candidates(
+    conn: Connection, delivery_ids: list[int]
+) -> list[tuple[int, str | None, bool]]:
+    """Lock (id, previous batch id, outcome unknown) of the e-mails a batch task may take."""
+    rows = conn.exec_driver_sql(query("lock_email_batch_candidates"), {"ids": delivery_ids}).all()
+    return [(int(r.id), r.email_batch_id, bool(r.outcome_unknown)) for r in rows]
+
+
+def email_batch_member_ids(conn: Connection, batch_id: str) -> set[int]:
+    """Every delivery ever claimed into batch `batch_id`."""
+    rows = conn.exec_driver_sql(query("email_batch_member_ids"), {"batch_id": batch_id}).all()
+    return {int(r.id) for r in rows}
+
+
+@dataclass(frozen=True)
+class BatchMember:
+    """What a batch claim stores of one member's rendered e-mail."""
+
+    id: int
+    recipient: str
+    body: str
+    subject: str
+    template_used: str
+
+
+def claim_email_batch(conn: Connection, batch_id: str, members: list[BatchMember], *,
+                      lease_s: float, provider: str) -> dict[int, int]:
+    """Persist membership and lease every member; {id: attempts this run} of those taken."""
+    rows = conn.exec_driver_sql(
+        query("claim_email_batch"),
+        {
+            "batch_id": batch_id,
+            "lease_s": lease_s,
+            "provider": provider,
+            "ids": [m.id for m in members],
+            "recipients": [m.recipient for m in members],
+            "bodies": [m.body for m in members],
+            "subjects": [m.subject for m in members],
+            "templates": [m.template_used for m in members],
+        },
+    ).all()
+    return {int(r.id): int(r.attempts_this_run) for r in rows}
 
 
 def set_sms_opt_out(conn: Connection, phone: str, *, opted_out: bool, source: str) -> None:

@@ -16,10 +16,17 @@ ALL_QUEUES = (QUEUE_TICK, QUEUE_SMS, QUEUE_EMAIL)
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 #: Redis redelivers an unacknowledged message after this long. It must exceed
-#: every countdown we schedule (retries cap at send_retry_backoff_max, the
-#: wake-up at a minute) or a waiting message would be delivered twice. Lost
-#: work is found sooner by the sweep, which reads the database.
+#: every countdown we schedule (rate-slot waits and retries beyond a minute
+#: park in the database, see tasks.delivery_flow.BROKER_HORIZON_S; the
+#: wake-up caps at a minute) or a waiting message would be delivered twice.
+#: Lost work is found sooner by the sweep, which reads the database.
 VISIBILITY_TIMEOUT_S = 3600
+
+#: Longest a wait is held as a broker countdown (an unacked message: Redis
+#: redelivers it after the visibility timeout, RabbitMQ cuts the consumer off
+#: after consumer_timeout, 30 min by default). Longer waits park in the
+#: database and the queue run publishes them when they come within reach.
+BROKER_HORIZON_S = 60.0
 
 
 def broker_url() -> str:
@@ -55,6 +62,7 @@ def create_app() -> Celery:
             "process_notification_queue": {"queue": QUEUE_TICK},
             "send_sms": {"queue": QUEUE_SMS},
             "send_email": {"queue": QUEUE_EMAIL},
+            "send_email_batch": {"queue": QUEUE_EMAIL},
         },
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         broker_connection_retry_on_startup=True,

@@ -1,13 +1,21 @@
-"""One send of one delivery: decide, render, rate-limit, lease, call the provider, record.
+"""One send of one delivery: decide, render, wait for a rate slot, lease, call, record.
 
 Shared by `send_sms` and `send_email`; the channel-specific parts are the
 provider and the message shape. Every step is safe to repeat: the status
 guards in sql/queries/deliveries.sql make a duplicated or stale task a no-op.
+
+Waiting is not failing. A send first reserves its provider slot (never
+refused, see tasks.rate_limit) and then waits for it: a short wait in the
+task, a longer one by a fresh publish of the task for that time (not a Celery
+retry: no retry budget is spent), a wait beyond the broker's horizon parked in
+the database and released by the queue run. A provider's 429 is a wait too.
+Only provider calls that fail count against the retry budget.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -17,7 +25,8 @@ from functools import cache
 
 from db import deliveries
 from db.deliveries import Delivery
-from tasks.celery_app import broker_url
+from tasks.broker_redis import coordination_redis_url
+from tasks.celery_app import BROKER_HORIZON_S, app
 from tasks.database import autocommit_engine, engine
 from tasks.fallback import dispatch_fallbacks, fall_back
 from tasks.providers.base import Email, ProviderError, Sms
@@ -25,40 +34,116 @@ from tasks.providers.registry import email_provider, sms_provider
 from tasks.rate_limit import RateLimiter
 from tasks.rendering import MessageContext, render_email, render_sms
 from tasks.settings import Settings, get_settings
+from tasks.wakeup import arm_wakeup
 
 log = logging.getLogger(__name__)
 
-#: Longest a task sleeps for a rate-limit slot; beyond it the message waits
-#: in the broker instead of holding a worker thread.
+#: Longest a task sleeps for its slot; beyond it the task is published again for it.
 MAX_RATE_SLEEP_S = 1.0
+#: A task for a reserved slot that starts later than this lost the slot (a
+#: worker restart, a busy broker): it reserves a new one rather than crowd others.
+SLOT_LATE_S = 2.0
+#: A task published for a slot starts this much before it, to render and
+#: claim first: a request that leaves late crowds the next second.
+PREPARE_LEAD_S = 0.25
+#: Wait after a 429 that named no Retry-After.
+DEFAULT_RATE_LIMIT_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a send task did, for its result and log line."""
+    """What a send task did; `retry_in_s` set: publish the task again after that long.
+
+    `slot_at` (epoch seconds) is the provider slot reserved for that run;
+    `ids` are the deliveries the next run covers (a batch), `leftover` ones
+    that need a batch task of their own, `singles` e-mails that must go on
+    their own (send_email).
+    """
 
     status: str
     detail: str = ""
     retry_in_s: float | None = None
+    slot_at: float | None = None
+    ids: tuple[int, ...] = ()
+    leftover: tuple[int, ...] = ()
+    singles: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.status} {self.detail}".strip()
-
-
-class RetryLater(Exception):
-    """Raised to the task wrapper: schedule another run in `countdown_s`."""
-
-    def __init__(self, countdown_s: float, reason: str) -> None:
-        super().__init__(reason)
-        self.countdown_s = countdown_s
-        self.reason = reason
 
 
 @cache
 def _limiter(channel: str) -> RateLimiter:
     settings = get_settings()
     rate = settings.twilio_rate_per_s if channel == "sms" else settings.resend_rate_per_s
-    return RateLimiter(channel, rate, redis_url=broker_url(), burst=max(1, int(rate)))
+    return RateLimiter(channel, rate, redis_url=coordination_redis_url())
+
+
+def limiter(channel: str) -> RateLimiter:
+    """The shared rate limiter of a channel's provider."""
+    return _limiter(channel)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """When a send may call its provider.
+
+    `later` set: not in this run (published again, or parked). Otherwise the
+    run prepares (renders, claims) first and then waits for its slot, so the
+    request leaves on time: `go_at` is a slot reserved earlier (epoch s), or
+    None to reserve one once prepared.
+    """
+
+    later: Outcome | None = None
+    go_at: float | None = None
+
+    def wait(self, channel: str) -> None:
+        """Sleep until the slot (taking it now when none was reserved)."""
+        go_at = self.go_at
+        if go_at is None:
+            go_at = time.time() + _limiter(channel).reserve(math.inf).wait_s
+        left = go_at - time.time()
+        if left > 0:
+            time.sleep(left)
+        _limiter(channel).depart()
+
+
+def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
+              reason: str) -> Slot:
+    """This run's slot: the one reserved for it, one close enough, or a later run."""
+    if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
+        return Slot(go_at=slot_at)
+    lim = _limiter(channel)
+    # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
+    if app.conf.task_always_eager or lim.reserve(-1).wait_s <= MAX_RATE_SLEEP_S:
+        return Slot()
+    return Slot(later=wait_later(delivery_ids, lim.reserve(math.inf).wait_s, reason))
+
+
+def wait_later(delivery_ids: list[int], wait_s: float, reason: str) -> Outcome:
+    """A reserved slot `wait_s` away: publish the task again a little before it, or park."""
+    slot_at = time.time() + wait_s
+    parked = wait_s > BROKER_HORIZON_S and not app.conf.task_always_eager
+    with autocommit_engine().connect() as conn:
+        deliveries.note_wait(conn, delivery_ids, wait_s, parked=parked)
+    if parked:
+        arm_wakeup(wait_s - BROKER_HORIZON_S / 2)
+        return Outcome("parked", f"{reason}: slot in {wait_s:.1f}s")
+    return Outcome("waiting", f"{reason}: slot in {wait_s:.1f}s",
+                   retry_in_s=round(max(0.0, wait_s - PREPARE_LEAD_S), 3), slot_at=slot_at,
+                   ids=tuple(delivery_ids))
+
+
+def after_rate_limit(channel: str, delivery_ids: list[int], exc: ProviderError, *,
+                     outcome_unknown: bool) -> Outcome:
+    """A provider 429: a wait, not a failed attempt. Nobody gets a slot before Retry-After."""
+    with autocommit_engine().connect() as conn:
+        deliveries.rate_limited(conn, delivery_ids, outcome_unknown=outcome_unknown,
+                                code=exc.code, message=exc.message)
+    lim = _limiter(channel)
+    lim.defer(exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT_S)
+    wait = lim.reserve(math.inf).wait_s
+    return wait_later(delivery_ids, wait, f"provider rate limit ({exc.code})")
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -88,7 +173,7 @@ def idempotency_key(delivery_id: int) -> str:
     return f"regnotify-delivery-{delivery_id}"
 
 
-def _context(d: Delivery, settings: Settings) -> MessageContext:
+def message_context(d: Delivery, settings: Settings) -> MessageContext:
     return MessageContext(
         dealership=settings.dealership_name,
         customer_name=d.customer_name,
@@ -101,7 +186,7 @@ def _context(d: Delivery, settings: Settings) -> MessageContext:
     )
 
 
-def _skip_reason(d: Delivery) -> str | None:
+def skip_reason(d: Delivery) -> str | None:
     """Why this delivery must not go out after all (the contact or consent changed)."""
     if not d.contact:
         return "no_contact"
@@ -128,7 +213,7 @@ class Prepared:
 def _prepare(d: Delivery, settings: Settings) -> Prepared:
     """Render the delivery's message for its channel."""
     assert d.contact is not None
-    ctx = _context(d, settings)
+    ctx = message_context(d, settings)
     if d.channel == "sms":
         rendered_sms = render_sms(ctx)
         texts = sms_provider()
@@ -149,8 +234,8 @@ def _prepare(d: Delivery, settings: Settings) -> Prepared:
                     send=lambda: mails.send(email), find_earlier=None)
 
 
-def run(delivery_id: int, channel: str) -> Outcome:
-    """Carry one delivery as far as it can go now; raise RetryLater to be called again."""
+def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome:
+    """Carry one delivery as far as it can go now; the outcome may ask for a later run."""
     settings = get_settings()
     # Single statements run in autocommit (see tasks.database.autocommit_engine).
     # One checkout serves every statement before the provider call; the
@@ -166,19 +251,21 @@ def run(delivery_id: int, channel: str) -> Outcome:
         if d.leased:
             return Outcome("busy", "another worker holds this delivery")
 
-        reason = _skip_reason(d)
+        reason = skip_reason(d)
         if reason:
             deliveries.mark_skipped(conn, delivery_id, reason)
             return Outcome("skipped", reason)
 
-        reservation = _limiter(channel).reserve(MAX_RATE_SLEEP_S)
-        if not reservation.granted:
-            countdown = reservation.wait_s + random.uniform(0, 0.5)
-            deliveries.release(conn, delivery_id, countdown)
-            raise RetryLater(countdown, "provider rate limit")
-        if reservation.wait_s > 0:
-            time.sleep(reservation.wait_s)
+    if channel == "email" and d.email_batch_id is not None:
+        # Claimed into a batch before: only the batch's own key may resend it
+        # (the send_email task hands it to tasks.email_batch).
+        return Outcome("in-batch", d.email_batch_id, ids=(delivery_id,))
 
+    slot = plan_slot(channel, [delivery_id], slot_at, "provider rate limit")
+    if slot.later is not None:
+        return slot.later
+    # Render and claim while the slot comes closer, so the call leaves on time.
+    with autocommit_engine().connect() as conn:
         prepared = _prepare(d, settings)
         claim = deliveries.claim(
             conn, d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
@@ -187,6 +274,7 @@ def run(delivery_id: int, channel: str) -> Outcome:
         )
     if claim is None:
         return Outcome("busy", "another worker took this delivery")
+    slot.wait(channel)
     return _call_provider(d, claim.attempts_this_run, prepared, settings)
 
 
@@ -201,6 +289,8 @@ def _call_provider(d: Delivery, attempts: int, prepared: Prepared,
             found = prepared.find_earlier(d.last_attempt_at)
         message_id = found or prepared.send()
     except ProviderError as exc:
+        if exc.rate_limited:
+            return after_rate_limit(d.channel, [d.id], exc, outcome_unknown=d.outcome_unknown)
         return _after_error(d, attempts, exc, settings)
     with autocommit_engine().connect() as conn:
         deliveries.mark_sent(conn, d.id, message_id)
@@ -228,9 +318,14 @@ def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Setti
         log.warning("delivery %s failed (%s): %s", d.id, why, exc.code)
         return Outcome("failed", f"{exc.code} ({why})")
     countdown = backoff_seconds(attempts, settings, exc.retry_after)
+    parked = countdown > BROKER_HORIZON_S and not app.conf.task_always_eager
     with autocommit_engine().connect() as conn:
         deliveries.schedule_retry(
             conn, d.id, countdown_s=countdown, outcome_unknown=exc.outcome_unknown,
-            code=exc.code, message=exc.message,
+            code=exc.code, message=exc.message, parked=parked,
         )
-    raise RetryLater(countdown, f"{exc.code} (attempt {attempts} of {max_attempts})")
+    detail = f"{exc.code} (attempt {attempts} of {max_attempts}), again in {countdown:.1f}s"
+    if parked:
+        arm_wakeup(countdown - BROKER_HORIZON_S / 2)
+        return Outcome("retry-parked", detail)
+    return Outcome("retry", detail, retry_in_s=countdown, ids=(d.id,))

@@ -1,14 +1,24 @@
-"""Publishing send tasks for deliveries, once the transaction that created them committed."""
+"""Publishing send tasks for deliveries, once the transaction that created them committed.
+
+The send tasks are looked up by their registered names: the task modules
+import the send flow, and the send flow dispatches (a fallback, a batch's
+leftovers), so importing them here would close a cycle.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from itertools import groupby
 
+from celery import Task
 from kombu import Producer
 
+from db.deliveries import Released
 from db.queue import DeliveryRef
 from tasks.celery_app import app
+from tasks.settings import get_settings
 
 try:
     from kombu.exceptions import BatchPublishError
@@ -23,8 +33,37 @@ log = logging.getLogger(__name__)
 PUBLISH_BATCH_COMMANDS = 200
 
 
+def _task(name: str) -> Task:
+    """The registered task `name` (send_sms, send_email, send_email_batch)."""
+    if name not in app.tasks:
+        # A process that is no worker (the relay, the CLI) has not imported
+        # the app's task modules yet.
+        app.loader.import_default_modules()
+    return app.tasks[name]
+
+
+def batch_argsrepr(delivery_ids: Sequence[int]) -> str:
+    """How Flower shows a batch task: the delivery ids it carries."""
+    return f"(deliveries={list(delivery_ids)}, email)"
+
+
+def publish_batch(delivery_ids: Sequence[int], *, countdown: float | None = None,
+                  slot_at: float | None = None, producer: object | None = None) -> None:
+    """Publish one send_email_batch task for these deliveries."""
+    ids = [int(i) for i in delivery_ids]
+    _task("send_email_batch").apply_async(
+        (ids,), {"slot_at": slot_at}, countdown=countdown, producer=producer,
+        argsrepr=batch_argsrepr(ids), add_to_parent=False,
+    )
+
+
 def dispatch(refs: Sequence[DeliveryRef]) -> int:
-    """Enqueue one send task per delivery on its channel's queue; returns how many."""
+    """Enqueue the send tasks for these deliveries; returns how many deliveries.
+
+    One send_sms per text. E-mails go in batches of up to RESEND_BATCH_SIZE
+    (one send_email_batch task per batch) when more than one is due, and as
+    one send_email otherwise.
+    """
     if not refs:
         return 0
     # One broker connection for the whole batch instead of one per message,
@@ -48,11 +87,11 @@ def dispatch(refs: Sequence[DeliveryRef]) -> int:
 
 
 def _publish(refs: Sequence[DeliveryRef], producer: Producer) -> None:
-    from tasks.send_email import send_email
-    from tasks.send_sms import send_sms
-
+    emails = [ref.id for ref in refs if ref.channel == "email"]
     for ref in refs:
-        task = send_sms if ref.channel == "sms" else send_email
+        if ref.channel == "email" and len(emails) > 1:
+            continue
+        task = _task("send_sms" if ref.channel == "sms" else "send_email")
         # add_to_parent=False: inside a tick run Celery would otherwise keep an
         # AsyncResult per published task in the run's request.children until
         # the run ends; nothing reads them, and a run that dispatches 80 000
@@ -61,3 +100,33 @@ def _publish(refs: Sequence[DeliveryRef], producer: Producer) -> None:
             (ref.id,), producer=producer, argsrepr=f"(delivery={ref.id}, {ref.channel})",
             add_to_parent=False,
         )
+    if len(emails) > 1:
+        size = get_settings().resend_batch_size
+        for start in range(0, len(emails), size):
+            publish_batch(emails[start:start + size], producer=producer)
+
+
+def dispatch_released(released: Sequence[Released]) -> int:
+    """Publish parked deliveries for their reserved times; returns how many deliveries.
+
+    E-mails parked together (one batch waiting for one slot) share their time
+    and go out again as one batch task.
+    """
+    now = time.time()
+    count = 0
+    ordered = sorted(released, key=lambda r: (r.channel, r.in_s))
+    for (channel, in_s), group in groupby(ordered, key=lambda r: (r.channel, r.in_s)):
+        ids = [r.id for r in group]
+        slot_at = now + in_s
+        if channel == "email" and len(ids) > 1:
+            size = get_settings().resend_batch_size
+            for start in range(0, len(ids), size):
+                publish_batch(ids[start:start + size], countdown=in_s, slot_at=slot_at)
+            count += len(ids)
+            continue
+        task = _task("send_sms" if channel == "sms" else "send_email")
+        for i in ids:
+            task.apply_async((i,), {"slot_at": slot_at}, countdown=in_s,
+                             argsrepr=f"(delivery={i}, {channel})", add_to_parent=False)
+            count += 1
+    return count

@@ -14,9 +14,9 @@ from celery import Task
 
 from db import deliveries
 from db.queue import claim_due, seconds_until_next_due
-from tasks.celery_app import app
+from tasks.celery_app import BROKER_HORIZON_S, app
 from tasks.database import engine
-from tasks.dispatch import dispatch
+from tasks.dispatch import dispatch, dispatch_released
 from tasks.quiet_hours import release_held
 from tasks.retry_policy import INFRASTRUCTURE_RETRY
 from tasks.settings import get_settings
@@ -38,7 +38,10 @@ class TickResult:
     closed: int = 0
     dispatched: int = 0
     swept: int = 0
+    #: Held for quiet hours, and now the window opened.
     released: int = 0
+    #: Parked for a rate slot or a long backoff, and now within the broker's horizon.
+    unparked: int = 0
     batches: int = 0
     continued: bool = False
     wake_in_s: float | None = None
@@ -71,8 +74,21 @@ def drain_due() -> TickResult:
     if stale:
         log.warning("sweep: re-dispatching %d deliveries whose tasks went missing", len(stale))
     result.swept = dispatch(stale)
+    # Deliveries parked for a rate slot or a long backoff: publish the ones
+    # whose time is within the broker's horizon, for that time.
     with engine().begin() as conn:
-        result.wake_in_s = seconds_until_next_due(conn)
+        released = deliveries.release_parked(
+            conn, horizon_s=BROKER_HORIZON_S, limit=SWEEP_LIMIT
+        )
+    result.unparked = dispatch_released(released)
+    with engine().begin() as conn:
+        due = seconds_until_next_due(conn)
+        parked = deliveries.seconds_until_next_parked(conn)
+    if parked is not None:
+        # Wake when the next parked one is half a horizon from its time.
+        parked = max(parked - BROKER_HORIZON_S / 2, 0.05)
+    times = [t for t in (due, parked) if t is not None]
+    result.wake_in_s = min(times) if times else None
     return result
 
 

@@ -1,23 +1,55 @@
-"""The `send_email` task: one e-mail per delivery, through the e-mail provider."""
+"""The e-mail tasks: `send_email` for one delivery, `send_email_batch` for up to 100."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from celery import Task
 
-from tasks import delivery_flow
+from tasks import delivery_flow, email_batch
 from tasks.celery_app import app
+from tasks.dispatch import publish_batch
 from tasks.retry_policy import INFRASTRUCTURE_RETRY
 from tasks.worker_metrics import record_retry
 
 
+def _follow_up(outcome: delivery_flow.Outcome, ids: Sequence[int]) -> None:
+    if outcome.leftover:
+        publish_batch(outcome.leftover)
+    for single in outcome.singles:
+        send_email.apply_async((single,), argsrepr=f"(delivery={single}, email)",
+                               add_to_parent=False)
+    if outcome.retry_in_s is not None:
+        if outcome.slot_at is None:
+            record_retry("email")
+        publish_batch(outcome.ids or ids, countdown=outcome.retry_in_s, slot_at=outcome.slot_at)
+
+
 @app.task(name="send_email", bind=True, acks_late=True, **INFRASTRUCTURE_RETRY)
-def send_email(self: Task, delivery_id: int) -> str:
+def send_email(self: Task, delivery_id: int, slot_at: float | None = None) -> str:
     """Send (or skip, or finish) e-mail delivery `delivery_id`; idempotent."""
-    try:
-        return str(delivery_flow.run(int(delivery_id), "email"))
-    except delivery_flow.RetryLater as later:
-        record_retry("email")
-        # Attempts are counted in the database, so the broker's count is not a limit.
-        # Keep the readable arguments, so Flower shows the retry like the first run.
-        raise self.retry(countdown=later.countdown_s, max_retries=None,
-                         argsrepr=f"(delivery={delivery_id}, email)") from None
+    outcome = delivery_flow.run(int(delivery_id), "email", slot_at)
+    if outcome.status == "in-batch":
+        # Claimed into a batch before: it goes again with that batch's key.
+        outcome = email_batch.run([int(delivery_id)], slot_at)
+        _follow_up(outcome, [int(delivery_id)])
+        return str(outcome)
+    if outcome.retry_in_s is not None:
+        if outcome.slot_at is None:
+            record_retry("email")
+        # A fresh message, not self.retry(): waiting for a slot or a backoff
+        # spends no Celery retry budget (attempts are counted in the database).
+        send_email.apply_async(
+            (int(delivery_id),), {"slot_at": outcome.slot_at}, countdown=outcome.retry_in_s,
+            argsrepr=f"(delivery={delivery_id}, email)", add_to_parent=False,
+        )
+    return str(outcome)
+
+
+@app.task(name="send_email_batch", bind=True, acks_late=True, **INFRASTRUCTURE_RETRY)
+def send_email_batch(self: Task, delivery_ids: list[int], slot_at: float | None = None) -> str:
+    """Send these e-mail deliveries in one POST /emails/batch; idempotent."""
+    ids = [int(i) for i in delivery_ids]
+    outcome = email_batch.run(ids, slot_at)
+    _follow_up(outcome, ids)
+    return str(outcome)

@@ -11,13 +11,19 @@ from tasks.worker_metrics import record_retry
 
 
 @app.task(name="send_sms", bind=True, acks_late=True, **INFRASTRUCTURE_RETRY)
-def send_sms(self: Task, delivery_id: int) -> str:
-    """Send (or skip, or finish) SMS delivery `delivery_id`; idempotent."""
-    try:
-        return str(delivery_flow.run(int(delivery_id), "sms"))
-    except delivery_flow.RetryLater as later:
-        record_retry("sms")
-        # Attempts are counted in the database, so the broker's count is not a limit.
-        # Keep the readable arguments, so Flower shows the retry like the first run.
-        raise self.retry(countdown=later.countdown_s, max_retries=None,
-                         argsrepr=f"(delivery={delivery_id}, sms)") from None
+def send_sms(self: Task, delivery_id: int, slot_at: float | None = None) -> str:
+    """Send (or skip, or finish) SMS delivery `delivery_id`; idempotent.
+
+    `slot_at`: the provider slot (epoch seconds) reserved for this run.
+    """
+    outcome = delivery_flow.run(int(delivery_id), "sms", slot_at)
+    if outcome.retry_in_s is not None:
+        if outcome.slot_at is None:
+            record_retry("sms")
+        # A fresh message, not self.retry(): waiting for a slot or a backoff
+        # spends no Celery retry budget (attempts are counted in the database).
+        send_sms.apply_async(
+            (int(delivery_id),), {"slot_at": outcome.slot_at}, countdown=outcome.retry_in_s,
+            argsrepr=f"(delivery={delivery_id}, sms)", add_to_parent=False,
+        )
+    return str(outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Literal
 
@@ -53,11 +54,20 @@ class Settings(BaseSettings):
     send_retry_backoff_base: float = Field(default=2.0, gt=0)
     send_retry_backoff_max: int = Field(default=600, ge=1, le=3000)
     provider_timeout_s: float = Field(default=10.0, gt=0)
-    # Requests per second across all workers. Twilio queues per sender and
-    # takes API calls well above a long code's 1 MPS; Resend's default team
-    # limit is 2 requests/s.
+    # Provider requests per second, shared by every worker (see README,
+    # "Rate limits"). Resend: the documented default team limit is 2
+    # requests/s (a batch of up to 100 e-mails is one request). Twilio: the
+    # API queues messages above a sender's throughput (long code 1 MPS,
+    # toll-free 3 MPS, short code 100 MPS, a Messaging Service the sum of its
+    # senders); set this to your senders' total MPS to keep Twilio's queue empty.
     twilio_rate_per_s: float = Field(default=10.0, gt=0)
     resend_rate_per_s: float = Field(default=2.0, gt=0)
+    # E-mails per POST /emails/batch (Resend allows up to 100).
+    resend_batch_size: int = Field(default=100, ge=1, le=100)
+    # A Redis for the shared rate limits, tick marker and wake-up when the
+    # broker is not Redis (e.g. RabbitMQ). Unset: the broker's Redis, or
+    # PostgreSQL when the broker is not Redis.
+    coordination_redis_url: str | None = None
     claim_batch_size: int = Field(default=500, ge=1, le=50_000)
     sweep_after_s: int = Field(default=120, ge=5)
     worker_concurrency: int = Field(default=16, ge=1)
@@ -161,5 +171,11 @@ def _it(names: list[str]) -> str:
 
 @cache
 def get_settings() -> Settings:
-    """The process's settings, read once."""
+    """The process's settings, read once.
+
+    REGNOTIFY_IGNORE_ENV_FILES=1 reads the environment only (`regnotify bench`
+    sets it, so a .env in the folder cannot point it at another stack).
+    """
+    if os.environ.get("REGNOTIFY_IGNORE_ENV_FILES") == "1":
+        return Settings(_env_file=None)  # type: ignore[call-arg]
     return Settings()

@@ -1,9 +1,11 @@
 """When to start a queue run: coalesced ticks, and one wake-up at the next send_after.
 
 Only the keys and the decisions live here; tasks/queue_tick.py enqueues the
-runs (`request_tick`, `arm_wakeup`). Both use small Redis keys beside the
-broker's queues. They only save work: if Redis loses them, the next tick or
-the cron safety net runs anyway.
+runs (`request_tick`, `arm_wakeup`). Both use small keys in the coordination
+Redis (tasks.broker_redis), or rows of coordination_slots in PostgreSQL when
+there is no such Redis, so every worker shares them whatever the broker. They
+only save work: if the keys are lost, the next tick or the cron safety net
+runs anyway.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import logging
 from dataclasses import dataclass
 
 import redis
+import sqlalchemy.exc
 
+from db import coordination
 from tasks.broker_redis import BrokerRedis
 from tasks.celery_app import app
+from tasks.database import autocommit_engine
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +66,30 @@ def reset_client() -> None:
 def should_enqueue_tick() -> bool:
     """Mark a run as waiting to start; False when one already is (coalesce into it)."""
     client = _broker.get()
-    if client is not None:
-        try:
+    try:
+        if client is not None:
             if not client.set(PENDING_KEY, "1", nx=True, ex=PENDING_TTL_S):
                 return False
-        except redis.RedisError as exc:
-            # Without the marker we may enqueue a spare run; that is harmless.
-            log.warning("tick coalescing unavailable: %s", type(exc).__name__)
+        else:
+            with autocommit_engine().connect() as conn:
+                if not coordination.marker_set_if_absent(conn, PENDING_KEY, PENDING_TTL_S):
+                    return False
+    except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        # Without the marker we may enqueue a spare run; that is harmless.
+        log.warning("tick coalescing unavailable: %s", type(exc).__name__)
     return True
 
 
 def run_started() -> None:
     """Called as a run starts: ticks from now on must start another run."""
     client = _broker.get()
-    if client is None:
-        return
     try:
-        client.delete(PENDING_KEY)
-    except redis.RedisError as exc:
+        if client is not None:
+            client.delete(PENDING_KEY)
+        else:
+            with autocommit_engine().connect() as conn:
+                coordination.marker_clear(conn, PENDING_KEY)
+    except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
         log.warning("could not clear the tick marker: %s", type(exc).__name__)
 
 
@@ -96,12 +107,16 @@ def claim_wakeup(seconds_until_due: float | None) -> float | None:
     # A floor, so rows another claimer holds cannot spin us in a tight loop.
     countdown = min(max(seconds_until_due, 0.05), MAX_WAKE_DELAY_S)
     client = _broker.get()
-    if client is not None:
-        try:
+    try:
+        if client is not None:
             now_s, now_us = client.time()
             target = now_s + now_us / 1e6 + countdown
             if not int(client.eval(_ARM, 1, WAKE_KEY, repr(target))):
                 return None
-        except redis.RedisError as exc:
-            log.warning("wake-up dedup unavailable: %s", type(exc).__name__)
+        else:
+            with autocommit_engine().connect() as conn:
+                if not coordination.wake_arm(conn, WAKE_KEY, countdown):
+                    return None
+    except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        log.warning("wake-up dedup unavailable: %s", type(exc).__name__)
     return countdown

@@ -19,6 +19,7 @@ SELECT n.id,
        n.subject,
        n.provider,
        n.provider_message_id,
+       n.email_batch_id,
        (n.lease_until IS NOT NULL AND n.lease_until > now()) AS leased,
        (n.next_attempt_at IS NOT NULL
             AND n.next_attempt_at > now() + interval '2 seconds') AS retry_pending,
@@ -50,6 +51,7 @@ SET status          = 'sending',
     outcome_unknown = true,
     last_attempt_at = now(),
     next_attempt_at = NULL,
+    parked          = false,
     lease_until     = now() + make_interval(secs => %(lease_s)s),
     recipient       = %(recipient)s,
     provider        = %(provider)s,
@@ -113,17 +115,21 @@ SET outcome_unknown = %(outcome_unknown)s,
     error_code      = %(error_code)s,
     error_message   = %(error_message)s,
     next_attempt_at = now() + make_interval(secs => %(countdown_s)s),
+    parked          = %(parked)s,
     lease_until     = NULL,
     updated_at      = now()
 WHERE id = %(id)s AND status = 'sending';
 
--- name: release_lease
--- Give the delivery back untouched (a rate-limit wait, a shutdown).
+-- name: note_wait
+-- A delivery waits for a rate slot (or is parked for one): say when, so the
+-- sweep leaves it alone meanwhile. Never touches a lease another worker holds.
 UPDATE public.registration_notifications
-SET lease_until = NULL,
-    next_attempt_at = now() + make_interval(secs => %(countdown_s)s),
-    updated_at = now()
-WHERE id = %(id)s AND status IN ('queued', 'sending');
+SET next_attempt_at = now() + make_interval(secs => %(countdown_s)s),
+    parked          = %(parked)s,
+    updated_at      = now()
+WHERE id = ANY(%(ids)s)
+  AND status IN ('queued', 'sending')
+  AND (lease_until IS NULL OR lease_until <= now());
 
 -- name: opt_out_phone
 INSERT INTO public.sms_opt_outs (phone, opted_out, source, updated_at)
@@ -171,3 +177,128 @@ SET status = 'queued', attempts_at_redrive = attempts, error_code = NULL, error_
     next_attempt_at = NULL, lease_until = NULL, updated_at = now()
 WHERE id = %(id)s AND status = 'failed'
 RETURNING id, channel;
+
+-- name: rate_limited
+-- The provider answered 429: the call was a wait for a slot, not a failed
+-- attempt. attempts keeps counting calls (the history shows it), and
+-- attempts_at_redrive moves with it, so the retry budget does not count it.
+-- outcome_unknown stays what it was before the call (a 429 accepted nothing).
+UPDATE public.registration_notifications
+SET attempts_at_redrive = attempts_at_redrive + 1,
+    outcome_unknown     = %(outcome_unknown)s,
+    error_code          = %(error_code)s,
+    error_message       = %(error_message)s,
+    lease_until         = NULL,
+    updated_at          = now()
+WHERE id = ANY(%(ids)s) AND status = 'sending';
+
+-- name: release_parked
+-- Parked deliveries whose time comes within %(horizon_s)s: unpark them and
+-- say how far off each one's time is, so its task is published for it.
+UPDATE public.registration_notifications AS n
+SET parked = false, updated_at = now()
+WHERE n.id = ANY(ARRAY(
+    SELECT p.id
+    FROM public.registration_notifications AS p
+    WHERE p.parked
+      AND p.status IN ('queued', 'sending')
+      AND p.next_attempt_at <= now() + make_interval(secs => %(horizon_s)s)
+    ORDER BY p.next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING n.id, n.channel,
+          greatest(extract(epoch FROM n.next_attempt_at - now()), 0)::float8 AS in_s;
+
+-- name: seconds_until_next_parked
+SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS seconds
+FROM public.registration_notifications
+WHERE parked AND status IN ('queued', 'sending');
+
+-- name: lock_email_batch_candidates
+-- E-mail deliveries a batch task may take: the ones it names and every
+-- delivery still moving that was claimed into the same batch before (so a
+-- retry sends the batch whole), skipping any another worker holds and any
+-- held for quiet hours (the queue run releases those).
+SELECT n.id, n.email_batch_id, n.outcome_unknown
+FROM public.registration_notifications AS n
+WHERE (n.id = ANY(%(ids)s)
+       OR n.email_batch_id IN (SELECT b.email_batch_id
+                               FROM public.registration_notifications AS b
+                               WHERE b.id = ANY(%(ids)s) AND b.email_batch_id IS NOT NULL))
+  AND n.channel = 'email'
+  AND n.status IN ('queued', 'sending')
+  AND (n.lease_until IS NULL OR n.lease_until <= now())
+  AND n.hold_reason IS NULL
+ORDER BY n.id
+FOR UPDATE SKIP LOCKED;
+
+-- name: email_batch_member_ids
+-- Every delivery ever claimed into a batch, whatever its status now.
+SELECT id FROM public.registration_notifications WHERE email_batch_id = %(batch_id)s;
+
+-- name: claim_email_batch
+-- Persist the batch's membership and take every member's lease in one
+-- statement, before Resend is called.
+UPDATE public.registration_notifications AS n
+SET status          = 'sending',
+    attempts        = n.attempts + 1,
+    outcome_unknown = true,
+    last_attempt_at = now(),
+    next_attempt_at = NULL,
+    parked          = false,
+    lease_until     = now() + make_interval(secs => %(lease_s)s),
+    email_batch_id  = %(batch_id)s,
+    recipient       = u.recipient,
+    provider        = %(provider)s,
+    body            = u.body,
+    subject         = u.subject,
+    template_used   = u.template_used,
+    updated_at      = now()
+FROM unnest(%(ids)s::bigint[], %(recipients)s::text[], %(bodies)s::text[],
+            %(subjects)s::text[], %(templates)s::text[])
+     AS u (id, recipient, body, subject, template_used)
+WHERE n.id = u.id
+  AND n.status IN ('queued', 'sending')
+RETURNING n.id, n.attempts - n.attempts_at_redrive AS attempts_this_run;
+
+-- name: load_deliveries
+-- What a send task needs to decide and render, with the registration's
+-- current contact details (they may have changed since the claim).
+SELECT n.id,
+       n.registration_id,
+       n.channel,
+       n.status,
+       n.recipient,
+       n.old_stage,
+       n.new_stage,
+       n.attempts,
+       n.outcome_unknown,
+       n.last_attempt_at,
+       n.body,
+       n.subject,
+       n.provider,
+       n.provider_message_id,
+       n.email_batch_id,
+       (n.lease_until IS NOT NULL AND n.lease_until > now()) AS leased,
+       (n.next_attempt_at IS NOT NULL
+            AND n.next_attempt_at > now() + interval '2 seconds') AS retry_pending,
+       r.customer_name,
+       r.customer_phone,
+       r.customer_email,
+       r.vin,
+       r.vehicle_year,
+       r.vehicle_make AS make,
+       r.vehicle_model AS model,
+       r.plate_number,
+       st.label AS new_stage_label,
+       so.label AS old_stage_label,
+       coalesce(o.opted_out, false) AS sms_opted_out
+FROM public.registration_notifications AS n
+JOIN public.registrations AS r ON r.id = n.registration_id
+LEFT JOIN public.registration_stages AS st ON st.stage = n.new_stage
+LEFT JOIN public.registration_stages AS so ON so.stage = n.old_stage
+LEFT JOIN public.sms_opt_outs AS o ON o.phone = r.customer_phone
+WHERE n.id = ANY(%(ids)s)
+ORDER BY n.id;
+

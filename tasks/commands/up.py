@@ -189,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             f"  database {redacted(database_url)}",
             f"  broker  {broker}",
             f"  providers  {providers}",
+            f"  coordination  {_coordination(broker)}  (rate limits, tick, wake-up)",
             "  try `regnotify demo` in another terminal; Ctrl-C stops everything",
         ):
             children.say("up", line)
@@ -210,3 +211,11 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         children.say("up", "stopped")
     return status
+
+
+def _coordination(broker: str) -> str:
+    """Where the workers share rate limits, the tick marker and the wake-up."""
+    from tasks.broker_redis import coordination_backend
+    from tasks.settings import Settings
+
+    return coordination_backend(Settings(celery_broker_url=broker))

@@ -36,6 +36,8 @@ class ProviderError(RegnotifyError):
     `transient` errors are retried; the rest fail the delivery at once.
     `outcome_unknown` means the provider may have accepted the message anyway
     (a timeout, a dropped connection, a 5xx), so a retry must check first.
+    `rate_limited`: the provider refused for its request rate (HTTP 429), so
+    the call was a wait for a slot, not a failed attempt (see delivery_flow).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class ProviderError(RegnotifyError):
         outcome_unknown: bool = False,
         retry_after: float | None = None,
         opt_out: bool = False,
+        rate_limited: bool = False,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
@@ -55,6 +58,7 @@ class ProviderError(RegnotifyError):
         self.outcome_unknown = outcome_unknown
         self.retry_after = retry_after
         self.opt_out = opt_out
+        self.rate_limited = rate_limited
 
 
 class SmsProvider(Protocol):
@@ -71,6 +75,14 @@ class SmsProvider(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    """One e-mail of a batch: the provider's id, or why it alone was refused."""
+
+    message_id: str | None
+    error: str | None = None
+
+
 class EmailProvider(Protocol):
     """Sends e-mails; retries with the same idempotency key are safe."""
 
@@ -78,6 +90,10 @@ class EmailProvider(Protocol):
 
     def send(self, email: Email) -> str:
         """Send; return the provider's message id or raise ProviderError."""
+        ...
+
+    def send_batch(self, emails: list[Email], idempotency_key: str) -> list[BatchResult]:
+        """Send several in one request; one result per e-mail, in order."""
         ...
 
 

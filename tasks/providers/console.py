@@ -6,7 +6,7 @@ import logging
 import uuid
 from datetime import datetime
 
-from tasks.providers.base import Email, Sms
+from tasks.providers.base import BatchResult, Email, Sms
 
 log = logging.getLogger("regnotify.console")
 
@@ -37,3 +37,7 @@ class ConsoleEmail:
         message_id = f"console-email-{uuid.uuid4().hex[:12]}"
         log.info("E-mail %s to %s: %s\n%s", message_id, email.to, email.subject, email.text)
         return message_id
+
+    def send_batch(self, emails: list[Email], idempotency_key: str) -> list[BatchResult]:
+        """Log each e-mail of the batch."""
+        return [BatchResult(self.send(email)) for email in emails]

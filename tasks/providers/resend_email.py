@@ -11,7 +11,7 @@ import resend
 from resend.exceptions import ResendError
 from resend.http_client import HTTPClient
 
-from tasks.providers.base import Email, ProviderError, parse_retry_after
+from tasks.providers.base import BatchResult, Email, ProviderError, parse_retry_after
 from tasks.providers.http_env import pin_environment
 from tasks.settings import Settings
 
@@ -77,8 +77,7 @@ class ResendEmail:
         resend.default_http_client = PooledRequestsClient(timeout=settings.provider_timeout_s)
         self._from = settings.email_from
 
-    def send(self, email: Email) -> str:
-        """Send with the delivery's idempotency key; return Resend's e-mail id."""
+    def _params(self, email: Email) -> dict[str, Any]:
         params: dict[str, Any] = {
             "from": self._from,
             "to": [email.to],
@@ -88,6 +87,11 @@ class ResendEmail:
         }
         if email.tags:
             params["tags"] = [{"name": k, "value": v} for k, v in email.tags]
+        return params
+
+    def send(self, email: Email) -> str:
+        """Send with the delivery's idempotency key; return Resend's e-mail id."""
+        params = self._params(email)
         try:
             response = resend.Emails.send(
                 params,  # type: ignore[arg-type]
@@ -96,6 +100,33 @@ class ResendEmail:
         except ResendError as exc:
             raise classify(exc) from exc
         return str(response["id"])
+
+    def send_batch(self, emails: list[Email], idempotency_key: str) -> list[BatchResult]:
+        """POST /emails/batch in permissive mode: one refused address fails only itself.
+
+        The SDK sends `options` as the Idempotency-Key and x-batch-validation
+        headers. Resend answers the accepted e-mails' ids in order and the
+        refused ones as {index, message}.
+        """
+        params = [self._params(email) for email in emails]
+        try:
+            response = resend.Batch.send(
+                params,  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key, "batch_validation": "permissive"},
+            )
+        except ResendError as exc:
+            raise classify(exc) from exc
+        errors = {int(e["index"]): str(e.get("message") or "refused")
+                  for e in (response.get("errors") or [])}
+        ids = iter(str(item["id"]) for item in (response.get("data") or []))
+        results: list[BatchResult] = []
+        for index in range(len(emails)):
+            if index in errors:
+                results.append(BatchResult(None, errors[index]))
+                continue
+            message_id = next(ids, None)
+            results.append(BatchResult(message_id, None if message_id else "no id answered"))
+        return results
 
 
 def classify(exc: ResendError) -> ProviderError:
@@ -113,9 +144,14 @@ def classify(exc: ResendError) -> ProviderError:
     label = error_type or f"http_{status}"
     if status == 429 or error_type in RETRY_LATER_TYPES:
         headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if retry_after is None:
+            retry_after = parse_retry_after(headers.get("ratelimit-reset"))
+        # Only the per-second limit is a wait; a daily or monthly quota is an error.
+        per_second = status == 429 and error_type in ("rate_limit_exceeded", "")
         return ProviderError(
             label, message, transient=True, outcome_unknown=status == 409,
-            retry_after=parse_retry_after(headers.get("retry-after")),
+            retry_after=retry_after, rate_limited=per_second,
         )
     if status >= 500 or status == 0:
         return ProviderError(label, message, transient=True, outcome_unknown=True)

@@ -143,6 +143,7 @@ class TwilioSms:
             return ProviderError(
                 label, text, transient=True, outcome_unknown=lookup,
                 retry_after=parse_retry_after(headers.get("retry-after")),
+                rate_limited=True,
             )
         if status >= 500:
             return ProviderError(label, text, transient=True, outcome_unknown=True)

@@ -1,4 +1,9 @@
-"""GET /healthz: the database answers SELECT 1 and the broker answers PING, within ~2 s."""
+"""GET /healthz: the database answers SELECT 1 and the broker answers PING, within ~2 s.
+
+It also says where the workers share rate limits, the tick marker and the
+wake-up (`coordination`: redis or postgresql) and checks that store too
+when it is a Redis other than the broker.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from tasks.broker_redis import connect, is_redis_url
+from tasks.broker_redis import connect, coordination_backend, coordination_redis_url, is_redis_url
 from tasks.celery_app import DEFAULT_BROKER_URL
 from tasks.providers.registry import provider_report
 from tasks.relay.runtime import Relay
@@ -41,6 +46,18 @@ def check_broker(relay: Relay) -> None:
         conn.ensure_connection(max_retries=1, timeout=timeout)
 
 
+def check_coordination(relay: Relay) -> None:
+    """Raise unless the coordination Redis answers PING (PostgreSQL is checked as the database)."""
+    url = coordination_redis_url(relay.settings)
+    if url is None or url == (relay.settings.celery_broker_url or DEFAULT_BROKER_URL):
+        return  # PostgreSQL, or the broker's Redis: both have their own probe
+    client = connect(url, relay.settings.relay_health_timeout_s)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
 async def _probe(name: str, check: Callable[[Relay], None], relay: Relay) -> str:
     """'ok', or why not (an exception's type, never its text: it may carry a URL)."""
     try:
@@ -58,12 +75,19 @@ async def _probe(name: str, check: Callable[[Relay], None], relay: Relay) -> str
 async def healthz(request: Request) -> JSONResponse:
     """200 when both answer, 503 naming the ones that did not."""
     relay: Relay = request.app.state.relay
-    database, broker = await asyncio.gather(
+    database, broker, shared = await asyncio.gather(
         _probe("database", check_database, relay),
         _probe("broker", check_broker, relay),
+        _probe("coordination", check_coordination, relay),
     )
     body: dict[str, object] = {"database": database, "broker": broker}
     failed = [name for name, state in body.items() if state != "ok"]
+    if shared != "ok":
+        failed.append("coordination")
+    # Where rate limits, the tick marker and the wake-up are shared by all workers.
+    body["coordination"] = coordination_backend(relay.settings)
+    if shared != "ok":
+        body["coordination_error"] = shared
     listener = relay.listener
     body["listener"] = (
         "off" if listener is None else ("connected" if listener.connected else "disconnected")

@@ -213,6 +213,12 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                         "listener": {"type": "string",
                                      "enum": ["connected", "disconnected", "off"]},
                         "ticker": {"type": "string", "enum": ["own", "cron", "starting", "off"]},
+                        "coordination": {
+                            "type": "string", "enum": ["redis", "postgresql"],
+                            "description": "Where the workers share rate limits, the tick "
+                                           "marker and the wake-up.",
+                        },
+                        "coordination_error": {"type": "string"},
                         "failed": {"type": "array", "items": {"type": "string"}},
                     },
                 },

@@ -99,7 +99,11 @@ class ChaosConfig:
             drawn from ``error_statuses`` and NOT accepted.
         error_statuses: statuses used by ``error_rate``.
         retry_after: default ``Retry-After`` seconds for 429 answers.
-        max_rps: if set, a token bucket that answers 429 above this rate.
+        max_rps: if set, at most this many provider requests are admitted in
+            any one second (a sliding one-second window, as the providers'
+            per-second limits work); the rest are answered 429 with the time
+            until the window has room as Retry-After. The times of every
+            request are kept (``arrivals()``), to check what a client offered.
         timeout_after_accept: seconds to stall after accepting a send before
             answering (0 = off); the client times out but the send counts.
         timeout_after_accept_rate: fraction of accepted sends that stall.
@@ -629,7 +633,7 @@ class WireServer:
                 self._seed = None if seed is None else int(seed)
                 self._rng.seed(self._seed)
             if "max_rps" in coerced:
-                self._bucket_tokens = None
+                self._window.clear()
         if count is not None or seconds is not None:
             self.rate_limit(count=count, seconds=seconds)
         return self.config
@@ -759,6 +763,22 @@ class WireServer:
                 self._changed.wait(left)
             return list(current())
 
+    def arrivals(self) -> list[float]:
+        """Monotonic times of the requests that met the ``max_rps`` limit."""
+        with self._lock:
+            return list(self._arrivals)
+
+    def max_in_any_second(self) -> int:
+        """The most requests that arrived within any one second (``max_rps`` set)."""
+        times = self.arrivals()
+        best = 0
+        start = 0
+        for end, t in enumerate(times):
+            while times[start] <= t - 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
     def attempts(self, since: int = 0) -> list[Attempt]:
         """Every send request (accepted or not) in arrival order."""
         with self._lock:
@@ -800,9 +820,10 @@ class WireServer:
         self._rl_remaining = 0
         self._rl_until = 0.0
         self._rl_retry_after: float | None = None
-        # None = full: a fresh limiter must admit a first burst, not 429 it.
-        self._bucket_tokens: float | None = None
-        self._bucket_stamp = time.monotonic()
+        # Monotonic times of the requests admitted in the last second.
+        self._window: deque[float] = deque()
+        # Monotonic times of every rate-limited request (admitted or not).
+        self._arrivals: list[float] = []
         self._seq = 0
         self._attempt_seq = 0
         # Not reset across reset(): requests in flight are still in flight.
@@ -848,14 +869,14 @@ class WireServer:
                 left = self._rl_until - now
                 return Step("rate_limit", 429, seconds=left if retry is None else retry)
             if cfg.max_rps:
-                burst = max(1.0, cfg.max_rps)
-                tokens = burst if self._bucket_tokens is None else self._bucket_tokens
-                self._bucket_tokens = min(burst, tokens + (now - self._bucket_stamp) * cfg.max_rps)
-                self._bucket_stamp = now
-                if self._bucket_tokens < 1.0:
-                    wait = (1.0 - self._bucket_tokens) / cfg.max_rps
+                self._arrivals.append(now)
+                window = self._window
+                while window and window[0] <= now - 1.0:
+                    window.popleft()
+                if len(window) >= max(1, int(cfg.max_rps)):
+                    wait = window[0] + 1.0 - now
                     return Step("rate_limit", 429, seconds=wait)
-                self._bucket_tokens -= 1.0
+                window.append(now)
             rng = self._rng
             if cfg.error_rate and rng.random() < cfg.error_rate:
                 status = rng.choice(cfg.error_statuses)

@@ -12,8 +12,16 @@ The SDK is configured through module globals, so point it here with::
 or ``with wire.sdk(timeout=1): ...`` / ``saved = wire.configure_sdk(); ...;
 saved.restore()``, which put the previous globals back afterwards.
 
-Endpoints: ``POST /emails`` (send), ``GET /emails/{id}`` (retrieve) and
-``GET /emails`` (list, newest first). Errors use Resend's body
+Endpoints: ``POST /emails`` (send), ``POST /emails/batch`` (up to 100
+e-mails in one request), ``GET /emails/{id}`` (retrieve) and ``GET /emails``
+(list, newest first).
+
+Batch: the body is a JSON array of send payloads. ``x-batch-validation:
+strict`` (the default) refuses the whole batch with 422 when any e-mail is
+invalid (the message names its index); ``permissive`` sends the valid ones
+and answers ``{"data": [{"id"}...], "errors": [{"index", "message"}...]}``,
+``data`` holding the accepted e-mails in request order. The batch is one
+request for the rate limit, and its Idempotency-Key covers the whole array. Errors use Resend's body
 ``{"statusCode", "name", "message"}``.
 
 Idempotency (``Idempotency-Key`` header, what ``resend.Emails.send(params,
@@ -132,6 +140,9 @@ _STATUS_NAMES: dict[int, str] = {
 
 _MAX_RECIPIENTS = 50
 _MAX_KEY_LENGTH = 256
+#: E-mails per POST /emails/batch.
+_MAX_BATCH = 100
+
 _EMAILS_PATH = re.compile(r"^/emails(?:/([^/]+))?/?$")
 # Deliberately loose: the point is to refuse what Resend refuses outright
 # (no '@', spaces, empty parts), not to implement RFC 5322.
@@ -304,7 +315,7 @@ class ResendWire(WireServer):
             self._count(NOT_FOUND, 404)
             return self._error_reply(404, "not_found")
         email_id = match.group(1)
-        is_send = request.method == "POST" and email_id is None
+        is_send = request.method == "POST" and email_id in (None, "batch")
         if not is_send and request.method != "GET":
             self._count(NOT_FOUND, 405)
             return self._error_reply(405, "method_not_allowed")
@@ -314,6 +325,8 @@ class ResendWire(WireServer):
             # A refused send is still a send attempt the app made.
             self._count(UNAUTHORIZED, refused.status, request if is_send else None)
             return refused
+        if request.method == "POST" and email_id == "batch":
+            return self._send_batch(request)
         if is_send:
             return self._send(request)
         return self._read(request, email_id)
@@ -403,6 +416,122 @@ class ResendWire(WireServer):
             if entry is not None and entry.reply is None:
                 self._release(key, entry)
         return self._finish_accepted(step, reply, lambda o, s: count(o, s, send.id), ACCEPTED)
+
+    def _send_batch(self, request: WireRequest) -> Reply | None:
+        key = request.header("Idempotency-Key")
+        mode = (request.header("x-batch-validation") or "strict").strip().lower()
+        try:
+            data = request.json()
+        except ValueError:
+            data = None
+        first: str | None = None
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            first_to = [bare_address(a) for a in _as_list(data[0].get("to")) if isinstance(a, str)]
+            first = first_to[0] if first_to else None
+
+        def count(outcome: str, status: int, send_id: str | None = None) -> None:
+            self._count(
+                outcome, status, request, recipient=first, idempotency_key=key, send_id=send_id
+            )
+
+        if mode not in ("strict", "permissive"):
+            self._sleep(self._config.latency)
+            count(BAD_REQUEST, 422)
+            return self._error_reply(
+                422, "validation_error", "x-batch-validation must be strict or permissive."
+            )
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            self._sleep(self._config.latency)
+            count(BAD_REQUEST, 422)
+            return self._error_reply(
+                422, "validation_error", "The body must be an array of e-mails."
+            )
+        if not 1 <= len(data) <= _MAX_BATCH:
+            self._sleep(self._config.latency)
+            count(BAD_REQUEST, 422)
+            return self._error_reply(
+                422, "validation_error", f"A batch holds 1 to {_MAX_BATCH} e-mails."
+            )
+        if key is not None and not 1 <= len(key) <= _MAX_KEY_LENGTH:
+            self._sleep(self._config.latency)
+            count(REJECTED, 400)
+            return self._error_reply(400, "invalid_idempotency_key")
+        recipients = [
+            bare_address(a)
+            for item in data
+            for a in _as_list(item.get("to"))
+            if isinstance(a, str)
+        ]
+        step = self._decide(recipients, is_read=False)
+        if step is not None and step.kind in ("rate_limit", "error", "drop"):
+            self._sleep(self._config.latency)
+            if step.kind == "rate_limit":
+                count(RATE_LIMITED, 429)
+                return self._rate_limit_reply("rate_limit_exceeded", step.seconds)
+            if step.kind == "error":
+                if step.status == 429:
+                    count(RATE_LIMITED, 429)
+                    return self._rate_limit_reply(str(step.code or "rate_limit_exceeded"), -1.0)
+                count(SERVER_ERROR if step.status >= 500 else REJECTED, step.status)
+                return self._error_reply(step.status, step.code)
+            count(DROPPED, 0)
+            return None
+
+        entry: _IdempotencyEntry | None = None
+        if key is not None:
+            # The mode is part of what was asked: the same array in another mode differs.
+            verdict, entry = self._claim(key, _fingerprint({"batch": data, "mode": mode}))
+            if verdict != "new":
+                self._sleep(self._config.latency)
+                if verdict == "replay":
+                    assert entry is not None and entry.reply is not None
+                    return self._finish_accepted(
+                        step, entry.reply, lambda o, s: count(o, s, entry.send_id), REPLAYED
+                    )
+                count(IDEMPOTENCY_CONFLICT, 409)
+                return self._error_reply(409, verdict)
+
+        reply: Reply | None = None
+        ids: list[str] = []
+        try:
+            self._sleep(self._config.latency)
+            if step is not None and step.kind == "latency":
+                self._sleep(step.seconds)
+            failures = [(i, self._validate(item)) for i, item in enumerate(data)]
+            errors = [{"index": i, "message": f[1]} for i, f in failures if f is not None]
+            if errors and mode == "strict":
+                count(REJECTED, 422)
+                first_error = errors[0]
+                return self._error_reply(
+                    422, "validation_error", f"emails[{first_error['index']}]: "
+                    f"{first_error['message']}"
+                )
+            bad = {e["index"] for e in errors}
+            for i, item in enumerate(data):
+                if i in bad:
+                    continue
+                to_addrs = [bare_address(a) for a in _as_list(item.get("to"))
+                            if isinstance(a, str)]
+                send = self._record_send(
+                    lambda seq, item=item, to_addrs=to_addrs: self._build_send(
+                        seq, request, item, to_addrs, key, step
+                    )
+                )
+                ids.append(send.id)
+            payload: dict[str, Any] = {"data": [{"id": i} for i in ids]}
+            if mode == "permissive":
+                payload["errors"] = errors
+            reply = Reply.json(200, payload)
+            if entry is not None:
+                with self._lock:
+                    entry.reply = reply
+                    entry.send_id = ids[0] if ids else None
+        finally:
+            if entry is not None and entry.reply is None:
+                self._release(key, entry)
+        return self._finish_accepted(
+            step, reply, lambda o, s: count(o, s, ids[0] if ids else None), ACCEPTED
+        )
 
     def _finish_accepted(
         self, step: Step | None, reply: Reply, count: Any, plain_outcome: str

@@ -1,0 +1,57 @@
+"""Coordination state in PostgreSQL: rate-limit slots, the tick marker, the wake-up time."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from db.queries import query
+
+
+def rate_reserve(
+    conn: Connection, name: str, *, interval: float, tolerance: float, max_wait: float
+) -> tuple[bool, float]:
+    """(granted, wait_s) for the next slot of limiter `name`."""
+    params = {"name": name, "interval": interval, "tolerance": tolerance, "max_wait": max_wait}
+    row = conn.exec_driver_sql(query("rate_reserve"), params).first()
+    if row is None:
+        # The statement's own INSERT made the row, which its UPDATE cannot see yet.
+        row = conn.exec_driver_sql(query("rate_reserve"), params).first()
+    if row is None:
+        return False, interval
+    return bool(row.granted), float(row.wait)
+
+
+def rate_defer(conn: Connection, name: str, seconds: float) -> None:
+    """No slot of limiter `name` before `seconds` from now."""
+    conn.exec_driver_sql(query("rate_defer"), {"name": name, "seconds": seconds})
+
+
+def marker_set_if_absent(conn: Connection, name: str, ttl_s: float) -> bool:
+    """Set marker `name` for `ttl_s` unless it is set; True when this call set it."""
+    return conn.exec_driver_sql(
+        query("marker_set_if_absent"), {"name": name, "ttl_s": ttl_s}
+    ).first() is not None
+
+
+def marker_clear(conn: Connection, name: str) -> None:
+    """Clear marker `name`."""
+    conn.exec_driver_sql(query("marker_clear"), {"name": name})
+
+
+def wake_arm(conn: Connection, name: str, countdown_s: float) -> bool:
+    """Arm the wake-up `countdown_s` from now; True when the caller must schedule it."""
+    return conn.exec_driver_sql(
+        query("wake_arm"), {"name": name, "countdown_s": countdown_s}
+    ).first() is not None
+
+
+def gate(conn: Connection, name: str, limit: int, window_s: float) -> float:
+    """0 when a call may leave now (and it is logged), else seconds until one may."""
+    params = {"name": name, "limit": limit, "window_s": window_s}
+    row = conn.exec_driver_sql(query("gate_depart"), params).first()
+    if row is None:
+        # The statement's own INSERT made the row, which its UPDATE cannot see yet.
+        row = conn.exec_driver_sql(query("gate_depart"), params).first()
+    if row is None or row.wait is None:
+        return 0.01  # not admitted unlogged: the caller asks again
+    return max(0.0, float(row.wait))

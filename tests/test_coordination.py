@@ -1,0 +1,108 @@
+"""Rate limits, tick marker and wake-up shared by every worker whatever the broker.
+
+With a Redis broker (or COORDINATION_REDIS_URL) they live in Redis; with a
+RabbitMQ broker and no Redis named, in PostgreSQL. Two RateLimiter objects
+stand for two worker processes: they share nothing but the store.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.relay_helpers import relay_client  # noqa: F401 (fixture)
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/unused"
+
+
+@pytest.fixture()
+def on_rabbitmq(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Settings as a RabbitMQ deployment has them: no Redis anywhere."""
+    from tests.conftest import reset_process_state
+
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    monkeypatch.setenv("CELERY_BROKER_URL", AMQP)
+    monkeypatch.delenv("COORDINATION_REDIS_URL", raising=False)
+    reset_process_state()
+    yield clean_db
+    monkeypatch.undo()
+    reset_process_state()
+
+
+def test_backend_follows_the_settings() -> None:
+    from tasks.broker_redis import coordination_backend
+    from tasks.settings import Settings
+
+    assert coordination_backend(Settings(celery_broker_url="redis://127.0.0.1:6379/0")) == "redis"
+    assert coordination_backend(Settings(celery_broker_url=AMQP)) == "postgresql"
+    assert coordination_backend(Settings(celery_broker_url=AMQP,
+                                         coordination_redis_url="redis://h:1/2")) == "redis"
+
+
+def test_two_limiters_on_postgresql_hand_out_one_slot_sequence(on_rabbitmq: str) -> None:
+    from tasks.rate_limit import RateLimiter
+
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    first = RateLimiter(name, 10, redis_url=None)
+    second = RateLimiter(name, 10, redis_url=None)
+    assert first.backend == second.backend == "postgresql"
+    waits = [lim.reserve(math.inf).wait_s for lim in (first, second) * 5]
+    # Ten slots, one interval apart, alternating between the two "processes".
+    gaps = [b - a for a, b in itertools.pairwise(waits)]
+    assert all(0.08 < g < 0.13 for g in gaps), waits
+    # Peeking takes nothing.
+    assert first.reserve(-1).granted is False
+    assert second.reserve(-1).wait_s == pytest.approx(first.reserve(-1).wait_s, abs=0.05)
+
+
+def test_postgresql_gate_admits_the_limit_per_second_across_limiters(on_rabbitmq: str) -> None:
+    from tasks.rate_limit import GATE_WINDOW_S, RateLimiter
+
+    name = f"gate-{uuid.uuid4().hex[:6]}"
+    a = RateLimiter(name, 3, redis_url=None)
+    b = RateLimiter(name, 3, redis_url=None)
+    started = time.monotonic()
+    for lim in (a, b, a):  # the first call also makes the row, and is counted
+        lim.depart()
+    assert time.monotonic() - started < 0.5
+    b.depart()  # the fourth in the window waits for the first to leave it
+    assert time.monotonic() - started >= GATE_WINDOW_S - 0.1
+
+
+def test_provider_retry_after_defers_every_limiter(on_rabbitmq: str) -> None:
+    from tasks.rate_limit import RateLimiter
+
+    name = f"defer-{uuid.uuid4().hex[:6]}"
+    a = RateLimiter(name, 100, redis_url=None)
+    b = RateLimiter(name, 100, redis_url=None)
+    a.reserve(math.inf)
+    a.defer(3.0)
+    assert b.reserve(math.inf).wait_s > 2.5
+
+
+def test_tick_marker_and_wakeup_coalesce_in_postgresql(on_rabbitmq: str) -> None:
+    from db import coordination
+    from tasks.database import autocommit_engine
+
+    name = f"marker-{uuid.uuid4().hex[:6]}"
+    with autocommit_engine().connect() as conn:
+        assert coordination.marker_set_if_absent(conn, name, 60) is True
+        assert coordination.marker_set_if_absent(conn, name, 60) is False
+        coordination.marker_clear(conn, name)
+        assert coordination.marker_set_if_absent(conn, name, 60) is True
+        wake = f"wake-{uuid.uuid4().hex[:6]}"
+        assert coordination.wake_arm(conn, wake, 30) is True
+        # One armed sooner is still ahead: a later one is not needed.
+        assert coordination.wake_arm(conn, wake, 40) is False
+        # A sooner one is.
+        assert coordination.wake_arm(conn, wake, 5) is True
+
+
+def test_healthz_names_the_coordination_store(relay_client) -> None:  # noqa: F811
+    body = relay_client().get("/healthz").json()
+    assert body["coordination"] == "redis"
