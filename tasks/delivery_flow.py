@@ -31,10 +31,10 @@ from tasks.database import autocommit_engine, engine
 from tasks.fallback import dispatch_fallbacks, fall_back
 from tasks.providers.base import Email, ProviderError, Sms
 from tasks.providers.registry import email_provider, sms_provider
+from tasks.queue_tick import arm_wakeup
 from tasks.rate_limit import RateLimiter
 from tasks.rendering import MessageContext, render_email, render_sms
 from tasks.settings import Settings, get_settings
-from tasks.wakeup import arm_wakeup
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,9 @@ from tasks.delivery_flow import (
 from tasks.fallback import dispatch_fallbacks, fall_back
 from tasks.providers.base import Email, ProviderError
 from tasks.providers.registry import email_provider
+from tasks.queue_tick import arm_wakeup
 from tasks.rendering import render_email
 from tasks.settings import Settings, get_settings
-from tasks.wakeup import arm_wakeup
 
 log = logging.getLogger(__name__)
 

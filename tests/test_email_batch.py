@@ -83,6 +83,21 @@ def test_one_bad_address_fails_alone_with_resends_message(conn, resend_wire):
     assert len(resend_wire.attempts()) == 1
 
 
+def test_an_address_refused_inside_a_batch_falls_back_to_one_text(conn, resend_wire,
+                                                                    twilio_wire):
+    regs = _due_emails(conn, ["good1@example.com", "nobody@invalid.test"])
+    run_tick()
+    bad = conn.execute("SELECT * FROM registration_notifications WHERE channel = 'email' "
+                       "AND recipient = 'nobody@invalid.test'").fetchone()
+    assert bad["status"] == "failed"
+    texts = conn.execute("SELECT * FROM registration_notifications WHERE channel = 'sms' "
+                         "AND status <> 'skipped'").fetchall()
+    assert [(t["registration_id"], t["fallback_for"], t["status"]) for t in texts] == [
+        (bad["registration_id"], bad["id"], "sent")]
+    assert str(bad["registration_id"]) == str(regs[1])
+    assert [m.to for m in twilio_wire.sends()] == ["+15554440001"]
+
+
 def test_batch_membership_change_takes_a_new_key(conn, resend_wire):
     # The first call fails (500) with three members; before the retry one
     # registration loses its address, so the batch that goes is another one.
