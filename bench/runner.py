@@ -13,7 +13,7 @@ p99_due_to_send_s           <= 2    send_after -> provider request, with wake-up
 p50_due_to_send_s           (info)  the same, median
 rss_growth_pct              <= 10   worker RSS at the end vs after the first 1 000 sends
 backlog_drain_ratio         <= 1.2  1 000 e-mails + 300 texts at the default limits /
-                                    the bound those limits set (issue 11)
+                                    the bound those limits set
 email_batch_speedup         (info)  e-mails/s batched / one per request, same limit
 ==========================  ======  =================================================
 

@@ -1,4 +1,5 @@
-"""Data access for regnotify: engine, migrations, queue and delivery queries, the error base.
+"""Data access for regnotify: engine, migrations, queue, delivery, hold, fallback, coordination
+and retention queries, the error base.
 
 `db` never imports `tasks`; the SQL it runs lives in `sql/`.
 """

@@ -1,6 +1,6 @@
--- 08 A cheaper queue_status_notification(): the same behaviour (DESIGN), less
+-- 08 A cheaper queue_status_notification(): the same behaviour, less
 -- work per stage change. Measured with `python -m bench.trigger` against the
--- seed plan's trigger (issue 16); per stage UPDATE, backend CPU:
+-- seed plan's trigger (bench/trigger.py); per stage UPDATE, backend CPU:
 --   * the notification_config lookup was a second SPI statement on every row
 --     (its own snapshot, executor start and end): about 2 us. The settings are
 --     now compiled into the function as literals, and recompiled by a trigger

@@ -79,33 +79,6 @@ VALUES (%(provider)s, %(event_id)s)
 ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING true AS first_seen;
 
--- name: webhook_sms_opt_out
--- A STOP: the number is opted out and every registration with it stops
--- asking for SMS (both -> email, sms -> none), in one statement. Returns the
--- registrations whose preference changed.
-WITH opt AS (
-    INSERT INTO public.sms_opt_outs (phone, opted_out, source, updated_at)
-    VALUES (%(phone)s, true, %(source)s, now())
-    ON CONFLICT (phone) DO UPDATE
-    SET opted_out = true, source = EXCLUDED.source, updated_at = now()
-    RETURNING phone
-)
-UPDATE public.registrations AS r
-SET notification_pref = CASE r.notification_pref WHEN 'both' THEN 'email' ELSE 'none' END,
-    updated_at        = now()
-FROM opt
-WHERE r.customer_phone = opt.phone
-  AND r.notification_pref IN ('both', 'sms')
-RETURNING r.id;
-
--- name: webhook_sms_opt_in
--- A START: the number may be texted again. Preferences stay as they are (see
--- db/webhooks.py for why).
-INSERT INTO public.sms_opt_outs (phone, opted_out, source, updated_at)
-VALUES (%(phone)s, false, %(source)s, now())
-ON CONFLICT (phone) DO UPDATE
-SET opted_out = false, source = EXCLUDED.source, updated_at = now();
-
 -- name: relay_cron_extension_present
 -- Whether pg_cron's job table is visible here; cron.job cannot be named in a
 -- statement where it does not exist, hence the two steps.
