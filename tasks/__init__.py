@@ -5,9 +5,9 @@ Top-level modules are the app (`celery_app`), the tasks (`queue_tick`,
 (settings, engine, coordination and wake-up keys, the send flow for one
 delivery and for an e-mail batch, dispatch, quiet hours, channel fallback,
 rate limits, metrics, rendering, masking, exceptions). Subpackages:
-`providers` (Twilio, Resend, console), `relay` (the ASGI app), `commands` (the CLI's subcommands; `cli` is the entry point) and
-`local` (the stack `regnotify up` starts). `celery -A tasks worker` finds the
-app here.
+`providers` (Twilio, Resend, console), `relay` (the ASGI app), `commands`
+(the CLI's subcommands; `cli` is the entry point) and `local` (the stack
+`regnotify up` starts). `celery -A tasks worker` finds the app here.
 """
 
 from tasks.celery_app import app
