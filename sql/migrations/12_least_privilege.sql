@@ -96,10 +96,15 @@ $fn$;
 
 -- Named to fire before trg_queue_status_notification (triggers fire in name
 -- order), so the guard sees the customer's row before that trigger edits it.
+-- The WHEN keeps it off the staff's stage changes: the function (a call with a
+-- pinned search_path) runs only for the API's customers and admins, and for a
+-- change of preference.
 DROP TRIGGER IF EXISTS registrations_customer_guard ON public.registrations;
 CREATE TRIGGER registrations_customer_guard
     BEFORE UPDATE ON public.registrations
     FOR EACH ROW
+    WHEN (current_user = 'authenticated'
+          OR OLD.notification_pref IS DISTINCT FROM NEW.notification_pref)
     EXECUTE FUNCTION public.registrations_customer_guard();
 
 DROP TRIGGER IF EXISTS registrations_pref_audit ON public.registrations;
