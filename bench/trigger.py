@@ -395,7 +395,7 @@ def cpu_per_update(stack: Stack, *, rows: int, updates: int,
 @contextmanager
 def _database_only() -> Iterator[Stack]:
     """A private migrated cluster and nothing else: all the trigger bench needs."""
-    from tasks.embedded_postgres import EmbeddedPostgres, free_port
+    from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 
     root = Path(tempfile.mkdtemp(prefix="regnotify-bench-trigger-"))
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -9,6 +13,8 @@ import pytest
 
 from bench import trigger
 from tests.pg import new_registration
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # What each peer is: who fires it, whether its function pins search_path, and
 # whether its row keeps our extras (change_count, updated_at on the row).
@@ -144,3 +150,20 @@ def test_every_variant_leads_a_round_in_turn():
         orders = trigger._orders(variants)
         firsts = [next(orders)[0] for _ in range(len(variants))]
         assert sorted(firsts) == sorted(variants)
+
+
+def test_python_m_bench_trigger_runs_every_variant_and_ends_with_the_ratios():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.trigger", "--rows", "500", "--rounds", "1",
+         "--seconds", "1", "--clients", "1", "--cpu-updates", "50"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    print(done.stdout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.strip().splitlines()
+    assert set(json.loads(lines[-1])) == {
+        f"trigger_{name}{mode}" for name in ("overhead_ratio", "vs_seed_ratio",
+                                             "vs_seed_plan_ratio")
+        for mode in ("", "_durable")}
+    # A CPU line per variant, the unpinned copy included, unless /proc is closed to us.
+    cpu = {line.split()[1] for line in lines if line.startswith("cpu ")}
+    assert cpu in (set(), {*trigger.CPU_VARIANTS, "pinned"})
