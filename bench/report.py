@@ -83,7 +83,7 @@ def write_chart(results: Results, path: Path) -> None:
     ratio_keys = [("trigger_overhead_ratio", "trigger\n(sync off)"),
                   ("trigger_overhead_ratio_durable", "trigger\n(durable)"),
                   ("trigger_vs_seed_ratio", "ours / seed\n(sync off)"),
-                  ("trigger_vs_seed_plan_ratio", "ours / seed\nplan (sync off)"),
+                  ("trigger_vs_seed_plan_ratio", "ours / seed\nplan\n(sync off)"),
                   ("drain_vs_bare_celery_ratio", "drain /\nbare Celery"),
                   ("latency_bound_ratio", "200 ms /\nbound")]
     values = [f[k] for k, _ in ratio_keys]
