@@ -4,7 +4,10 @@ The figures it reports and the goal each one is held to:
 
 ==========================  ======  =================================================
 trigger_overhead_ratio      >= 0.85 UPDATE tps with the trigger / without, sync commit off
-trigger_vs_seed_ratio       >= 1.0  UPDATE tps with our trigger / the seed plan's, sync commit off
+trigger_vs_seed_ratio       >= 1.0  UPDATE tps with our trigger / the seed's (issue 16's reading:
+                                    unpinned, every UPDATE), sync commit off
+trigger_vs_seed_plan_ratio  (info)  the same / the seed plan's as issue 2 quotes it (pinned
+                                    search_path, fires only when current_stage changes)
 claim_rows_per_s            >= 50k  due queue rows closed per second, two claimers
 drain_vs_bare_celery_ratio  >= 0.5  sends/s at zero latency / bare Celery no-op tasks/s
 latency_bound_ratio         >= 0.8  sends/s with 200 ms providers / (concurrency / 0.2 s)
@@ -41,6 +44,7 @@ from tasks.settings import get_settings
 FIGURE_KEYS = (
     "trigger_overhead_ratio",
     "trigger_vs_seed_ratio",
+    "trigger_vs_seed_plan_ratio",
     "claim_rows_per_s",
     "drain_vs_bare_celery_ratio",
     "latency_bound_ratio",
@@ -77,6 +81,10 @@ GOALS: dict[str, Goal] = {
     "trigger_overhead_ratio_durable": Goal(None),
     "trigger_vs_seed_ratio": Goal(1.0),
     "trigger_vs_seed_ratio_durable": Goal(None),
+    # No goal of its own: the issue sets its 1.0 on one reading of "the seed's
+    # trigger" (issue 16's); this second reading is data for deciding which.
+    "trigger_vs_seed_plan_ratio": Goal(None),
+    "trigger_vs_seed_plan_ratio_durable": Goal(None),
     "claim_rows_per_s": Goal(50_000),
     "drain_vs_bare_celery_ratio": Goal(0.5),
     "latency_bound_ratio": Goal(0.8),
@@ -210,19 +218,22 @@ def _timed(results: Results, name: str, log: Callable[[str], None],
 def _trigger(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:
     figures = trigger.measure(stack, rows=plan.trigger_rows, rounds=plan.trigger_rounds,
                               seconds=plan.trigger_seconds, clients=plan.trigger_clients)
-    # Ours, the seed plan's trigger and none, interleaved (bench/trigger.py).
+    # Ours, both readings of the seed's trigger and none, interleaved (bench/trigger.py).
     results.figures.update(trigger.summary(figures))
-    # The server's CPU per UPDATE of each variant: the profile behind the ratios.
+    # The server's CPU per UPDATE of each variant, and of ours without its
+    # pinned search_path: the profile behind the ratios.
     cpu = trigger.cpu_per_update(stack, rows=plan.trigger_rows,
                                  updates=min(3000, plan.trigger_rows // 10),
                                  rounds=min(plan.trigger_rounds, 5))
+    pin = trigger.pin_cost_us(cpu)
     results.details["trigger"] = {"tps": figures.tps, "clients": figures.clients,
                                   "rows": figures.rows, "seconds_per_run": figures.seconds_per_run,
-                                  "cpu_us_per_update": cpu}
+                                  "cpu_us_per_update": cpu, "pin_cost_us_per_update": pin}
     log("   tps medians: " + ", ".join(f"{k} {figures.median(k):,.0f}" for k in figures.tps))
     if cpu:
         log("   server CPU per UPDATE (us): "
-            + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in cpu.items()))
+            + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in cpu.items())
+            + (f"; the pinned search_path {pin:.2f}" if pin is not None else ""))
 
 
 def _claim(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:

@@ -1,18 +1,24 @@
 """What the debounce trigger costs a stage UPDATE: pgbench with ours, the seed's, and none.
 
 pgbench flips `current_stage` of random registrations among `rows`, so every
-UPDATE changes the stage and fires the enabled trigger. Three variants run
-side by side: no trigger (`plain`), the seed plan's trigger (`seed`, a peer
-installed only in the bench's own database by `install_seed_peer`) and ours
-(`trigger`, `queue_status_notification()` from the migrations). Each runs
-durable and with `synchronous_commit=off`, in turn, round after round, the
-order of the variants rotating per round, so load from other processes falls
-on every side of each ratio. Before each run the queue is emptied and a
-checkpoint taken, so every run starts from the same state.
+UPDATE changes the stage and fires the enabled trigger. Four variants run
+side by side: no trigger (`plain`), two readings of the seed's trigger and
+ours (`trigger`, `queue_status_notification()` from the migrations). The
+seed's trigger is read two ways, because the issues describe it two ways:
+`seed` as issue 16 does (no pinned search_path, fired by every UPDATE, the
+stage tested in the body) and `seed_plan` as issue 2 quotes the seed plan
+(fixed search_path, fired only when current_stage changes). Both are peers
+installed only in the bench's own database. Each variant runs durable and
+with `synchronous_commit=off`, in turn, round after round, the order of the
+variants rotating per round, so load from other processes falls on every
+side of each ratio. Before each run the queue is emptied and a checkpoint
+taken, so every run starts from the same state.
 
 `cpu_per_update` adds the profile behind the ratios: the server's CPU time
 per one-row UPDATE of each variant, which other load on the machine barely
-moves.
+moves. It also measures `trigger_unpinned`, a bench-only copy of our
+function without its `SET search_path` clause, so the pin's own cost is the
+difference between two otherwise identical functions.
 
 Run on its own (a private cluster, no Redis or workers):
 `python -m bench.trigger [--rows N] [--rounds N] [--seconds S] [--clients N]`.
@@ -36,15 +42,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from bench import workload
 from bench.stack import Stack
 
 TRIGGER = "trg_queue_status_notification"
 SEED_TRIGGER = "trg_bench_seed_queue_status_notification"
+SEED_PLAN_TRIGGER = "trg_bench_seed_plan_queue_status_notification"
+UNPINNED_TRIGGER = "trg_bench_unpinned_queue_status_notification"
+UNPINNED_FUNCTION = "public.bench_unpinned_queue_status_notification"
 
-#: The variants, each with the trigger it enables (None: all off).
-VARIANTS: dict[str, str | None] = {"plain": None, "seed": SEED_TRIGGER, "trigger": TRIGGER}
+#: The pgbench variants, each with the trigger it enables (None: all off).
+VARIANTS: dict[str, str | None] = {"plain": None, "seed": SEED_TRIGGER,
+                                   "seed_plan": SEED_PLAN_TRIGGER, "trigger": TRIGGER}
+#: The CPU profile's variants: those, and ours without the pin.
+CPU_VARIANTS: dict[str, str | None] = {**VARIANTS, "trigger_unpinned": UNPINNED_TRIGGER}
 
 # The seed plan's trigger, as the plan gives it: a SECURITY DEFINER upsert
 # with a fixed 5-minute window, no configuration row, no max-wait cap, no
@@ -88,6 +101,56 @@ DROP TRIGGER IF EXISTS {SEED_TRIGGER} ON public.registrations;
 DROP FUNCTION IF EXISTS public.bench_seed_queue_status_notification();
 """
 
+# The seed plan's trigger as issue 2 quotes the plan: "SECURITY DEFINER,
+# fixed search_path, fires only when current_stage changes". So the same
+# upsert as SEED_PEER_SQL, its names schema-qualified under an empty pinned
+# search_path, and the stage test in the trigger's WHEN clause instead of
+# the body. Bench-only, like the other peer.
+SEED_PLAN_PEER_SQL = f"""
+CREATE OR REPLACE FUNCTION public.bench_seed_plan_queue_status_notification()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+AS $fn$
+BEGIN
+    INSERT INTO public.notification_queue
+        (registration_id, old_stage, new_stage, send_after, notify_customer)
+    VALUES
+        (NEW.id, OLD.current_stage, NEW.current_stage, now() + interval '5 minutes',
+         coalesce(NEW.pending_notify_customer, true))
+    ON CONFLICT (registration_id) WHERE (sent = false) DO UPDATE
+    SET new_stage       = EXCLUDED.new_stage,
+        send_after      = EXCLUDED.send_after,
+        notify_customer = EXCLUDED.notify_customer,
+        updated_at      = now();
+    NEW.pending_notify_customer := NULL;
+    RETURN NEW;
+END
+$fn$;
+REVOKE ALL ON FUNCTION public.bench_seed_plan_queue_status_notification() FROM PUBLIC;
+DROP TRIGGER IF EXISTS {SEED_PLAN_TRIGGER} ON public.registrations;
+CREATE TRIGGER {SEED_PLAN_TRIGGER}
+    BEFORE UPDATE OF current_stage ON public.registrations
+    FOR EACH ROW
+    WHEN (OLD.current_stage IS DISTINCT FROM NEW.current_stage)
+    EXECUTE FUNCTION public.bench_seed_plan_queue_status_notification();
+ALTER TABLE public.registrations DISABLE TRIGGER {SEED_PLAN_TRIGGER};
+"""
+
+SEED_PLAN_PEER_DROP_SQL = f"""
+DROP TRIGGER IF EXISTS {SEED_PLAN_TRIGGER} ON public.registrations;
+DROP FUNCTION IF EXISTS public.bench_seed_plan_queue_status_notification();
+"""
+
+UNPINNED_DROP_SQL = f"""
+DROP TRIGGER IF EXISTS {UNPINNED_TRIGGER} ON public.registrations;
+DROP FUNCTION IF EXISTS {UNPINNED_FUNCTION}();
+"""
+
+# pg_get_functiondef prints the pin as its own line.
+_PIN_LINE = re.compile(r"^ SET search_path TO ''\n", re.MULTILINE)
+
 _SCRIPT = """\\set n random(1, {rows})
 UPDATE public.registrations
 SET current_stage = CASE current_stage WHEN 'documents_collected' THEN 'submitted_to_dmv'
@@ -120,6 +183,71 @@ def drop_seed_peer(conn: psycopg.Connection) -> None:
     conn.execute(SEED_PEER_DROP_SQL)
 
 
+def install_seed_plan_peer(conn: psycopg.Connection) -> None:
+    """Create the seed plan's trigger as issue 2 gives it (disabled), in this database only."""
+    conn.execute(SEED_PLAN_PEER_SQL)
+
+
+def drop_seed_plan_peer(conn: psycopg.Connection) -> None:
+    """Remove the seed plan's trigger and its function."""
+    conn.execute(SEED_PLAN_PEER_DROP_SQL)
+
+
+def install_unpinned_copy(conn: psycopg.Connection) -> None:
+    """Copy our installed function and trigger, minus `SET search_path` (disabled).
+
+    Copied from the catalog, so it is whatever the migrations last compiled,
+    with only the pin taken out: the CPU difference is the pin's cost.
+    """
+    # A tuple row whatever the connection's row factory.
+    ours = conn.cursor(row_factory=tuple_row).execute(
+        "SELECT pg_get_functiondef('public.queue_status_notification()'::regprocedure),"
+        " pg_get_triggerdef(t.oid) FROM pg_trigger t"
+        " WHERE t.tgrelid = 'public.registrations'::regclass AND t.tgname = %s",
+        (TRIGGER,)).fetchone()
+    if ours is None:
+        raise RuntimeError(f"{TRIGGER} is not installed: run the migrations first")
+    function, trigger_def = ours
+    unpinned, pins = _PIN_LINE.subn("", function)
+    if pins != 1:
+        raise RuntimeError("queue_status_notification() has no pinned search_path to take out")
+    name = "CREATE OR REPLACE FUNCTION public.queue_status_notification()"
+    if not unpinned.startswith(name):
+        raise RuntimeError("unexpected definition of queue_status_notification(): "
+                           + function.splitlines()[0])
+    conn.execute(unpinned.replace(name, f"CREATE OR REPLACE FUNCTION {UNPINNED_FUNCTION}()", 1))
+    conn.execute(f"REVOKE ALL ON FUNCTION {UNPINNED_FUNCTION}() FROM PUBLIC")
+    # Same events, columns and WHEN as ours; only the name and the function differ.
+    copy, renamed = re.subn(rf"^CREATE TRIGGER {TRIGGER} ", f"CREATE TRIGGER {UNPINNED_TRIGGER} ",
+                            trigger_def)
+    copy, retargeted = re.subn(r"EXECUTE FUNCTION \S+\(\)$",
+                               f"EXECUTE FUNCTION {UNPINNED_FUNCTION}()", copy)
+    if (renamed, retargeted) != (1, 1):
+        raise RuntimeError(f"unexpected definition of {TRIGGER}: {trigger_def}")
+    conn.execute(f"DROP TRIGGER IF EXISTS {UNPINNED_TRIGGER} ON public.registrations")
+    conn.execute(copy)
+    conn.execute(f"ALTER TABLE public.registrations DISABLE TRIGGER {UNPINNED_TRIGGER}")
+
+
+def drop_unpinned_copy(conn: psycopg.Connection) -> None:
+    """Remove the unpinned copy and its trigger."""
+    conn.execute(UNPINNED_DROP_SQL)
+
+
+def install_peers(conn: psycopg.Connection) -> None:
+    """Every bench-only trigger, disabled: both seed peers and the unpinned copy."""
+    install_seed_peer(conn)
+    install_seed_plan_peer(conn)
+    install_unpinned_copy(conn)
+
+
+def drop_peers(conn: psycopg.Connection) -> None:
+    """Remove every bench-only trigger and function."""
+    drop_unpinned_copy(conn)
+    drop_seed_plan_peer(conn)
+    drop_seed_peer(conn)
+
+
 @dataclass
 class TriggerFigures:
     """UPDATEs per second of each variant, every round kept."""
@@ -144,8 +272,12 @@ class TriggerFigures:
         return self._paired(durable, "trigger", "plain")
 
     def seed_ratio(self, durable: bool) -> float:
-        """Ours / the seed's trigger (>= 1.0: ours is at least as fast)."""
+        """Ours / the seed's trigger as issue 16 reads it (>= 1.0: ours is at least as fast)."""
         return self._paired(durable, "trigger", "seed")
+
+    def seed_plan_ratio(self, durable: bool) -> float:
+        """Ours / the seed plan's trigger as issue 2 quotes it (pinned, WHEN on the stage)."""
+        return self._paired(durable, "trigger", "seed_plan")
 
 
 def _run_pgbench(stack: Stack, script: Path, *, seconds: float, clients: int,
@@ -164,16 +296,16 @@ def _run_pgbench(stack: Stack, script: Path, *, seconds: float, clients: int,
 
 def _prepare_run(conn: psycopg.Connection, variant: str) -> None:
     conn.execute("TRUNCATE public.notification_queue CASCADE")
-    for name in (TRIGGER, SEED_TRIGGER):
-        state = "ENABLE" if VARIANTS[variant] == name else "DISABLE"
+    for name in filter(None, CPU_VARIANTS.values()):
+        state = "ENABLE" if CPU_VARIANTS[variant] == name else "DISABLE"
         conn.execute(f"ALTER TABLE public.registrations {state} TRIGGER {name}")
     conn.execute("CHECKPOINT")
 
 
-def _orders() -> Iterator[tuple[str, ...]]:
+def _orders(variants: dict[str, str | None] = VARIANTS) -> Iterator[tuple[str, ...]]:
     # Every variant takes every position in turn: none always runs first
     # (fresh after the checkpoint) or last.
-    names = tuple(VARIANTS)
+    names = tuple(variants)
     shift = 0
     while True:
         yield names[shift:] + names[:shift]
@@ -191,7 +323,7 @@ def measure(stack: Stack, *, rows: int, rounds: int, seconds: float,
         script.write_text(_SCRIPT.format(rows=rows, id_expr=workload.registration_id_sql(":n")))
         os.chmod(tmp, 0o755)
         with psycopg.connect(stack.pg.url, autocommit=True) as conn:
-            install_seed_peer(conn)
+            install_peers(conn)
             try:
                 orders = _orders()
                 for _ in range(rounds):
@@ -204,7 +336,7 @@ def measure(stack: Stack, *, rows: int, rounds: int, seconds: float,
                                                durable=durable)
                             figures.tps[f"{mode}_{variant}"].append(tps)
             finally:
-                drop_seed_peer(conn)
+                drop_peers(conn)
                 conn.execute(f"ALTER TABLE public.registrations ENABLE TRIGGER {TRIGGER}")
                 conn.execute("TRUNCATE public.notification_queue CASCADE")
     return figures
@@ -230,7 +362,7 @@ def cpu_per_update(stack: Stack, *, rows: int, updates: int,
               " WHEN 'documents_collected' THEN 'submitted_to_dmv'"
               " ELSE 'documents_collected' END"
               f" WHERE id = {workload.registration_id_sql('%s::int')}")
-    spent: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    spent: dict[str, list[float]] = {v: [] for v in CPU_VARIANTS}
     picks = random.Random(16)
     with psycopg.connect(stack.pg.url, autocommit=True) as admin, \
             psycopg.connect(stack.pg.url, autocommit=True) as conn:
@@ -238,9 +370,9 @@ def cpu_per_update(stack: Stack, *, rows: int, updates: int,
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         if _backend_cpu_ns(pid) is None:
             return {}
-        install_seed_peer(admin)
+        install_peers(admin)
         try:
-            orders = _orders()
+            orders = _orders(CPU_VARIANTS)
             for _ in range(rounds):
                 for variant in next(orders):
                     _prepare_run(admin, variant)
@@ -254,7 +386,7 @@ def cpu_per_update(stack: Stack, *, rows: int, updates: int,
                     after = _backend_cpu_ns(pid) or 0
                     spent[variant].append(round((after - before) / updates / 1000, 2))
         finally:
-            drop_seed_peer(admin)
+            drop_peers(admin)
             admin.execute(f"ALTER TABLE public.registrations ENABLE TRIGGER {TRIGGER}")
             admin.execute("TRUNCATE public.notification_queue CASCADE")
     return spent
@@ -263,7 +395,7 @@ def cpu_per_update(stack: Stack, *, rows: int, updates: int,
 @contextmanager
 def _database_only() -> Iterator[Stack]:
     """A private migrated cluster and nothing else: all the trigger bench needs."""
-    from tasks.embedded_postgres import EmbeddedPostgres, free_port
+    from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 
     root = Path(tempfile.mkdtemp(prefix="regnotify-bench-trigger-"))
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")
@@ -289,7 +421,17 @@ def summary(figures: TriggerFigures) -> dict[str, float]:
         "trigger_overhead_ratio_durable": round(figures.ratio(durable=True), 3),
         "trigger_vs_seed_ratio": round(figures.seed_ratio(durable=False), 3),
         "trigger_vs_seed_ratio_durable": round(figures.seed_ratio(durable=True), 3),
+        "trigger_vs_seed_plan_ratio": round(figures.seed_plan_ratio(durable=False), 3),
+        "trigger_vs_seed_plan_ratio_durable": round(figures.seed_plan_ratio(durable=True), 3),
     }
+
+
+def pin_cost_us(cpu: dict[str, list[float]]) -> float | None:
+    """CPU (us) the pinned search_path adds per UPDATE: median of per-round differences."""
+    if not cpu.get("trigger") or not cpu.get("trigger_unpinned"):
+        return None
+    pairs = zip(cpu["trigger"], cpu["trigger_unpinned"], strict=True)
+    return round(statistics.median(a - b for a, b in pairs), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,11 +453,15 @@ def main(argv: list[str] | None = None) -> int:
         cpu = (cpu_per_update(stack, rows=args.rows, updates=args.cpu_updates,
                               rounds=args.rounds) if args.cpu_updates else {})
     for key, values in figures.tps.items():
-        print(f"{key:<16} median {figures.median(key):>9,.0f} tps  rounds "
+        print(f"{key:<18} median {figures.median(key):>9,.0f} tps  rounds "
               + " ".join(f"{v:,.0f}" for v in values))
     for variant, values in cpu.items():
-        print(f"cpu {variant:<12} median {statistics.median(values):>6.2f} us/UPDATE  rounds "
+        print(f"cpu {variant:<16} median {statistics.median(values):>6.2f} us/UPDATE  rounds "
               + " ".join(f"{v:.2f}" for v in values))
+    pin = pin_cost_us(cpu)
+    if pin is not None:
+        print(f"cpu pinned search_path costs {pin:.2f} us/UPDATE"
+              " (median of per-round trigger - trigger_unpinned)")
     print(json.dumps(summary(figures)))
     return 0
 
