@@ -42,114 +42,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg.rows import tuple_row
 
 from bench import workload
 from bench.stack import Stack
-
-TRIGGER = "trg_queue_status_notification"
-SEED_TRIGGER = "trg_bench_seed_queue_status_notification"
-SEED_PLAN_TRIGGER = "trg_bench_seed_plan_queue_status_notification"
-UNPINNED_TRIGGER = "trg_bench_unpinned_queue_status_notification"
-UNPINNED_FUNCTION = "public.bench_unpinned_queue_status_notification"
-
-#: The pgbench variants, each with the trigger it enables (None: all off).
-VARIANTS: dict[str, str | None] = {"plain": None, "seed": SEED_TRIGGER,
-                                   "seed_plan": SEED_PLAN_TRIGGER, "trigger": TRIGGER}
-#: The CPU profile's variants: those, and ours without the pin.
-CPU_VARIANTS: dict[str, str | None] = {**VARIANTS, "trigger_unpinned": UNPINNED_TRIGGER}
-
-# The seed plan's trigger, as the plan gives it: a SECURITY DEFINER upsert
-# with a fixed 5-minute window, no configuration row, no max-wait cap, no
-# change_count and no pinned search_path, fired BEFORE every UPDATE of a
-# registration and testing the stage in its body. Bench-only: created here,
-# in the bench's throwaway database, never by a migration.
-SEED_PEER_SQL = f"""
-CREATE OR REPLACE FUNCTION public.bench_seed_queue_status_notification()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-AS $fn$
-BEGIN
-    IF NEW.current_stage IS DISTINCT FROM OLD.current_stage THEN
-        INSERT INTO notification_queue
-            (registration_id, old_stage, new_stage, send_after, notify_customer)
-        VALUES
-            (NEW.id, OLD.current_stage, NEW.current_stage, now() + interval '5 minutes',
-             coalesce(NEW.pending_notify_customer, true))
-        ON CONFLICT (registration_id) WHERE (sent = false) DO UPDATE
-        SET new_stage       = EXCLUDED.new_stage,
-            send_after      = EXCLUDED.send_after,
-            notify_customer = EXCLUDED.notify_customer,
-            updated_at      = now();
-        NEW.pending_notify_customer := NULL;
-    END IF;
-    RETURN NEW;
-END
-$fn$;
-REVOKE ALL ON FUNCTION public.bench_seed_queue_status_notification() FROM PUBLIC;
-DROP TRIGGER IF EXISTS {SEED_TRIGGER} ON public.registrations;
-CREATE TRIGGER {SEED_TRIGGER}
-    BEFORE UPDATE ON public.registrations
-    FOR EACH ROW
-    EXECUTE FUNCTION public.bench_seed_queue_status_notification();
-ALTER TABLE public.registrations DISABLE TRIGGER {SEED_TRIGGER};
-"""
-
-SEED_PEER_DROP_SQL = f"""
-DROP TRIGGER IF EXISTS {SEED_TRIGGER} ON public.registrations;
-DROP FUNCTION IF EXISTS public.bench_seed_queue_status_notification();
-"""
-
-# The seed plan's trigger as issue 2 quotes the plan: "SECURITY DEFINER,
-# fixed search_path, fires only when current_stage changes". So the same
-# upsert as SEED_PEER_SQL, its names schema-qualified under an empty pinned
-# search_path, and the stage test in the trigger's WHEN clause instead of
-# the body. Bench-only, like the other peer.
-SEED_PLAN_PEER_SQL = f"""
-CREATE OR REPLACE FUNCTION public.bench_seed_plan_queue_status_notification()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = ''
-AS $fn$
-BEGIN
-    INSERT INTO public.notification_queue
-        (registration_id, old_stage, new_stage, send_after, notify_customer)
-    VALUES
-        (NEW.id, OLD.current_stage, NEW.current_stage, now() + interval '5 minutes',
-         coalesce(NEW.pending_notify_customer, true))
-    ON CONFLICT (registration_id) WHERE (sent = false) DO UPDATE
-    SET new_stage       = EXCLUDED.new_stage,
-        send_after      = EXCLUDED.send_after,
-        notify_customer = EXCLUDED.notify_customer,
-        updated_at      = now();
-    NEW.pending_notify_customer := NULL;
-    RETURN NEW;
-END
-$fn$;
-REVOKE ALL ON FUNCTION public.bench_seed_plan_queue_status_notification() FROM PUBLIC;
-DROP TRIGGER IF EXISTS {SEED_PLAN_TRIGGER} ON public.registrations;
-CREATE TRIGGER {SEED_PLAN_TRIGGER}
-    BEFORE UPDATE OF current_stage ON public.registrations
-    FOR EACH ROW
-    WHEN (OLD.current_stage IS DISTINCT FROM NEW.current_stage)
-    EXECUTE FUNCTION public.bench_seed_plan_queue_status_notification();
-ALTER TABLE public.registrations DISABLE TRIGGER {SEED_PLAN_TRIGGER};
-"""
-
-SEED_PLAN_PEER_DROP_SQL = f"""
-DROP TRIGGER IF EXISTS {SEED_PLAN_TRIGGER} ON public.registrations;
-DROP FUNCTION IF EXISTS public.bench_seed_plan_queue_status_notification();
-"""
-
-UNPINNED_DROP_SQL = f"""
-DROP TRIGGER IF EXISTS {UNPINNED_TRIGGER} ON public.registrations;
-DROP FUNCTION IF EXISTS {UNPINNED_FUNCTION}();
-"""
-
-# pg_get_functiondef prints the pin as its own line.
-_PIN_LINE = re.compile(r"^ SET search_path TO ''\n", re.MULTILINE)
+from bench.trigger_peers import (
+    CPU_VARIANTS,
+    TRIGGER,
+    VARIANTS,
+    drop_peers,
+    install_peers,
+)
 
 _SCRIPT = """\\set n random(1, {rows})
 UPDATE public.registrations
@@ -171,81 +73,6 @@ def pgbench_path(stack: Stack) -> Path:
     if not found:
         raise FileNotFoundError("pgbench not found (install postgresql-contrib / postgresql-15)")
     return Path(found)
-
-
-def install_seed_peer(conn: psycopg.Connection) -> None:
-    """Create the seed's trigger (disabled) next to ours, in this database only."""
-    conn.execute(SEED_PEER_SQL)
-
-
-def drop_seed_peer(conn: psycopg.Connection) -> None:
-    """Remove the seed's trigger and its function."""
-    conn.execute(SEED_PEER_DROP_SQL)
-
-
-def install_seed_plan_peer(conn: psycopg.Connection) -> None:
-    """Create the seed plan's trigger as issue 2 gives it (disabled), in this database only."""
-    conn.execute(SEED_PLAN_PEER_SQL)
-
-
-def drop_seed_plan_peer(conn: psycopg.Connection) -> None:
-    """Remove the seed plan's trigger and its function."""
-    conn.execute(SEED_PLAN_PEER_DROP_SQL)
-
-
-def install_unpinned_copy(conn: psycopg.Connection) -> None:
-    """Copy our installed function and trigger, minus `SET search_path` (disabled).
-
-    Copied from the catalog, so it is whatever the migrations last compiled,
-    with only the pin taken out: the CPU difference is the pin's cost.
-    """
-    # A tuple row whatever the connection's row factory.
-    ours = conn.cursor(row_factory=tuple_row).execute(
-        "SELECT pg_get_functiondef('public.queue_status_notification()'::regprocedure),"
-        " pg_get_triggerdef(t.oid) FROM pg_trigger t"
-        " WHERE t.tgrelid = 'public.registrations'::regclass AND t.tgname = %s",
-        (TRIGGER,)).fetchone()
-    if ours is None:
-        raise RuntimeError(f"{TRIGGER} is not installed: run the migrations first")
-    function, trigger_def = ours
-    unpinned, pins = _PIN_LINE.subn("", function)
-    if pins != 1:
-        raise RuntimeError("queue_status_notification() has no pinned search_path to take out")
-    name = "CREATE OR REPLACE FUNCTION public.queue_status_notification()"
-    if not unpinned.startswith(name):
-        raise RuntimeError("unexpected definition of queue_status_notification(): "
-                           + function.splitlines()[0])
-    conn.execute(unpinned.replace(name, f"CREATE OR REPLACE FUNCTION {UNPINNED_FUNCTION}()", 1))
-    conn.execute(f"REVOKE ALL ON FUNCTION {UNPINNED_FUNCTION}() FROM PUBLIC")
-    # Same events, columns and WHEN as ours; only the name and the function differ.
-    copy, renamed = re.subn(rf"^CREATE TRIGGER {TRIGGER} ", f"CREATE TRIGGER {UNPINNED_TRIGGER} ",
-                            trigger_def)
-    copy, retargeted = re.subn(r"EXECUTE FUNCTION \S+\(\)$",
-                               f"EXECUTE FUNCTION {UNPINNED_FUNCTION}()", copy)
-    if (renamed, retargeted) != (1, 1):
-        raise RuntimeError(f"unexpected definition of {TRIGGER}: {trigger_def}")
-    conn.execute(f"DROP TRIGGER IF EXISTS {UNPINNED_TRIGGER} ON public.registrations")
-    conn.execute(copy)
-    conn.execute(f"ALTER TABLE public.registrations DISABLE TRIGGER {UNPINNED_TRIGGER}")
-
-
-def drop_unpinned_copy(conn: psycopg.Connection) -> None:
-    """Remove the unpinned copy and its trigger."""
-    conn.execute(UNPINNED_DROP_SQL)
-
-
-def install_peers(conn: psycopg.Connection) -> None:
-    """Every bench-only trigger, disabled: both seed peers and the unpinned copy."""
-    install_seed_peer(conn)
-    install_seed_plan_peer(conn)
-    install_unpinned_copy(conn)
-
-
-def drop_peers(conn: psycopg.Connection) -> None:
-    """Remove every bench-only trigger and function."""
-    drop_unpinned_copy(conn)
-    drop_seed_plan_peer(conn)
-    drop_seed_peer(conn)
 
 
 @dataclass

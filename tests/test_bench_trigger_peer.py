@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from bench import trigger
+from bench import trigger, trigger_peers
 from tests.pg import new_registration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,15 +44,15 @@ def _queue(conn: psycopg.Connection) -> list[dict[str, Any]]:
 def test_each_peer_fires_on_stage_changes_only_and_upserts_one_row(conn, variant):
     shape = PEERS[variant]
     name = trigger.CPU_VARIANTS[variant]
-    trigger.install_peers(conn)
+    trigger_peers.install_peers(conn)
     try:
         # Installed disabled: the migrations' trigger alone stays on.
         enabled = conn.execute(
             "SELECT tgname, tgenabled FROM pg_trigger WHERE tgname LIKE 'trg_bench_%%'"
         ).fetchall()
         assert {r["tgname"]: r["tgenabled"] for r in enabled} == {
-            n: "D" for n in (trigger.SEED_TRIGGER, trigger.SEED_PLAN_TRIGGER,
-                             trigger.UNPINNED_TRIGGER)}
+            n: "D" for n in (trigger_peers.SEED_TRIGGER, trigger_peers.SEED_PLAN_TRIGGER,
+                             trigger_peers.UNPINNED_TRIGGER)}
 
         found = conn.execute(
             "SELECT pg_get_triggerdef(t.oid) AS def, p.prosecdef, p.proconfig, p.prosrc"
@@ -108,7 +108,7 @@ def test_each_peer_fires_on_stage_changes_only_and_upserts_one_row(conn, variant
                      " pending_notify_customer = false WHERE id = %s", (reg,))
         assert _queue(conn)[0]["notify_customer"] is False
     finally:
-        trigger.drop_peers(conn)
+        trigger_peers.drop_peers(conn)
         conn.execute(f"ALTER TABLE registrations ENABLE TRIGGER {trigger.TRIGGER}")
     left = conn.execute("SELECT count(*) AS n FROM pg_proc WHERE proname LIKE 'bench\\_%%'"
                         ).fetchone()
