@@ -4,9 +4,9 @@ The figures it reports and the goal each one is held to:
 
 ==========================  ======  =================================================
 trigger_overhead_ratio      >= 0.85 UPDATE tps with the trigger / without, sync commit off
-trigger_vs_seed_ratio       >= 1.0  UPDATE tps with our trigger / the seed's (issue 16's reading:
+trigger_vs_seed_ratio       >= 1.0  UPDATE tps with our trigger / the seed's (the bare upsert:
                                     unpinned, every UPDATE), sync commit off
-trigger_vs_seed_plan_ratio  (info)  the same / the seed plan's as issue 2 quotes it (pinned
+trigger_vs_seed_plan_ratio  (info)  the same / the seed plan's as the plan lists it (pinned
                                     search_path, fires only when current_stage changes)
 claim_rows_per_s            >= 50k  due queue rows closed per second, two claimers
 drain_vs_bare_celery_ratio  >= 0.5  sends/s at zero latency / bare Celery no-op tasks/s
@@ -82,7 +82,7 @@ GOALS: dict[str, Goal] = {
     "trigger_vs_seed_ratio": Goal(1.0),
     "trigger_vs_seed_ratio_durable": Goal(None),
     # No goal of its own: the issue sets its 1.0 on one reading of "the seed's
-    # trigger" (issue 16's); this second reading is data for deciding which.
+    # trigger" (the bare upsert); this second reading is data for deciding which.
     "trigger_vs_seed_plan_ratio": Goal(None),
     "trigger_vs_seed_plan_ratio_durable": Goal(None),
     "claim_rows_per_s": Goal(50_000),

@@ -5,8 +5,8 @@ UPDATE changes the stage and fires the enabled trigger. Four variants run
 side by side: no trigger (`plain`), two readings of the seed's trigger and
 ours (`trigger`, `queue_status_notification()` from the migrations). The
 seed's trigger is read two ways, because the issues describe it two ways:
-`seed` as issue 16 does (no pinned search_path, fired by every UPDATE, the
-stage tested in the body) and `seed_plan` as issue 2 quotes the seed plan
+`seed` as the bare upsert (no pinned search_path, fired by every UPDATE, the
+stage tested in the body) and `seed_plan` as the seed plan lists it
 (fixed search_path, fired only when current_stage changes). Both are peers
 installed only in the bench's own database. Each variant runs durable and
 with `synchronous_commit=off`, in turn, round after round, the order of the
@@ -99,11 +99,11 @@ class TriggerFigures:
         return self._paired(durable, "trigger", "plain")
 
     def seed_ratio(self, durable: bool) -> float:
-        """Ours / the seed's trigger as issue 16 reads it (>= 1.0: ours is at least as fast)."""
+        """Ours / the bare seed upsert (no pin) (>= 1.0: ours is at least as fast)."""
         return self._paired(durable, "trigger", "seed")
 
     def seed_plan_ratio(self, durable: bool) -> float:
-        """Ours / the seed plan's trigger as issue 2 quotes it (pinned, WHEN on the stage)."""
+        """Ours / the seed plan's trigger as the plan lists it (pinned, WHEN on the stage)."""
         return self._paired(durable, "trigger", "seed_plan")
 
 

@@ -69,7 +69,7 @@ DROP TRIGGER IF EXISTS {SEED_TRIGGER} ON public.registrations;
 DROP FUNCTION IF EXISTS public.bench_seed_queue_status_notification();
 """
 
-# The seed plan's trigger as issue 2 quotes the plan: "SECURITY DEFINER,
+# The seed plan's trigger as the seed plan lists it: "SECURITY DEFINER,
 # fixed search_path, fires only when current_stage changes". So the same
 # upsert as SEED_PEER_SQL, its names schema-qualified under an empty pinned
 # search_path, and the stage test in the trigger's WHEN clause instead of
@@ -131,7 +131,7 @@ def drop_seed_peer(conn: psycopg.Connection) -> None:
 
 
 def install_seed_plan_peer(conn: psycopg.Connection) -> None:
-    """Create the seed plan's trigger as issue 2 gives it (disabled), in this database only."""
+    """Create the seed plan's trigger as the plan lists it (disabled), in this database only."""
     conn.execute(SEED_PLAN_PEER_SQL)
 
 

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # What each peer is: who fires it, whether its function pins search_path, and
 # whether its row keeps our extras (change_count, updated_at on the row).
 PEERS = {
-    # Issue 16's reading: no pin, fired by every UPDATE, the stage tested in the body.
+    # The bare upsert: no pin, fired by every UPDATE, the stage tested in the body.
     "seed": {"of_stage": False, "when": False, "pinned": False, "ours": False},
-    # Issue 2's: fixed search_path, fired only when current_stage changes.
+    # The seed plan's: fixed search_path, fired only when current_stage changes.
     "seed_plan": {"of_stage": True, "when": True, "pinned": True, "ours": False},
     # Ours as the migrations compiled it, minus the pin.
     "trigger_unpinned": {"of_stage": True, "when": False, "pinned": False, "ours": True},
