@@ -177,6 +177,13 @@ CREATE INDEX IF NOT EXISTS ix_registration_notifications_held
     ON public.registration_notifications (held_until)
     WHERE hold_reason IS NOT NULL;
 
+-- The claim's "one text per morning" looks up the held rows of the
+-- registrations it claims: a probe of this (usually empty) index each, where
+-- the in-flight index would walk every queued delivery of a backlog.
+CREATE INDEX IF NOT EXISTS ix_registration_notifications_held_registration
+    ON public.registration_notifications (registration_id, channel)
+    WHERE hold_reason IS NOT NULL;
+
 -- 4 ─ Privileges ────────────────────────────────────────────────────────────
 
 -- Trigger functions run without an EXECUTE check; nobody needs to call it.
