@@ -75,8 +75,8 @@ def _delivery(row: Any) -> Delivery:
 
 def load(conn: Connection, delivery_id: int) -> Delivery | None:
     """The delivery and its registration, or None when either is gone."""
-    row = conn.exec_driver_sql(query("load_delivery"), {"id": delivery_id}).mappings().first()
-    return None if row is None else _delivery(row)
+    found = load_many(conn, [delivery_id])
+    return found[0] if found else None
 
 
 def load_many(conn: Connection, delivery_ids: list[int]) -> list[Delivery]:

@@ -2,45 +2,6 @@
 -- Every write is guarded by the status it expects, so a stale or duplicated
 -- task can never move a delivery backwards.
 
--- name: load_delivery
--- What a send task needs to decide and render, with the registration's
--- current contact details (they may have changed since the claim).
-SELECT n.id,
-       n.registration_id,
-       n.channel,
-       n.status,
-       n.recipient,
-       n.old_stage,
-       n.new_stage,
-       n.attempts,
-       n.outcome_unknown,
-       n.last_attempt_at,
-       n.body,
-       n.subject,
-       n.provider,
-       n.provider_message_id,
-       n.email_batch_id,
-       (n.lease_until IS NOT NULL AND n.lease_until > now()) AS leased,
-       (n.next_attempt_at IS NOT NULL
-            AND n.next_attempt_at > now() + interval '2 seconds') AS retry_pending,
-       r.customer_name,
-       r.customer_phone,
-       r.customer_email,
-       r.vin,
-       r.vehicle_year,
-       r.vehicle_make AS make,
-       r.vehicle_model AS model,
-       r.plate_number,
-       st.label AS new_stage_label,
-       so.label AS old_stage_label,
-       coalesce(o.opted_out, false) AS sms_opted_out
-FROM public.registration_notifications AS n
-JOIN public.registrations AS r ON r.id = n.registration_id
-LEFT JOIN public.registration_stages AS st ON st.stage = n.new_stage
-LEFT JOIN public.registration_stages AS so ON so.stage = n.old_stage
-LEFT JOIN public.sms_opt_outs AS o ON o.phone = r.customer_phone
-WHERE n.id = %(id)s;
-
 -- name: claim_delivery
 -- Takes the lease and counts the attempt before the provider is called; the
 -- rendered message is stored so a later retry can recognise it at Twilio.
@@ -264,7 +225,8 @@ RETURNING n.id, n.attempts - n.attempts_at_redrive AS attempts_this_run;
 
 -- name: load_deliveries
 -- What a send task needs to decide and render, with the registration's
--- current contact details (they may have changed since the claim).
+-- current contact details (they may have changed since the claim). One
+-- delivery or a batch's worth: `= ANY` of one id plans as `= id` does.
 SELECT n.id,
        n.registration_id,
        n.channel,
