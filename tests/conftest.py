@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from celery import Celery
 
 from db.migrations import migrate
 from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
@@ -324,3 +325,17 @@ def state_root() -> Iterator[Path]:
     root.chmod(0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def broker_app(redis_server: EmbeddedRedis) -> Iterator[Celery]:
+    """A client of the test broker, to enqueue and inspect (not the module-level app)."""
+    from tasks.celery_app import create_app
+
+    app = create_app()
+    app.conf.broker_url = redis_server.url
+    # Each test starts from empty queues.
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.flushdb()
+    yield app
+    app.close()

@@ -18,7 +18,7 @@ from tasks.local.embedded_postgres import free_port
 from tests.conftest import provider_env
 from tests.flow import change_stage, make_due
 from tests.pg import new_registration
-from tests.test_worker_e2e import _wait_settled, broker_app  # noqa: F401 - fixture
+from tests.test_worker_e2e import _wait_settled
 from tests.worker_process import WorkerProcess, regnotify_worker_argv
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +64,7 @@ def _flower_tasks(base: str, auth: str, want: int, timeout: float = 30) -> dict:
     raise AssertionError(f"Flower knows {len(tasks)} tasks, wanted {want}")
 
 
-def test_flower_lists_the_send_tasks(tmp_path, broker_app, clean_db, conn, redis_server,  # noqa: F811
+def test_flower_lists_the_send_tasks(tmp_path, broker_app, clean_db, conn, redis_server,
                                      twilio_wire, resend_wire):
     chromium = _chromium()
     env = provider_env(clean_db, redis_server.url, twilio_wire, resend_wire)

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery import Celery
 
 from tests.conftest import provider_env
 from tests.flow import by_channel, change_stage, deliveries, make_due
@@ -21,19 +20,6 @@ from tests.worker_process import WorkerProcess, regnotify_worker_argv
 pytestmark = pytest.mark.e2e
 
 OPENS_IN_S = 10
-
-
-@pytest.fixture()
-def broker_app(redis_server) -> Iterator[Celery]:
-    """A client of the test broker, to enqueue (not the module-level app)."""
-    from tasks.celery_app import create_app
-
-    app = create_app()
-    app.conf.broker_url = redis_server.url
-    with app.connection_for_write() as conn:
-        conn.default_channel.client.flushdb()
-    yield app
-    app.close()
 
 
 @pytest.fixture()

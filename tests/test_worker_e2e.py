@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery import Celery
 
 from tests.conftest import provider_env
 from tests.flow import change_stage, make_due
@@ -15,20 +13,6 @@ from tests.pg import connect, new_registration
 from tests.worker_process import WorkerProcess, celery_worker_argv, regnotify_worker_argv
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture()
-def broker_app(redis_server) -> Iterator[Celery]:
-    """A client of the test broker, to enqueue and inspect (not the module-level app)."""
-    from tasks.celery_app import create_app
-
-    app = create_app()
-    app.conf.broker_url = redis_server.url
-    # Each test starts from empty queues.
-    with app.connection_for_write() as conn:
-        conn.default_channel.client.flushdb()
-    yield app
-    app.close()
 
 
 @pytest.fixture()
