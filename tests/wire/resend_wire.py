@@ -55,7 +55,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -342,6 +342,33 @@ class ResendWire(WireServer):
             return self._error_reply(403, "invalid_api_key")
         return None
 
+    def _before_api(
+        self, key: str | None, recipients: Sequence[str], count: Callable[[str, int], None]
+    ) -> tuple[Step | None, bool, Reply | None]:
+        """What both send routes check before the API proper: the key's length,
+        then the scripted rate limits, errors and drops (the key is not looked
+        at for those). Returns (the step, refused, the reply: None for a drop)."""
+        if key is not None and not 1 <= len(key) <= _MAX_KEY_LENGTH:
+            self._sleep(self._config.latency)
+            count(REJECTED, 400)
+            return None, True, self._error_reply(400, "invalid_idempotency_key")
+        step = self._decide(recipients, is_read=False)
+        if step is None or step.kind not in ("rate_limit", "error", "drop"):
+            return step, False, None
+        self._sleep(self._config.latency)
+        if step.kind == "rate_limit":
+            count(RATE_LIMITED, 429)
+            return step, True, self._rate_limit_reply("rate_limit_exceeded", step.seconds)
+        if step.kind == "error":
+            if step.status == 429:
+                count(RATE_LIMITED, 429)
+                name = str(step.code or "rate_limit_exceeded")
+                return step, True, self._rate_limit_reply(name, -1.0)
+            count(SERVER_ERROR if step.status >= 500 else REJECTED, step.status)
+            return step, True, self._error_reply(step.status, step.code)
+        count(DROPPED, 0)
+        return step, True, None
+
     def _send(self, request: WireRequest) -> Reply | None:
         key = request.header("Idempotency-Key")
         try:
@@ -361,27 +388,9 @@ class ResendWire(WireServer):
                 outcome, status, request, recipient=first, idempotency_key=key, send_id=send_id
             )
 
-        if key is not None and not 1 <= len(key) <= _MAX_KEY_LENGTH:
-            self._sleep(self._config.latency)
-            count(REJECTED, 400)
-            return self._error_reply(400, "invalid_idempotency_key")
-
-        step = self._decide(to_addrs, is_read=False)
-        if step is not None and step.kind in ("rate_limit", "error", "drop"):
-            # Refused before the API proper: the key is not looked at.
-            self._sleep(self._config.latency)
-            if step.kind == "rate_limit":
-                count(RATE_LIMITED, 429)
-                return self._rate_limit_reply("rate_limit_exceeded", step.seconds)
-            if step.kind == "error":
-                if step.status == 429:
-                    count(RATE_LIMITED, 429)
-                    name = str(step.code or "rate_limit_exceeded")
-                    return self._rate_limit_reply(name, -1.0)
-                count(SERVER_ERROR if step.status >= 500 else REJECTED, step.status)
-                return self._error_reply(step.status, step.code)
-            count(DROPPED, 0)
-            return None
+        step, refused, reply = self._before_api(key, to_addrs, count)
+        if refused:
+            return reply
 
         entry: _IdempotencyEntry | None = None
         if key is not None:
@@ -452,30 +461,15 @@ class ResendWire(WireServer):
             return self._error_reply(
                 422, "validation_error", f"A batch holds 1 to {_MAX_BATCH} e-mails."
             )
-        if key is not None and not 1 <= len(key) <= _MAX_KEY_LENGTH:
-            self._sleep(self._config.latency)
-            count(REJECTED, 400)
-            return self._error_reply(400, "invalid_idempotency_key")
         recipients = [
             bare_address(a)
             for item in data
             for a in _as_list(item.get("to"))
             if isinstance(a, str)
         ]
-        step = self._decide(recipients, is_read=False)
-        if step is not None and step.kind in ("rate_limit", "error", "drop"):
-            self._sleep(self._config.latency)
-            if step.kind == "rate_limit":
-                count(RATE_LIMITED, 429)
-                return self._rate_limit_reply("rate_limit_exceeded", step.seconds)
-            if step.kind == "error":
-                if step.status == 429:
-                    count(RATE_LIMITED, 429)
-                    return self._rate_limit_reply(str(step.code or "rate_limit_exceeded"), -1.0)
-                count(SERVER_ERROR if step.status >= 500 else REJECTED, step.status)
-                return self._error_reply(step.status, step.code)
-            count(DROPPED, 0)
-            return None
+        step, refused, reply = self._before_api(key, recipients, count)
+        if refused:
+            return reply
 
         entry: _IdempotencyEntry | None = None
         if key is not None:
