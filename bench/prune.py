@@ -177,8 +177,8 @@ def _private_cluster(root: Path) -> EmbeddedPostgres:
     from db.migrations import migrate
 
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")
-    if pg._owner is not None:
-        os.chown(root, pg._owner.pw_uid, pg._owner.pw_gid)
+    if pg.owner is not None:
+        os.chown(root, pg.owner.pw_uid, pg.owner.pw_gid)
     pg.start()
     migrate(pg.url)
     return pg

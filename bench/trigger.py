@@ -18,7 +18,10 @@ taken, so every run starts from the same state.
 per one-row UPDATE of each variant, which other load on the machine barely
 moves. It also measures `trigger_unpinned`, a bench-only copy of our
 function without its `SET search_path` clause, so the pin's own cost is the
-difference between two otherwise identical functions.
+difference between two otherwise identical functions, and `pinned_floor`,
+the seed's upsert pinned and stripped of everything else, so what the pin
+costs even a body that does less than the seed. `bench.trigger_profile`
+counts the same variants in instructions, which do not move at all.
 
 Run on its own (a private cluster, no Redis or workers):
 `python -m bench.trigger [--rows N] [--rounds N] [--seconds S] [--clients N]`.
@@ -226,8 +229,8 @@ def _database_only() -> Iterator[Stack]:
 
     root = Path(tempfile.mkdtemp(prefix="regnotify-bench-trigger-"))
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")
-    if pg._owner is not None:
-        os.chown(root, pg._owner.pw_uid, pg._owner.pw_gid)
+    if pg.owner is not None:
+        os.chown(root, pg.owner.pw_uid, pg.owner.pw_gid)
     try:
         pg.start()
         from db.migrations import migrate
@@ -261,6 +264,14 @@ def pin_cost_us(cpu: dict[str, list[float]]) -> float | None:
     return round(statistics.median(a - b for a, b in pairs), 2)
 
 
+def floor_gap_us(cpu: dict[str, list[float]]) -> float | None:
+    """CPU (us) the pinned floor costs over the seed: what no rewrite of a pinned body wins back."""
+    if not cpu.get("pinned_floor") or not cpu.get("seed"):
+        return None
+    pairs = zip(cpu["pinned_floor"], cpu["seed"], strict=True)
+    return round(statistics.median(a - b for a, b in pairs), 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m bench.trigger`: the trigger variants alone, on a private cluster."""
     from bench.runner import PLANS
@@ -289,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     if pin is not None:
         print(f"cpu pinned search_path costs {pin:.2f} us/UPDATE"
               " (median of per-round trigger - trigger_unpinned)")
+    floor = floor_gap_us(cpu)
+    if floor is not None:
+        print(f"cpu pinned floor - seed {floor:+.2f} us/UPDATE (a pinned body doing less than"
+              " the seed; `python -m bench.trigger_profile` counts it in instructions)")
     print(json.dumps(summary(figures)))
     return 0
 

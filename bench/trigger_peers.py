@@ -4,8 +4,9 @@ Two readings of the seed's trigger (never created by a migration): `seed`, the
 bare SECURITY DEFINER upsert with a fixed 5-minute window, no pinned
 search_path, fired on every UPDATE and testing the stage in its body; and
 `seed_plan`, the same upsert pinned and fired only on a stage change, as the
-seed plan lists it. And for the CPU profile, a copy of ours without its
-`SET search_path`, to price the pin.
+seed plan lists it. And for the CPU profiles, a copy of ours without its
+`SET search_path`, to price the pin, and `pinned_floor`, the least a pinned
+trigger can do, to bound what any rewrite of the body could win back.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ SEED_TRIGGER = "trg_bench_seed_queue_status_notification"
 SEED_PLAN_TRIGGER = "trg_bench_seed_plan_queue_status_notification"
 UNPINNED_TRIGGER = "trg_bench_unpinned_queue_status_notification"
 UNPINNED_FUNCTION = "public.bench_unpinned_queue_status_notification"
+PINNED_FLOOR_TRIGGER = "trg_bench_pinned_floor_queue_status_notification"
 
 #: The pgbench variants, each with the trigger it enables (None: all off).
 VARIANTS: dict[str, str | None] = {"plain": None, "seed": SEED_TRIGGER,
                                    "seed_plan": SEED_PLAN_TRIGGER, "trigger": TRIGGER}
-#: The CPU profile's variants: those, and ours without the pin.
-CPU_VARIANTS: dict[str, str | None] = {**VARIANTS, "trigger_unpinned": UNPINNED_TRIGGER}
+#: The CPU profiles' variants: those, ours without the pin, and the pinned floor.
+CPU_VARIANTS: dict[str, str | None] = {**VARIANTS, "trigger_unpinned": UNPINNED_TRIGGER,
+                                       "pinned_floor": PINNED_FLOOR_TRIGGER}
 
 # The seed plan's trigger, as the plan gives it: a SECURITY DEFINER upsert
 # with a fixed 5-minute window, no configuration row, no max-wait cap, no
@@ -111,6 +114,37 @@ DROP TRIGGER IF EXISTS {SEED_PLAN_TRIGGER} ON public.registrations;
 DROP FUNCTION IF EXISTS public.bench_seed_plan_queue_status_notification();
 """
 
+# A bound, not a trigger to run: the seed's own function and trigger, with
+# the pin added and the one thing it does besides the upsert taken away (NEW
+# is returned untouched, so pending_notify_customer is not consumed). It does
+# strictly less than `seed` but for the pin, so `pinned_floor` - `seed` is the
+# least a pinned body can cost over the unpinned seed: no rewrite of our body
+# gets below it. Derived from SEED_PEER_SQL (see _pinned_floor_sql), so the two
+# cannot drift apart. Bench-only, like the other peers.
+_SEED_EDITS_FOR_FLOOR = (
+    # The trigger's name holds the function's: rename it first.
+    (SEED_TRIGGER, PINNED_FLOOR_TRIGGER),
+    ("bench_seed_queue_status_notification", "bench_pinned_floor_queue_status_notification"),
+    ("SECURITY DEFINER\n", "SECURITY DEFINER\nSET search_path = ''\n"),
+    ("INSERT INTO notification_queue", "INSERT INTO public.notification_queue"),
+    ("        NEW.pending_notify_customer := NULL;\n", ""),
+)
+
+
+def _pinned_floor_sql() -> str:
+    sql = SEED_PEER_SQL
+    for old, new in _SEED_EDITS_FOR_FLOOR:
+        if old not in sql:
+            raise RuntimeError(f"the seed peer no longer holds {old!r}: update the floor's edits")
+        sql = sql.replace(old, new)
+    return sql
+
+
+PINNED_FLOOR_DROP_SQL = f"""
+DROP TRIGGER IF EXISTS {PINNED_FLOOR_TRIGGER} ON public.registrations;
+DROP FUNCTION IF EXISTS public.bench_pinned_floor_queue_status_notification();
+"""
+
 UNPINNED_DROP_SQL = f"""
 DROP TRIGGER IF EXISTS {UNPINNED_TRIGGER} ON public.registrations;
 DROP FUNCTION IF EXISTS {UNPINNED_FUNCTION}();
@@ -182,14 +216,16 @@ def drop_unpinned_copy(conn: psycopg.Connection) -> None:
 
 
 def install_peers(conn: psycopg.Connection) -> None:
-    """Every bench-only trigger, disabled: both seed peers and the unpinned copy."""
+    """Every bench-only trigger, disabled: both seed peers, the unpinned copy, the floor."""
     install_seed_peer(conn)
     install_seed_plan_peer(conn)
     install_unpinned_copy(conn)
+    conn.execute(_pinned_floor_sql())
 
 
 def drop_peers(conn: psycopg.Connection) -> None:
     """Remove every bench-only trigger and function."""
+    conn.execute(PINNED_FLOOR_DROP_SQL)
     drop_unpinned_copy(conn)
     drop_seed_plan_peer(conn)
     drop_seed_peer(conn)

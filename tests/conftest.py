@@ -56,8 +56,8 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
         # Durability is not what these tests are about; speed is welcome.
         settings={"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"},
     )
-    if cluster._owner is not None:
-        os.chown(root, cluster._owner.pw_uid, cluster._owner.pw_gid)
+    if cluster.owner is not None:
+        os.chown(root, cluster.owner.pw_uid, cluster.owner.pw_gid)
     try:
         cluster.start()
         migrate(cluster.url)

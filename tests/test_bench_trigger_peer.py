@@ -16,15 +16,21 @@ from tests.pg import new_registration
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# What each peer is: who fires it, whether its function pins search_path, and
-# whether its row keeps our extras (change_count, updated_at on the row).
+# What each peer is: who fires it, whether its function pins search_path,
+# whether its row keeps our extras (change_count, updated_at on the row), and
+# whether it consumes pending_notify_customer.
 PEERS = {
     # The bare upsert: no pin, fired by every UPDATE, the stage tested in the body.
-    "seed": {"of_stage": False, "when": False, "pinned": False, "ours": False},
+    "seed": {"of_stage": False, "when": False, "pinned": False, "ours": False, "consumes": True},
     # The seed plan's: fixed search_path, fired only when current_stage changes.
-    "seed_plan": {"of_stage": True, "when": True, "pinned": True, "ours": False},
+    "seed_plan": {"of_stage": True, "when": True, "pinned": True, "ours": False,
+                  "consumes": True},
     # Ours as the migrations compiled it, minus the pin.
-    "trigger_unpinned": {"of_stage": True, "when": False, "pinned": False, "ours": True},
+    "trigger_unpinned": {"of_stage": True, "when": False, "pinned": False, "ours": True,
+                         "consumes": True},
+    # A bound, not a trigger: the seed's upsert pinned, NEW left untouched.
+    "pinned_floor": {"of_stage": False, "when": False, "pinned": True, "ours": False,
+                     "consumes": False},
 }
 
 
@@ -52,7 +58,7 @@ def test_each_peer_fires_on_stage_changes_only_and_upserts_one_row(conn, variant
         ).fetchall()
         assert {r["tgname"]: r["tgenabled"] for r in enabled} == {
             n: "D" for n in (trigger_peers.SEED_TRIGGER, trigger_peers.SEED_PLAN_TRIGGER,
-                             trigger_peers.UNPINNED_TRIGGER)}
+                             trigger_peers.UNPINNED_TRIGGER, trigger_peers.PINNED_FLOOR_TRIGGER)}
 
         found = conn.execute(
             "SELECT pg_get_triggerdef(t.oid) AS def, p.prosecdef, p.proconfig, p.prosrc"
@@ -73,6 +79,16 @@ def test_each_peer_fires_on_stage_changes_only_and_upserts_one_row(conn, variant
             assert found["def"].split(" BEFORE ")[1].split(" EXECUTE ")[0] == \
                 ours["def"].split(" BEFORE ")[1].split(" EXECUTE ")[0]
 
+        if variant == "pinned_floor":
+            seed = conn.execute("SELECT prosrc FROM pg_proc"
+                                " WHERE proname = 'bench_seed_queue_status_notification'"
+                                ).fetchone()["prosrc"]
+            # The seed's body, its one write to NEW taken out (and its table
+            # named in full, as an empty search_path needs).
+            assert found["prosrc"] == seed.replace(
+                "INSERT INTO notification_queue", "INSERT INTO public.notification_queue"
+            ).replace("        NEW.pending_notify_customer := NULL;\n", "")
+
         _only(conn, variant)
         reg = new_registration(conn)
         # Neither an UPDATE of another column nor one leaving the stage as it
@@ -91,18 +107,19 @@ def test_each_peer_fires_on_stage_changes_only_and_upserts_one_row(conn, variant
                          (stage, reg))
         rows = _queue(conn)
         # One pending row: the burst's first old_stage, the newest new_stage,
-        # the flag captured on the first change (coalesce(NULL, true) after it).
+        # the flag captured on the first change (coalesce(NULL, true) after it
+        # was consumed; the floor never consumes it, so it stays false).
         assert len(rows) == 1
         row = rows[0]
         assert (row["old_stage"], row["new_stage"], row["sent"]) == (
             "sale_complete", "submitted_to_dmv", False)
-        assert row["notify_customer"] is True
+        assert row["notify_customer"] is shape["consumes"]
         # The seeds count nothing; ours counts the second change.
         assert row["change_count"] == (2 if shape["ours"] else 1)
         assert 290 < row["lag"].total_seconds() <= 300
         flag = conn.execute("SELECT pending_notify_customer AS f FROM registrations"
                             " WHERE id = %s", (reg,)).fetchone()["f"]
-        assert flag is None
+        assert flag is (None if shape["consumes"] else False)
 
         conn.execute("UPDATE registrations SET current_stage = 'dmv_processing',"
                      " pending_notify_customer = false WHERE id = %s", (reg,))
@@ -143,6 +160,12 @@ def test_pin_cost_is_the_median_of_per_round_differences():
     cpu = {"trigger": [40.0, 38.0, 50.0], "trigger_unpinned": [38.0, 37.5, 45.0]}
     assert trigger.pin_cost_us(cpu) == pytest.approx(2.0)
     assert trigger.pin_cost_us({}) is None
+
+
+def test_floor_gap_is_the_median_of_per_round_differences():
+    cpu = {"pinned_floor": [40.0, 39.0, 44.0], "seed": [39.0, 39.5, 41.0]}
+    assert trigger.floor_gap_us(cpu) == pytest.approx(1.0)
+    assert trigger.floor_gap_us({"seed": [1.0]}) is None
 
 
 def test_every_variant_leads_a_round_in_turn():

@@ -125,8 +125,8 @@ def bare_cluster() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="regnotify-bare-"))
     cluster = EmbeddedPostgres(data_dir=root / "data", port=free_port(), database="bare",
                                cron=False, settings={"fsync": "off"})
-    if cluster._owner is not None:
-        os.chown(root, cluster._owner.pw_uid, cluster._owner.pw_gid)
+    if cluster.owner is not None:
+        os.chown(root, cluster.owner.pw_uid, cluster.owner.pw_gid)
     try:
         cluster.start()
         yield cluster

@@ -58,11 +58,13 @@ def test_the_webhook_paths_in_the_readme_are_the_relay_s():
         assert event.removeprefix("email.") in section
 
 
-def test_setup_installs_chromium_only_when_asked():
+def test_setup_installs_chromium_and_valgrind_only_when_asked():
     setup = (ROOT / "scripts" / "setup").read_text(encoding="utf-8")
-    assert re.search(r'if \[ "\$\{REGNOTIFY_BROWSER:-0\}" = 1 \]; then\n\s+.*chromium', setup)
-    assert "REGNOTIFY_BROWSER=1 scripts/setup" in (ROOT / "scripts" / "test").read_text()
-    assert "`REGNOTIFY_BROWSER=1`" in README
+    test = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
+    for flag, package in (("REGNOTIFY_BROWSER", "chromium"), ("REGNOTIFY_VALGRIND", "valgrind")):
+        assert re.search(rf'if \[ "\$\{{{flag}:-0\}}" = 1 \]; then\n\s+.*{package}', setup)
+        assert re.search(rf"\b{flag}=1 .*scripts/setup", test)
+        assert f"`{flag}=1`" in README
 
 
 def test_the_code_cites_no_document_or_issue_it_does_not_ship():

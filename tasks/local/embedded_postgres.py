@@ -163,13 +163,24 @@ class EmbeddedPostgres:
                 "running as root and there is no 'postgres' user to run the server as"
             ) from None
 
+    @property
+    def owner(self) -> pwd.struct_passwd | None:
+        """The user the server runs as when we are root, else None (ourselves)."""
+        return self._owner
+
+    def as_owner(self) -> dict:
+        """subprocess keyword arguments that run a command as the server's user."""
+        if self._owner is None:
+            return {}
+        return {"user": self._owner.pw_uid, "group": self._owner.pw_gid,
+                "extra_groups": [], "cwd": "/"}
+
+    def server_options(self) -> list[str]:
+        """The `-c name=value` options the server is started with."""
+        return self._conf()
+
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        kwargs: dict = {"capture_output": True, "text": True, "check": False}
-        if self._owner is not None:
-            kwargs["user"] = self._owner.pw_uid
-            kwargs["group"] = self._owner.pw_gid
-            kwargs["extra_groups"] = []
-            kwargs["cwd"] = "/"
+        kwargs: dict = {"capture_output": True, "text": True, "check": False, **self.as_owner()}
         try:
             result = subprocess.run(list(args), **kwargs)
         except OSError as exc:
