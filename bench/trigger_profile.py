@@ -39,7 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +244,8 @@ def per_update(small: Callgrind, large: Callgrind, updates: int) -> dict[str, fl
 
 
 def profile(prepared: Prepared, *, variants: list[str], modes: list[str], small: int,
-            large: int, progress=None) -> dict[str, dict[str, dict[str, float]]]:
+            large: int, progress: Callable[[str], None] | None = None,
+            ) -> dict[str, dict[str, dict[str, float]]]:
     """{mode: {variant: figures per UPDATE}}."""
     result: dict[str, dict[str, dict[str, float]]] = {}
     for mode in modes:
