@@ -45,13 +45,25 @@ def wake_arm(conn: Connection, name: str, countdown_s: float) -> bool:
     ).first() is not None
 
 
-def gate(conn: Connection, name: str, limit: int, window_s: float) -> float:
-    """0 when a call may leave now (and it is logged), else seconds until one may."""
-    params = {"name": name, "limit": limit, "window_s": window_s}
+def gate(conn: Connection, name: str, limit: int, window_s: float,
+         hold_s: float) -> tuple[float, float | None]:
+    """(0, logged time) when a call may leave now, else (seconds until one may, None).
+
+    An admitted call is logged `hold_s` ahead, holding its place while it is
+    out; `gate_landed` moves it to when its answer came back.
+    """
+    params = {"name": name, "limit": limit, "window_s": window_s, "hold_s": hold_s}
     row = conn.exec_driver_sql(query("gate_depart"), params).first()
     if row is None:
         # The statement's own INSERT made the row, which its UPDATE cannot see yet.
         row = conn.exec_driver_sql(query("gate_depart"), params).first()
     if row is None or row.wait is None:
-        return 0.01  # not admitted unlogged: the caller asks again
-    return max(0.0, float(row.wait))
+        return 0.01, None  # not admitted unlogged: the caller asks again
+    if row.logged_at is not None:
+        return 0.0, float(row.logged_at)
+    return max(0.0, float(row.wait)), None
+
+
+def gate_landed(conn: Connection, name: str, logged_at: float) -> None:
+    """The call logged at `logged_at` has its answer: log it at this moment instead."""
+    conn.exec_driver_sql(query("gate_landed"), {"name": name, "logged_at": logged_at})

@@ -76,7 +76,8 @@ class Outcome:
 def _limiter(channel: str) -> RateLimiter:
     settings = get_settings()
     rate = settings.twilio_rate_per_s if channel == "sms" else settings.resend_rate_per_s
-    return RateLimiter(channel, rate, redis_url=coordination_redis_url())
+    return RateLimiter(channel, rate, redis_url=coordination_redis_url(),
+                       call_timeout_s=settings.provider_timeout_s)
 
 
 def limiter(channel: str) -> RateLimiter:
@@ -98,14 +99,17 @@ class Slot:
     go_at: float | None = None
 
     def wait(self, channel: str) -> None:
-        """Sleep until the slot (taking it now when none was reserved)."""
+        """Sleep until the slot (taking it now when none was reserved).
+
+        The call itself then goes through the limiter's gate
+        (`limiter(channel).call()`), right around the provider request.
+        """
         go_at = self.go_at
         if go_at is None:
             go_at = time.time() + _limiter(channel).reserve(math.inf).wait_s
         left = go_at - time.time()
         if left > 0:
             time.sleep(left)
-        _limiter(channel).depart()
 
 
 def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
@@ -282,12 +286,13 @@ def _call_provider(d: Delivery, attempts: int, prepared: Prepared,
                    settings: Settings) -> Outcome:
     """Send the claimed delivery (or adopt an earlier accepted attempt) and record it."""
     try:
-        found = None
-        if prepared.find_earlier and d.outcome_unknown and d.last_attempt_at is not None:
-            # Twilio has no idempotency key: a previous attempt may have been
-            # accepted. Adopt that message rather than send a second one.
-            found = prepared.find_earlier(d.last_attempt_at)
-        message_id = found or prepared.send()
+        with _limiter(d.channel).call():
+            found = None
+            if prepared.find_earlier and d.outcome_unknown and d.last_attempt_at is not None:
+                # Twilio has no idempotency key: a previous attempt may have
+                # been accepted. Adopt that message rather than send a second.
+                found = prepared.find_earlier(d.last_attempt_at)
+            message_id = found or prepared.send()
     except ProviderError as exc:
         if exc.rate_limited:
             return after_rate_limit(d.channel, [d.id], exc, outcome_unknown=d.outcome_unknown)

@@ -29,6 +29,7 @@ from tasks.delivery_flow import (
     backoff_seconds,
     idempotency_key,
     lease_seconds,
+    limiter,
     message_context,
     plan_slot,
     skip_reason,
@@ -152,7 +153,8 @@ def _send(claimed: _Claimed, settings: Settings) -> Outcome:
     ids = [d.id for d in claimed.members]
     provider = email_provider()
     try:
-        results = provider.send_batch(claimed.emails, batch_key(claimed.batch_id))
+        with limiter("email").call():
+            results = provider.send_batch(claimed.emails, batch_key(claimed.batch_id))
     except ProviderError as exc:
         if exc.rate_limited:
             return after_rate_limit("email", ids, exc, outcome_unknown=claimed.reused)

@@ -5,6 +5,14 @@ A GCRA without burst: each caller reserves the next free slot, one every
 sends. A slot may lie in the future: the caller waits for it (sleeping, or
 re-published for that time), which is why waiting is never a failed attempt.
 
+Slots are when calls should leave; the provider counts when they arrive. A
+departure gate closes the gap: a call holds a place in a shared log from the
+moment it leaves until its answer is back, and is then logged at that
+moment. The provider saw the call between the two, so any calls it saw
+within one second are all in our log within one second of the last of them
+to leave: however late a busy thread or the network made them, no second at
+the provider holds more than the limit.
+
 The slot state lives in the coordination Redis, or in PostgreSQL when there
 is none (see tasks.broker_redis). If the store does not answer, an
 in-process limiter keeps the process polite until it does.
@@ -16,7 +24,8 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -28,8 +37,9 @@ from tasks.database import autocommit_engine
 
 log = logging.getLogger(__name__)
 
-#: Slots are spaced this much wider than 1/rate, the same as the departure
-#: gate's window, so in steady flow the gate never has to hold a call back.
+#: Slots are spaced this much wider than 1/rate: the departure gate's
+#: window and a quick answer's time, which a call also holds its place for,
+#: so in steady flow the gate seldom has to hold a call back.
 SLOT_MARGIN = 1.08
 
 _GCRA = """
@@ -60,9 +70,10 @@ return 1
 """
 
 
-# The gate right before a call: a log of the departures of the last
-# ARGV[2] seconds; admit (and log) this one when fewer than ARGV[1] are in it,
-# else answer how long until the oldest leaves the window.
+# The gate right before a call: a log of the calls out or answered within
+# the last ARGV[2] seconds. Admit this one when fewer than ARGV[1] are in it,
+# logging it as member ARGV[3] held ARGV[4] seconds ahead (it is out: see
+# _LANDED); else answer how long until the oldest leaves the window.
 _GATE = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -70,19 +81,29 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now, tostring(now) .. ':' .. ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+  local hold = tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[1], now + hold, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil((window + hold) * 1000) + 1000)
   return '0'
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now)
 """
 
-#: The departure gate's window: a second, and a little more for the time
-#: between the gate and the request's arrival at the provider, which counts
-#: arrivals (a busy worker was measured to add up to ~60 ms). Costs 8 % of
-#: the limit; a 429 costs a whole Retry-After.
-GATE_WINDOW_S = 1.08
+# The call's answer is back: log member ARGV[1] at this moment.
+_LANDED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+"""
+
+#: The departure gate's window. A second is enough, because a call is logged
+#: when its answer is back, after the provider counted it; the rest allows
+#: for clocks that tick at slightly different rates.
+GATE_WINDOW_S = 1.02
+#: How long past the provider timeout a call out holds its place if its
+#: worker dies before the answer: the gate frees it then.
+HOLD_PAST_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -120,17 +141,21 @@ class _LocalGate:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._log: deque[float] = deque()
+        self._log: dict[str, float] = {}
 
-    def try_depart(self, limit: int, window: float) -> float:
+    def try_depart(self, limit: int, window: float, token: str, hold: float) -> float:
         with self._lock:
             now = time.monotonic()
-            while self._log and self._log[0] <= now - window:
-                self._log.popleft()
+            self._log = {k: at for k, at in self._log.items() if at > now - window}
             if len(self._log) < limit:
-                self._log.append(now)
+                self._log[token] = now + hold
                 return 0.0
-            return self._log[0] + window - now
+            return min(self._log.values()) + window - now
+
+    def landed(self, token: str) -> None:
+        with self._lock:
+            if token in self._log:
+                self._log[token] = time.monotonic()
 
 
 class RateLimiter:
@@ -138,13 +163,15 @@ class RateLimiter:
 
     `redis_url`: the coordination Redis; None keeps the slots in PostgreSQL
     (`use_database=False` keeps them in this process only, for tests).
+    `call_timeout_s`: the longest a provider call can be out (its timeout).
     """
 
     def __init__(self, name: str, rate_per_s: float, *, redis_url: str | None,
-                 burst: int = 1, use_database: bool = True):
+                 burst: int = 1, use_database: bool = True, call_timeout_s: float = 10.0):
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
         self.name = name
+        self.hold_s = call_timeout_s + HOLD_PAST_TIMEOUT_S
         self.rate_per_s = rate_per_s
         self.interval = SLOT_MARGIN / rate_per_s
         self.tolerance = self.interval * max(0, burst - 1)
@@ -153,6 +180,7 @@ class RateLimiter:
         self.limit_per_window = max(1, int(rate_per_s))
         self._local = _LocalGcra()
         self._local_gate = _LocalGate()
+        self._logged_at: dict[str, float] = {}
         self._redis: redis.Redis | None = None
         self._use_database = use_database and not is_redis_url(redis_url)
         if is_redis_url(redis_url):
@@ -160,6 +188,7 @@ class RateLimiter:
             self._script = self._redis.register_script(_GCRA)
             self._defer_script = self._redis.register_script(_DEFER)
             self._gate_script = self._redis.register_script(_GATE)
+            self._landed_script = self._redis.register_script(_LANDED)
         self._warned = False
 
     @property
@@ -203,32 +232,57 @@ class RateLimiter:
         except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
             self._warn(exc)
 
-    def depart(self) -> None:
-        """Block until this call may leave: fewer than the limit left in the last second.
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        """Around one provider call: wait at the gate, hold a place while out, log the answer.
 
-        The slots already space the calls; this gate catches the ones that
+        The slots already space the calls; the gate catches the ones that
         leave late (a busy thread, a slow render) and would crowd a second.
         """
+        token = uuid.uuid4().hex
         while True:
-            wait = self._try_depart()
+            wait = self._try_depart(token)
             if wait <= 0:
-                return
+                break
             time.sleep(min(wait, 1.0) + 0.001)
+        try:
+            yield
+        finally:
+            self._landed(token)
 
-    def _try_depart(self) -> float:
+    def _try_depart(self, token: str) -> float:
         try:
             if self._redis is not None:
                 return float(self._gate_script(
                     keys=[self._gate_key],
-                    args=[self.limit_per_window, GATE_WINDOW_S, uuid.uuid4().hex[:8]],
+                    args=[self.limit_per_window, GATE_WINDOW_S, token, self.hold_s],
                 ))
             if self._use_database:
                 with autocommit_engine().connect() as conn:
-                    return coordination.gate(conn, self._gate_key, self.limit_per_window,
-                                             GATE_WINDOW_S)
+                    wait, logged_at = coordination.gate(
+                        conn, self._gate_key, self.limit_per_window, GATE_WINDOW_S,
+                        hold_s=self.hold_s)
+                if logged_at is not None:
+                    # The table logs times, not names: the time names the call.
+                    self._logged_at[token] = logged_at
+                return wait
         except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
             self._warn(exc)
-        return self._local_gate.try_depart(self.limit_per_window, GATE_WINDOW_S)
+        return self._local_gate.try_depart(self.limit_per_window, GATE_WINDOW_S, token,
+                                           self.hold_s)
+
+    def _landed(self, token: str) -> None:
+        # Each store is told: the call was admitted by whichever answered.
+        self._local_gate.landed(token)
+        try:
+            if self._redis is not None:
+                self._landed_script(keys=[self._gate_key], args=[token])
+            elif self._use_database and token in self._logged_at:
+                with autocommit_engine().connect() as conn:
+                    coordination.gate_landed(conn, self._gate_key, self._logged_at.pop(token))
+        except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            # Its place is freed when the hold runs out; the call is done.
+            self._warn(exc)
 
     def _warn(self, exc: Exception) -> None:
         if not self._warned:

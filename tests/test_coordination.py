@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -68,10 +69,74 @@ def test_postgresql_gate_admits_the_limit_per_second_across_limiters(on_rabbitmq
     b = RateLimiter(name, 3, redis_url=None)
     started = time.monotonic()
     for lim in (a, b, a):  # the first call also makes the row, and is counted
-        lim.depart()
+        with lim.call():
+            pass
     assert time.monotonic() - started < 0.5
-    b.depart()  # the fourth in the window waits for the first to leave it
-    assert time.monotonic() - started >= GATE_WINDOW_S - 0.1
+    with b.call():  # the fourth in the window waits for the first to leave it
+        assert time.monotonic() - started >= GATE_WINDOW_S - 0.1
+
+
+def _second_call_waits_for_the_first_answer(a, b) -> None:
+    """With a limit of one a second: `b` leaves a window after `a`'s answer, not its departure."""
+    from tasks.rate_limit import GATE_WINDOW_S
+
+    entered: list[float] = []
+
+    def second() -> None:
+        with b.call():
+            entered.append(time.monotonic())
+
+    with a.call():
+        other = threading.Thread(target=second)
+        other.start()
+        # A slow provider: the call is out longer than the window.
+        time.sleep(GATE_WINDOW_S + 0.5)
+        answered = time.monotonic()
+    other.join(10)
+    assert entered, "the second call never left"
+    # The provider may have counted the first call at any moment until its
+    # answer came back, so the second leaves no sooner than a window after it.
+    assert entered[0] - answered >= GATE_WINDOW_S - 0.05, entered[0] - answered
+
+
+def test_postgresql_gate_holds_a_place_while_a_call_is_out(on_rabbitmq: str) -> None:
+    from tasks.rate_limit import RateLimiter
+
+    name = f"held-{uuid.uuid4().hex[:6]}"
+    _second_call_waits_for_the_first_answer(RateLimiter(name, 1, redis_url=None),
+                                            RateLimiter(name, 1, redis_url=None))
+
+
+def test_redis_gate_holds_a_place_while_a_call_is_out(redis_server) -> None:
+    from tasks.rate_limit import RateLimiter
+
+    name = f"held-{uuid.uuid4().hex[:6]}"
+    a = RateLimiter(name, 1, redis_url=redis_server.url)
+    assert a.backend == "redis"
+    _second_call_waits_for_the_first_answer(a, RateLimiter(name, 1, redis_url=redis_server.url))
+
+
+def test_process_gate_holds_a_place_while_a_call_is_out() -> None:
+    from tasks.rate_limit import RateLimiter
+
+    # One limiter, two threads: the in-process gate is per limiter object.
+    lim = RateLimiter("held-local", 1, redis_url=None, use_database=False)
+    assert lim.backend == "process"
+    _second_call_waits_for_the_first_answer(lim, lim)
+
+
+def test_a_dead_callers_place_frees_after_the_hold(on_rabbitmq: str) -> None:
+    from tasks.rate_limit import GATE_WINDOW_S, RateLimiter
+
+    name = f"dead-{uuid.uuid4().hex[:6]}"
+    # A call out whose worker dies never lands: its place is held for the
+    # provider timeout and a little more, not for ever.
+    dead = RateLimiter(name, 1, redis_url=None, call_timeout_s=0.2)
+    assert dead._try_depart("never-lands") == 0
+    started = time.monotonic()
+    with RateLimiter(name, 1, redis_url=None, call_timeout_s=0.2).call():
+        waited = time.monotonic() - started
+    assert dead.hold_s + GATE_WINDOW_S - 0.3 <= waited <= dead.hold_s + GATE_WINDOW_S + 1.5
 
 
 def test_provider_retry_after_defers_every_limiter(on_rabbitmq: str) -> None:

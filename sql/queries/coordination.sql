@@ -59,10 +59,12 @@ WHERE NOT (c.value > extract(epoch FROM clock_timestamp())
 RETURNING true AS armed;
 
 -- name: gate_depart
--- The departure gate: `recent` holds the departures of the last
--- %(window_s)s seconds. Log this one and answer 0 when fewer than %(limit)s
--- are in it; otherwise answer how long until the oldest leaves the window.
--- The row lock serialises callers, so two cannot both take the last place.
+-- The departure gate: `recent` holds the calls out or answered within the
+-- last %(window_s)s seconds. When fewer than %(limit)s are in it, log this
+-- one %(hold_s)s seconds ahead (it holds its place while it is out; see
+-- gate_landed) and answer 0 with that time; otherwise answer how long until
+-- the oldest leaves the window. The row lock serialises callers, so two
+-- cannot both take the last place.
 WITH now_s AS (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS e
 ),
@@ -76,16 +78,26 @@ admitted AS (
     -- The time logged is taken after the row lock: a caller that waited
     -- for it leaves later than the statement began.
     SET recent = ARRAY(SELECT x FROM unnest(c.recent) AS x WHERE x > n.e - %(window_s)s
-                       ORDER BY x) || extract(epoch FROM clock_timestamp())::float8,
+                       ORDER BY x)
+                 || (extract(epoch FROM clock_timestamp())::float8 + %(hold_s)s),
         updated_at = now()
     FROM now_s AS n
     WHERE c.name = %(name)s
       AND (SELECT count(*) FROM unnest(c.recent) AS x WHERE x > n.e - %(window_s)s) < %(limit)s
-    RETURNING 0::float8 AS wait
+    RETURNING 0::float8 AS wait, c.recent[array_upper(c.recent, 1)] AS logged_at
 )
-SELECT wait FROM admitted
+SELECT wait, logged_at FROM admitted
 UNION ALL
 SELECT coalesce((SELECT min(x) FROM unnest(c.recent) AS x WHERE x > n.e - %(window_s)s)
-                + %(window_s)s - n.e, 0.01)
+                + %(window_s)s - n.e, 0.01), NULL::float8
 FROM public.coordination_slots AS c, now_s AS n
 WHERE c.name = %(name)s AND NOT EXISTS (SELECT 1 FROM admitted);
+
+-- name: gate_landed
+-- A call's answer is back: the time it was logged under (%(logged_at)s,
+-- still ahead while it was out) becomes this moment.
+UPDATE public.coordination_slots
+SET recent = array_replace(recent, %(logged_at)s::float8,
+                           extract(epoch FROM clock_timestamp())::float8),
+    updated_at = now()
+WHERE name = %(name)s;

@@ -186,13 +186,12 @@ def test_rabbitmq_broker_two_workers_share_the_limits_through_postgresql(
         log = worker.log_path.read_text(errors="replace")
         assert "unavailable" not in log, log[-3000:]
     # Two workers, one limit: the providers never saw more than it in a second
-    # (without the shared limit they would see twice it). The wire stamps
-    # arrivals in a busy test process and the gate's log lives one database
-    # round trip before the request, so one arrival of jitter is tolerated
-    # at the stand-in; about 1 run in 5 on a loaded 2-core machine needs it.
+    # (without the shared limit they would see twice it), however late a
+    # thread or the stand-in's busy process made an arrival: the gate logs a
+    # call until its answer is back, after the provider counted it.
     assert resend_wire.max_in_any_second() <= RESEND_RPS
-    assert twilio_wire.max_in_any_second() <= TWILIO_RPS + 1
-    assert twilio_wire.stats()["by_status"].get("429", 0) <= 2
+    assert twilio_wire.max_in_any_second() <= TWILIO_RPS
+    assert "429" not in twilio_wire.stats()["by_status"]
     with connect(clean_db) as conn:
         names = {r["name"] for r in conn.execute("SELECT name FROM coordination_slots")}
     assert {"regnotify:ratelimit:sms", "regnotify:ratelimit:email"} <= names
