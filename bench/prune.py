@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -177,8 +176,7 @@ def _private_cluster(root: Path) -> EmbeddedPostgres:
     from db.migrations import migrate
 
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")
-    if pg.owner is not None:
-        os.chown(root, pg.owner.pw_uid, pg.owner.pw_gid)
+    pg.chown(root)
     pg.start()
     migrate(pg.url)
     return pg

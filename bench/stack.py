@@ -64,8 +64,7 @@ def private_stack(*, latency_s: float = 0.0, durable: bool = True) -> Iterator[S
     settings = {} if durable else {"synchronous_commit": "off"}
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench",
                           settings=settings)
-    if pg.owner is not None:
-        os.chown(root, pg.owner.pw_uid, pg.owner.pw_gid)
+    pg.chown(root)
     redis_server = EmbeddedRedis(port=free_port())
     twilio = TwilioWire(latency=latency_s, max_attempts_log=2_000_000)
     resend = ResendWire(latency=latency_s, max_attempts_log=2_000_000)

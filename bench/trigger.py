@@ -229,8 +229,7 @@ def _database_only() -> Iterator[Stack]:
 
     root = Path(tempfile.mkdtemp(prefix="regnotify-bench-trigger-"))
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")
-    if pg.owner is not None:
-        os.chown(root, pg.owner.pw_uid, pg.owner.pw_gid)
+    pg.chown(root)
     try:
         pg.start()
         from db.migrations import migrate
@@ -256,20 +255,22 @@ def summary(figures: TriggerFigures) -> dict[str, float]:
     }
 
 
+def _paired_gap_us(cpu: dict[str, list[float]], top: str, bottom: str) -> float | None:
+    # Median of per-round differences: each pairs two runs of the same round.
+    if not cpu.get(top) or not cpu.get(bottom):
+        return None
+    pairs = zip(cpu[top], cpu[bottom], strict=True)
+    return round(statistics.median(a - b for a, b in pairs), 2)
+
+
 def pin_cost_us(cpu: dict[str, list[float]]) -> float | None:
     """CPU (us) the pinned search_path adds per UPDATE: median of per-round differences."""
-    if not cpu.get("trigger") or not cpu.get("trigger_unpinned"):
-        return None
-    pairs = zip(cpu["trigger"], cpu["trigger_unpinned"], strict=True)
-    return round(statistics.median(a - b for a, b in pairs), 2)
+    return _paired_gap_us(cpu, "trigger", "trigger_unpinned")
 
 
 def floor_gap_us(cpu: dict[str, list[float]]) -> float | None:
     """CPU (us) the pinned floor costs over the seed: what no rewrite of a pinned body wins back."""
-    if not cpu.get("pinned_floor") or not cpu.get("seed"):
-        return None
-    pairs = zip(cpu["pinned_floor"], cpu["seed"], strict=True)
-    return round(statistics.median(a - b for a, b in pairs), 2)
+    return _paired_gap_us(cpu, "pinned_floor", "seed")
 
 
 def main(argv: list[str] | None = None) -> int:

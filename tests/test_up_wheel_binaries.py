@@ -247,8 +247,7 @@ def test_a_cluster_of_another_major_is_refused_clearly(state_root: Path):
     bindir = wheel_bindir()
     assert bindir is not None
     pg = EmbeddedPostgres(data_dir=data, port=free_port(), bindir=bindir, cron=False)
-    if pg.owner is not None:  # as root, the folder belongs to the server's user
-        os.chown(data, pg.owner.pw_uid, pg.owner.pw_gid)
+    pg.chown(data)  # as root, the folder belongs to the server's user
     with pytest.raises(EmbeddedPostgresError, match=r"created by PostgreSQL 15, but the "
                                                     r"binaries in .* are PostgreSQL 18"):
         pg.start()

@@ -163,11 +163,6 @@ class EmbeddedPostgres:
                 "running as root and there is no 'postgres' user to run the server as"
             ) from None
 
-    @property
-    def owner(self) -> pwd.struct_passwd | None:
-        """The user the server runs as when we are root, else None (ourselves)."""
-        return self._owner
-
     def as_owner(self) -> dict:
         """subprocess keyword arguments that run a command as the server's user."""
         if self._owner is None:
@@ -254,7 +249,8 @@ class EmbeddedPostgres:
                 "away to start afresh"
             )
 
-    def _chown(self, path: Path) -> None:
+    def chown(self, path: Path) -> None:
+        """Give `path` to the server's user (when we are root; else it is ours already)."""
         if self._owner is not None:
             os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
 
@@ -268,7 +264,7 @@ class EmbeddedPostgres:
             return
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
-        self._chown(self.data_dir)
+        self.chown(self.data_dir)
         assert self.bindir is not None
         self._run(
             str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
@@ -309,7 +305,7 @@ class EmbeddedPostgres:
                 )
             if not self.log_file.exists():
                 self.log_file.touch()
-            self._chown(self.log_file)
+            self.chown(self.log_file)
             assert self.bindir is not None
             self._run(
                 str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
