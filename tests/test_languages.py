@@ -202,7 +202,7 @@ def test_null_language_follows_the_configured_default(conn, twilio_wire, resend_
     try:
         code, out, err = cli(capsys, "status", default, "--database-url", clean_db)
         assert code == 0, err
-        assert "es (the default)" in out
+        assert "es (the default)" in out and "lang" in out
         code, out, err = cli(capsys, "status", default, "--database-url", clean_db, "--json")
         assert code == 0, err
         doc = json.loads(out)
