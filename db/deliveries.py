@@ -44,6 +44,13 @@ class Delivery:
     new_stage_label: str | None
     old_stage_label: str | None
     sms_opted_out: bool
+    #: The language the message goes in: the registration's, else the
+    #: configured default (the stage labels above are in it).
+    language: str
+    #: It waited for the end of the customer's quiet hours.
+    was_held: bool
+    #: It stands in for a message on the other channel that failed for good.
+    is_fallback: bool
 
     @property
     def in_flight(self) -> bool:
@@ -95,6 +102,7 @@ def claim(
     body: str,
     subject: str | None,
     template_used: str,
+    language: str,
 ) -> Claim | None:
     """Take the lease and count an attempt; None when another worker holds it or it moved on."""
     row = conn.exec_driver_sql(
@@ -107,6 +115,7 @@ def claim(
             "body": body,
             "subject": subject,
             "template_used": template_used,
+            "language": language,
         },
     ).first()
     if row is None:
@@ -230,6 +239,8 @@ class BatchMember:
     body: str
     subject: str
     template_used: str
+    #: The language it was rendered in (the timeline shows it).
+    language: str
 
 
 def claim_email_batch(conn: Connection, batch_id: str, members: list[BatchMember], *,
@@ -246,6 +257,7 @@ def claim_email_batch(conn: Connection, batch_id: str, members: list[BatchMember
             "bodies": [m.body for m in members],
             "subjects": [m.subject for m in members],
             "templates": [m.template_used for m in members],
+            "languages": [m.language for m in members],
         },
     ).all()
     return {int(r.id): int(r.attempts_this_run) for r in rows}

@@ -90,6 +90,10 @@ class RegistrationDetail:
     created_at: datetime
     updated_at: datetime
     sms_opted_out: bool
+    #: The registration's own language, or None for the configured default.
+    language: str | None = None
+    #: The language its messages go in.
+    effective_language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ class DeliveryEntry:
     fallback_for_status: str | None = None
     fallback_for_error_code: str | None = None
     replaced_by: int | None = None
+    #: The language the message went in (set when it was sent).
+    language: str | None = None
 
 
 @dataclass(frozen=True)

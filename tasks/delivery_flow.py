@@ -187,6 +187,9 @@ def message_context(d: Delivery, settings: Settings) -> MessageContext:
         make=d.make,
         model=d.model,
         portal_url=settings.portal_url,
+        language=d.language,
+        was_held=d.was_held,
+        is_fallback=d.is_fallback,
     )
 
 
@@ -274,7 +277,7 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
         claim = deliveries.claim(
             conn, d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
             provider=prepared.provider, body=prepared.body, subject=prepared.subject,
-            template_used=prepared.template,
+            template_used=prepared.template, language=d.language,
         )
     if claim is None:
         return Outcome("busy", "another worker took this delivery")

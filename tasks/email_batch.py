@@ -119,7 +119,8 @@ def _claim(delivery_ids: list[int], settings: Settings
         for d in members:
             email, template = _email(d, settings)
             emails.append(email)
-            rows.append(BatchMember(d.id, email.to, email.text, email.subject, template))
+            rows.append(BatchMember(d.id, email.to, email.text, email.subject, template,
+                                    d.language))
         taken = deliveries.claim_email_batch(
             conn, batch_id, rows, lease_s=lease_seconds(settings), provider=provider.name
         )

@@ -1,4 +1,4 @@
-"""Messages from the per-stage templates under tasks/templates/ (jinja2)."""
+"""Messages in the customer's language: words from tasks/templates/messages/, layout from jinja2."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
+from tasks.message_catalog import Catalog, catalog
 from tasks.sms_segments import segment_count
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 MAX_SMS_SEGMENTS = 2
-#: The compliance line every text ends with. It is appended here, not in the
+#: The compliance line every English text ends with (each language has its
+#: own, `sms.opt_out` in its catalog). It is appended here, not in the
 #: template, and the trimming below never touches it (CTIA and carriers
 #: require it; a long stage label once pushed it out).
-SMS_OPT_OUT = "Reply STOP to opt out."
+SMS_OPT_OUT = catalog("en").text("sms.opt_out")
 # Three dots, not "…": one non-GSM character would turn the whole text into
 # UCS-2 and halve the budget.
 _ELLIPSIS = "..."
@@ -40,6 +42,12 @@ class MessageContext:
     make: str | None
     model: str | None
     portal_url: str | None
+    #: `en` or `es` (anything else is read as the default, `en`).
+    language: str = "en"
+    #: The message waited for the end of the customer's quiet hours.
+    was_held: bool = False
+    #: Sent because the message on the other channel failed for good.
+    is_fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,40 +87,58 @@ def _html_env() -> Environment:
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
+        lstrip_blocks=True,
     )
+
+
+def _words(ctx: MessageContext) -> Catalog:
+    return catalog(ctx.language)
 
 
 def _vehicle(ctx: MessageContext) -> str:
     words = [str(ctx.vehicle_year) if ctx.vehicle_year else "", ctx.make or "", ctx.model or ""]
     text = " ".join(w.strip() for w in words if w and w.strip())
-    return text or "vehicle"
+    return text or _words(ctx).text("words.vehicle")
+
+
+@cache
+def _compiled(language: str, key: str) -> Template:
+    # The catalog's texts are templates too ({{ vehicle }} ...), held to the
+    # same StrictUndefined as the layout files.
+    return _text_env().from_string(catalog(language).text(key))
+
+
+def _say(ctx: MessageContext, key: str, **values: Any) -> str:
+    return _compiled(_words(ctx).language, key).render(values).strip()
 
 
 def _stage_parts(
     ctx: MessageContext, vehicle: str, label: str | None = None
 ) -> tuple[str, str, str]:
-    """(headline, detail, template name) from the stage's file, or the default one."""
-    env = _text_env()
-    name = f"stages/{ctx.stage}.j2"
-    try:
-        template = env.get_template(name)
-    except TemplateNotFound:
-        name = "stages/default.j2"
-        template = env.get_template(name)
-    module: Any = template.make_module(
-        {"vehicle": vehicle, "stage_label": label or ctx.stage_label or ctx.stage}
-    )
-    return str(module.headline).strip(), str(module.detail).strip(), name
+    """(headline, detail, template name) from the stage's catalog entry, or the default one."""
+    words = _words(ctx)
+    key = f"stages.{words.stage_key(ctx.stage)}"
+    values = {"vehicle": vehicle, "stage_label": label or ctx.stage_label or ctx.stage}
+    name = f"{words.language}/{key.replace('.', '/')}"
+    return (_say(ctx, f"{key}.headline", **values), _say(ctx, f"{key}.detail", **values), name)
 
 
 def _common(ctx: MessageContext) -> dict[str, Any]:
-    first = (ctx.customer_name or "").strip().split(" ")[0] or "there"
+    first = (ctx.customer_name or "").strip().split(" ")[0]
+    greeting = (_say(ctx, "email.greeting", first_name=first) if first
+                else _say(ctx, "email.greeting_no_name"))
     return {
+        "language": _words(ctx).language,
         "dealership": ctx.dealership,
-        "first_name": first,
+        "greeting": greeting,
         "stage_label": ctx.stage_label or ctx.stage,
         "portal_url": ctx.portal_url,
     }
+
+
+def sms_opt_out(language: str) -> str:
+    """The line every text in `language` ends with."""
+    return catalog(language).text("sms.opt_out")
 
 
 def _fits(body: str) -> bool:
@@ -152,12 +178,14 @@ def _longest_fit(text: str, floor: int, body_for: Callable[[str], str]) -> str:
 
 
 def render_sms(ctx: MessageContext) -> RenderedSms:
-    """The text for a stage, trimmed to two segments; it always ends with SMS_OPT_OUT.
+    """The text for a stage, trimmed to two segments; it always ends with the opt-out line.
 
     Only the variable parts give way, in this order: the link, the vehicle,
     the stage label, the dealership name, and last the message text itself.
     """
     layout = _text_env().get_template("sms.txt.j2")
+    opt_out = sms_opt_out(ctx.language)
+    fallback_line = _say(ctx, "sms.fallback") if ctx.is_fallback else None
     vehicle = _vehicle(ctx)
     label = ctx.stage_label or ctx.stage
     dealership = ctx.dealership
@@ -168,15 +196,16 @@ def render_sms(ctx: MessageContext) -> RenderedSms:
         headline, _detail, _name = _stage_parts(ctx, vehicle, label)
         message = layout.render(_common(ctx) | {
             "headline": headline, "dealership": dealership, "portal_url": link,
+            "fallback_line": fallback_line,
         }).strip()
-        return f"{message} {SMS_OPT_OUT}"
+        return f"{message} {opt_out}"
 
     body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
     if not _fits(body):
         link = None
         body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
     if not _fits(body):
-        vehicle = "vehicle"
+        vehicle = _words(ctx).text("words.vehicle")
         body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
     if not _fits(body):
         label = _longest_fit(label, _LABEL_FLOOR, lambda cut: body_for(
@@ -187,19 +216,25 @@ def render_sms(ctx: MessageContext) -> RenderedSms:
             vehicle=vehicle, label=label, dealership=cut, link=link))
         body = body_for(vehicle=vehicle, label=label, dealership=dealership, link=link)
     if not _fits(body):
-        # Whatever is left over (a long stage template): cut the message
-        # before the opt-out line, which alone always fits.
-        message = body[: -len(SMS_OPT_OUT) - 1]
-        message = _longest_fit(message, 0, lambda cut: f"{cut} {SMS_OPT_OUT}")
-        body = f"{message} {SMS_OPT_OUT}".lstrip()
+        # Whatever is left over (a long stage text): cut the message before
+        # the opt-out line, which alone always fits.
+        message = body[: -len(opt_out) - 1]
+        message = _longest_fit(message, 0, lambda cut: f"{cut} {opt_out}")
+        body = f"{message} {opt_out}".lstrip()
     return RenderedSms(body=body, template=f"sms:{name}")
 
 
 def render_email(ctx: MessageContext) -> RenderedEmail:
-    """Subject, HTML and text parts for a stage."""
+    """Subject, HTML and text parts for a stage, in the customer's language."""
     vehicle = _vehicle(ctx)
     headline, detail, name = _stage_parts(ctx, vehicle)
-    values = _common(ctx) | {"headline": headline, "detail": detail}
+    values = _common(ctx) | {
+        "headline": headline, "detail": detail,
+        "current_step": _say(ctx, "email.current_step"),
+        "follow": _say(ctx, "email.follow"),
+        "held_line": _say(ctx, "email.held") if ctx.was_held else None,
+        "fallback_line": _say(ctx, "email.fallback") if ctx.is_fallback else None,
+    }
     subject = _text_env().get_template("email.subject.j2").render(values).strip()
     text = _text_env().get_template("email.txt.j2").render(values).strip() + "\n"
     html = _html_env().get_template("email.html.j2").render(values)

@@ -178,7 +178,8 @@ def clean_db(database_url: str) -> Iterator[str]:
         conn.execute(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE")
         conn.execute(
             "UPDATE notification_config SET debounce_window = interval '5 minutes', "
-            "max_wait = interval '30 minutes', relay_url = NULL, relay_token = NULL"
+            "max_wait = interval '30 minutes', relay_url = NULL, relay_token = NULL, "
+            "default_language = 'en'"
         )
         conn.execute(QUIET_HOURS_OFF)
 

@@ -50,7 +50,7 @@ def test_burst_sends_one_message_naming_the_newest_stage(conn, twilio_wire, rese
     assert rows["sms"]["new_stage"] == "dmv_processing"
     assert rows["sms"]["provider_message_id"] == sms.id
     assert rows["email"]["provider_message_id"] == email.id
-    assert rows["sms"]["template_used"] == "sms:stages/dmv_processing.j2"
+    assert rows["sms"]["template_used"] == "sms:en/stages/dmv_processing"
     assert rows["email"]["subject"] == email.subject
     assert rows["sms"]["attempts"] == 1 and rows["sms"]["sent_at"] is not None
 

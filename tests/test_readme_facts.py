@@ -72,3 +72,20 @@ def test_the_code_cites_no_document_or_issue_it_does_not_ship():
         ["grep", "-rnE", r"DESIGN\.md|[Ii]ssue [0-9]+", "tasks", "db", "bench", "sql", "tests"],
         cwd=ROOT, capture_output=True, text=True)
     assert found.stdout == "", found.stdout
+
+
+def test_the_languages_section_runs_and_quotes_the_catalogs(conn):
+    from tasks.rendering import sms_opt_out
+
+    section = _section("Languages")
+    [sql] = re.findall(r"```sql\n(.*?)```", section, re.S)
+    reg = new_registration(conn)
+    conn.execute(re.sub(r"'[0-9a-f-]{36}'", f"'{reg}'", sql))
+    row = conn.execute("SELECT r.language, c.default_language FROM registrations r, "
+                       "notification_config c WHERE r.id = %s", (reg,)).fetchone()
+    assert (row["language"], row["default_language"]) == ("en", "es")
+    flat = " ".join(section.split())
+    assert f'"{sms_opt_out("es")}"' in flat
+    assert sms_opt_out("en") in " ".join(_section("Guarantees, and how they are kept").split())
+    for path in re.findall(r"`(tasks/[\w/.]+\.(?:toml|py))`", section):
+        assert (ROOT / path).exists(), path

@@ -26,8 +26,8 @@ def _ctx(stage: str, **over) -> MessageContext:
 def test_every_stage_has_its_own_template(stage):
     sms = render_sms(_ctx(stage))
     email = render_email(_ctx(stage))
-    assert sms.template == f"sms:stages/{stage}.j2"
-    assert email.template == f"email:stages/{stage}.j2"
+    assert sms.template == f"sms:en/stages/{stage}"
+    assert email.template == f"email:en/stages/{stage}"
     assert sms.body.startswith("Lone Star Auto: ") and "2019 Honda Civic" in sms.body
     assert "Reply STOP" in sms.body
     assert segment_count(sms.body) == 1
@@ -60,7 +60,7 @@ def test_html_is_escaped_but_text_is_not():
 
 def test_unknown_stage_uses_the_default_template():
     sms = render_sms(_ctx("title_lost", stage_label="Title lost in the mail"))
-    assert sms.template == "sms:stages/default.j2"
+    assert sms.template == "sms:en/stages/default"
     assert "Title lost in the mail" in sms.body
 
 

@@ -84,7 +84,7 @@ def test_overview_counts_queue_deliveries_failures_and_retries(conn, capsys, twi
         [waiting_ref] = [r for r in claim_due(c, 10).deliveries if r.channel == "email"]
         assert db_deliveries.claim(c, waiting_ref.id, lease_s=30, recipient="rita@example.com",
                                    provider="resend", body="b", subject="s",
-                                   template_used="t") is not None
+                                   template_used="t", language="en") is not None
         db_deliveries.schedule_retry(c, waiting_ref.id, countdown_s=300, outcome_unknown=False,
                                      code="http_503", message="Service Unavailable")
 

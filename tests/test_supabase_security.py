@@ -175,8 +175,8 @@ def test_each_role_holds_exactly_the_intended_table_privileges(any_database_url)
                     "SELECT has_sequence_privilege(%s, %s, 'USAGE,SELECT,UPDATE') AS ok",
                     (role, f"public.{seq}")).fetchone()["ok"], (role, seq)
         # The column grant: authenticated writes what staff edit, never the keys.
-        for column, ok in (("notification_pref", True), ("current_stage", True),
-                           ("id", False), ("created_at", False)):
+        for column, ok in (("notification_pref", True), ("language", True),
+                           ("current_stage", True), ("id", False), ("created_at", False)):
             assert c.execute(
                 "SELECT has_column_privilege('authenticated', 'public.registrations', %s, "
                 "'UPDATE') AS ok", (column,)).fetchone()["ok"] is ok, column
@@ -233,6 +233,67 @@ def test_customer_cannot_touch_another_column(database_url, ana_and_ben, assignm
     ) as c:
         c.execute(f"UPDATE registrations SET notification_pref = 'email', {assignment} "
                   "WHERE id = %s", (ana_and_ben["ana"],))
+
+
+@pytest.mark.parametrize("language", ["es", "en", None])
+def test_customer_sets_their_own_language(database_url, conn, ana_and_ben, language):
+    ana, ben = ana_and_ben["ana"], ana_and_ben["ben"]
+    conn.execute("UPDATE registrations SET language = 'en' WHERE id = %s", (ana,))
+    conn.execute("UPDATE registrations SET updated_at = now() - interval '1 day' "
+                 "WHERE id = %s", (ana,))
+    with committed_as(database_url, "authenticated", customer(ANA)) as c:
+        assert c.execute("UPDATE registrations SET language = %s WHERE id = %s",
+                         (language, ana)).rowcount == 1
+        # RLS: not someone else's.
+        assert c.execute("UPDATE registrations SET language = 'es' WHERE id = %s",
+                         (ben,)).rowcount == 0
+    row = conn.execute("SELECT language, updated_at > now() - interval '1 hour' AS touched "
+                       "FROM registrations WHERE id = %s", (ana,)).fetchone()
+    assert row["language"] == language
+    assert row["touched"] is (language != "en")  # a change moves updated_at; a no-op does not
+    assert conn.execute("SELECT language FROM registrations WHERE id = %s",
+                        (ben,)).fetchone()["language"] is None
+    # Both columns at once are still the customer's own choice.
+    with committed_as(database_url, "authenticated", customer(ANA)) as c:
+        c.execute("UPDATE registrations SET language = 'es', notification_pref = 'sms' "
+                  "WHERE id = %s", (ana,))
+
+
+def test_customer_cannot_set_an_unknown_language(database_url, ana_and_ben):
+    with pytest.raises(psycopg.errors.CheckViolation), as_role(
+        database_url, "authenticated", customer(ANA)
+    ) as c:
+        c.execute("UPDATE registrations SET language = 'fr' WHERE id = %s",
+                  (ana_and_ben["ana"],))
+
+
+@pytest.mark.parametrize("assignment", [
+    "customer_name = 'Someone'", "current_stage = 'sticker_delivered'",
+    "time_zone = 'UTC'", "customer_phone = '+15550009999'",
+])
+def test_a_language_change_carries_no_other_column(database_url, ana_and_ben, assignment):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
+        database_url, "authenticated", customer(ANA)
+    ) as c:
+        c.execute(f"UPDATE registrations SET language = 'es', {assignment} WHERE id = %s",
+                  (ana_and_ben["ana"],))
+
+
+def test_staff_set_a_language_and_customers_see_their_own_messages_language(
+    database_url, conn, ana_and_ben
+):
+    ana = ana_and_ben["ana"]
+    with committed_as(database_url, "authenticated", ADMIN) as c:
+        c.execute("UPDATE registrations SET language = 'es', customer_name = 'Ana R.' "
+                  "WHERE id = %s", (ana,))
+    conn.execute("INSERT INTO registration_notifications (registration_id, channel, recipient, "
+                 "status, language) VALUES (%s, 'sms', %s, 'sent', 'es')", (ana, ANA))
+    _, notes = _seen(database_url, ANA)
+    assert [n["language"] for n in notes] == ["es"]
+    with as_role(database_url, "anon") as c:
+        labels = c.execute("SELECT label_es FROM registration_stages "
+                           "WHERE stage = 'sticker_ready'").fetchone()
+    assert labels["label_es"] == "Placas y etiqueta listas"
 
 
 def test_customer_cannot_touch_anyone_elses_row(database_url, conn, ana_and_ben):

@@ -91,3 +91,47 @@ def test_regnotify_worker_honours_retry_after_between_attempts(
     first, second = twilio_wire.attempts()
     assert second.received_mono - first.received_mono >= 2.0
     assert twilio_wire.accepted_count() == 1
+
+
+def test_a_spanish_customer_gets_spanish_messages_through_a_real_worker(
+    tmp_path: Path, broker_app, worker_env, clean_db, conn, twilio_wire, resend_wire
+):
+    # One customer reads Spanish; a second one's text fails for good, so the
+    # e-mail that replaces it carries the Spanish fallback line.
+    spanish = new_registration(conn, customer_name="Lucía Gómez", customer_phone="+15554440001",
+                               customer_email="lucia@example.com", language="es")
+    bounced = new_registration(conn, customer_name="Pedro Ruiz", customer_phone="+15554440002",
+                               customer_email="pedro@example.com", language="es",
+                               notification_pref="sms")
+    english = new_registration(conn, customer_phone="+15554440003",
+                               customer_email="dana@example.com")
+    twilio_wire.script("+15554440002", ["21614"])
+    for reg in (spanish, bounced, english):
+        change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    worker = WorkerProcess(regnotify_worker_argv(2), worker_env, tmp_path / "worker.log")
+    worker.start(broker_app)
+    try:
+        broker_app.send_task("process_notification_queue")
+        _wait_settled(clean_db, expected=6)
+    finally:
+        worker.stop()
+
+    [text] = twilio_wire.sends("+15554440001")
+    assert text.body == ("Lone Star Auto: placas y etiqueta listas para su 2019 Honda Civic. "
+                         "Responda STOP para cancelar.")
+    [mail] = resend_wire.sends("lucia@example.com")
+    assert mail.subject == "Lone Star Auto: Placas y etiqueta listas para su 2019 Honda Civic"
+    assert "Hola, Lucía:" in mail.text and "Paso actual: Placas y etiqueta listas" in mail.text
+    assert '<html lang="es">' in (mail.html or "") and "están listas" in (mail.html or "")
+
+    [fallback] = resend_wire.sends("pedro@example.com")
+    assert "No pudimos enviarle un mensaje de texto" in fallback.text
+
+    [english_text] = twilio_wire.sends("+15554440003")
+    assert english_text.body.endswith("Reply STOP to opt out.")
+    languages = {(r["registration_id"], r["channel"]): r["language"] for r in conn.execute(
+        "SELECT registration_id::text, channel, language FROM registration_notifications "
+        "WHERE status <> 'skipped' OR language IS NOT NULL")}
+    assert languages[spanish, "sms"] == languages[spanish, "email"] == "es"
+    assert languages[bounced, "email"] == "es" and languages[english, "sms"] == "en"

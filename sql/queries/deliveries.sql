@@ -19,6 +19,7 @@ SET status          = 'sending',
     body            = %(body)s,
     subject         = %(subject)s,
     template_used   = %(template_used)s,
+    language        = %(language)s,
     updated_at      = now()
 WHERE id = %(id)s
   AND status IN ('queued', 'sending')
@@ -215,10 +216,11 @@ SET status          = 'sending',
     body            = u.body,
     subject         = u.subject,
     template_used   = u.template_used,
+    language        = u.language,
     updated_at      = now()
 FROM unnest(%(ids)s::bigint[], %(recipients)s::text[], %(bodies)s::text[],
-            %(subjects)s::text[], %(templates)s::text[])
-     AS u (id, recipient, body, subject, template_used)
+            %(subjects)s::text[], %(templates)s::text[], %(languages)s::text[])
+     AS u (id, recipient, body, subject, template_used, language)
 WHERE n.id = u.id
   AND n.status IN ('queued', 'sending')
 RETURNING n.id, n.attempts - n.attempts_at_redrive AS attempts_this_run;
@@ -253,11 +255,23 @@ SELECT n.id,
        r.vehicle_make AS make,
        r.vehicle_model AS model,
        r.plate_number,
-       st.label AS new_stage_label,
-       so.label AS old_stage_label,
-       coalesce(o.opted_out, false) AS sms_opted_out
+       -- Labels in the message's language; a stage without a Spanish label
+       -- keeps its English one.
+       CASE WHEN lang.language = 'es' THEN coalesce(st.label_es, st.label)
+            ELSE st.label END AS new_stage_label,
+       CASE WHEN lang.language = 'es' THEN coalesce(so.label_es, so.label)
+            ELSE so.label END AS old_stage_label,
+       coalesce(o.opted_out, false) AS sms_opted_out,
+       lang.language,
+       (n.held_until IS NOT NULL) AS was_held,
+       (n.fallback_for IS NOT NULL) AS is_fallback
 FROM public.registration_notifications AS n
 JOIN public.registrations AS r ON r.id = n.registration_id
+CROSS JOIN LATERAL (
+    SELECT coalesce(r.language,
+                    (SELECT c.default_language FROM public.notification_config AS c),
+                    'en') AS language
+) AS lang
 LEFT JOIN public.registration_stages AS st ON st.stage = n.new_stage
 LEFT JOIN public.registration_stages AS so ON so.stage = n.old_stage
 LEFT JOIN public.sms_opt_outs AS o ON o.phone = r.customer_phone

@@ -78,7 +78,11 @@ SELECT r.id,
        r.plate_number,
        r.created_at,
        r.updated_at,
-       coalesce(o.opted_out, false) AS sms_opted_out
+       coalesce(o.opted_out, false) AS sms_opted_out,
+       -- NULL language: the configured default (migration 17).
+       r.language,
+       coalesce(r.language, (SELECT c.default_language FROM public.notification_config AS c),
+                'en') AS effective_language
 FROM public.registrations AS r
 LEFT JOIN public.registration_stages AS st ON st.stage = r.current_stage
 LEFT JOIN public.sms_opt_outs AS o ON o.phone = r.customer_phone
@@ -115,6 +119,7 @@ SELECT n.id,
        n.provider_message_id,
        n.template_used,
        n.subject,
+       n.language,
        n.attempts,
        n.error_code,
        n.error_message,

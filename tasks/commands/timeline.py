@@ -145,6 +145,7 @@ def _print_timeline(
         ("Phone", phone),
         ("E-mail", reg.customer_email or "(none)"),
         ("Preference", reg.notification_pref),
+        ("Language", _language(reg)),
         ("Stage", stage),
         ("Vehicle", vehicle or "(none)"),
         ("Created", when(reg.created_at)),
@@ -187,10 +188,16 @@ def _burst_heading(number: int, q: QueueEntry, now: datetime) -> str:
 def _print_deliveries(out: Console, deliveries: Sequence[DeliveryEntry], now: datetime) -> None:
     print_rows(
         out,
-        ("channel", "status", "detail", "message id", "tries", "at"),
-        [(d.channel, d.status, _detail(d, now), d.provider_message_id, d.attempts,
-          _delivery_time(d)) for d in deliveries],
+        ("channel", "status", "lang", "detail", "message id", "tries", "at"),
+        [(d.channel, d.status, d.language or "", _detail(d, now), d.provider_message_id,
+          d.attempts, _delivery_time(d)) for d in deliveries],
     )
+
+
+def _language(reg: RegistrationDetail) -> str:
+    if reg.language:
+        return reg.language
+    return f"{reg.effective_language} (the default)"
 
 
 def _detail(d: DeliveryEntry, now: datetime) -> str:

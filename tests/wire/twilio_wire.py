@@ -13,7 +13,6 @@ or simply ``wire.client(timeout=2)``.
 from __future__ import annotations
 
 import base64
-import math
 import re
 import time
 import uuid
@@ -121,18 +120,38 @@ _GSM_BASIC = set(
 _GSM_EXTENDED = set("^{}\\[~]|€\f")
 
 
+def segments(body: str) -> list[str]:
+    """The parts a long text travels in, as Twilio splits it for the carriers.
+
+    A part holds 153 septets (GSM-7) or 67 UTF-16 units (UCS-2) next to its
+    concatenation header, and never ends inside an escape pair or a surrogate
+    pair: that character opens the next part. One part holds 160 or 70.
+    """
+    gsm = all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in body)
+
+    def size(c: str) -> int:
+        if gsm:
+            return 2 if c in _GSM_EXTENDED else 1
+        return len(c.encode("utf-16-le")) // 2
+
+    if sum(size(c) for c in body) <= (160 if gsm else 70):
+        return [body]
+    limit = 153 if gsm else 67
+    parts: list[str] = []
+    current, used = "", 0
+    for c in body:
+        if used + size(c) > limit:
+            parts.append(current)
+            current, used = "", 0
+        current += c
+        used += size(c)
+    parts.append(current)
+    return parts
+
+
 def num_segments(body: str) -> int:
-    """SMS segment count the way carriers bill it (GSM-7 or UCS-2)."""
-    if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in body):
-        units = sum(2 if c in _GSM_EXTENDED else 1 for c in body)
-        single, multi = 160, 153
-    else:
-        # UTF-16 code units: astral characters (emoji) take two.
-        units = len(body.encode("utf-16-le")) // 2
-        single, multi = 70, 67
-    if units <= single:
-        return 1
-    return math.ceil(units / multi)
+    """SMS segment count the way Twilio reports and carriers bill it (GSM-7 or UCS-2)."""
+    return len(segments(body))
 
 
 def _rfc2822(ts: float) -> str:

@@ -276,3 +276,14 @@ def test_duplicates_groups_same_recipient_and_body(twilio_client: Client, twilio
     dupes = twilio_wire.duplicates()
     assert list(dupes) == [(TO, "same")]
     assert len(dupes[(TO, "same")]) == 2
+
+
+@pytest.mark.parametrize(("body", "segments"), [
+    ("a" * 306, "2"),
+    ("a" * 152 + "€" + "a" * 152, "3"),   # the escape pair opens the second part
+    ("ō" * 66 + "😀" + "ō" * 66, "3"),     # so does the surrogate pair
+])
+def test_num_segments_never_splits_a_pair(twilio_wire: TwilioWire, body: str,
+                                          segments: str) -> None:
+    message = sdk_client(twilio_wire).messages.create(to=TO, from_=FROM, body=body)
+    assert message.num_segments == segments
