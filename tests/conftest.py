@@ -32,6 +32,8 @@ _TABLES = (
     "registrations",
     "sms_opt_outs",
     "webhook_events",
+    "inbound_messages",
+    "reply_digests",
 )
 
 
@@ -178,7 +180,9 @@ def clean_db(database_url: str) -> Iterator[str]:
         conn.execute(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE")
         conn.execute(
             "UPDATE notification_config SET debounce_window = interval '5 minutes', "
-            "max_wait = interval '30 minutes', relay_url = NULL, relay_token = NULL"
+            "max_wait = interval '30 minutes', relay_url = NULL, relay_token = NULL, "
+            "staff_email = NULL, help_reply = NULL, dealership_phone = NULL, "
+            "reply_ack_every = interval '1 day'"
         )
         conn.execute(QUIET_HOURS_OFF)
 
