@@ -182,7 +182,8 @@ def clean_db(database_url: str) -> Iterator[str]:
             "UPDATE notification_config SET debounce_window = interval '5 minutes', "
             "max_wait = interval '30 minutes', relay_url = NULL, relay_token = NULL, "
             "staff_email = NULL, help_reply = NULL, dealership_phone = NULL, "
-            "reply_ack_every = interval '1 day'"
+            "reply_ack_every = interval '1 day', opt_out_keywords = DEFAULT, "
+            "opt_in_keywords = DEFAULT, help_keywords = DEFAULT"
         )
         conn.execute(QUIET_HOURS_OFF)
 
