@@ -16,6 +16,7 @@ from tests.cli_runner import cli
 from tests.flow import run_tick
 from tests.pg import new_registration
 from tests.relay_helpers import twilio_post
+from tests.wire import ACCEPTED_TIMEOUT, REPLAYED
 
 pytest_plugins = ["tests.relay_helpers"]
 pytestmark = pytest.mark.usefixtures("pipeline")
@@ -318,3 +319,38 @@ def test_replies_follow_the_delivery_historys_retention(relay_client, conn):
             {"status": "pending"}]
     finally:
         conn.execute("UPDATE notification_config SET retain_deliveries = NULL")
+
+
+# ── The e-mail pipeline's guarantees hold for staff's e-mails ───────────────
+
+
+def test_a_lost_answer_is_retried_under_the_same_key_and_staff_get_one_email(
+        relay_client, conn, resend_wire):
+    # Resend accepts the first request, then its answer stalls past PROVIDER_TIMEOUT_S.
+    resend_wire.script(STAFF, ["timeout_after_accept:2"])
+    _dana(conn)
+    _staff(conn)
+    twilio_post(relay_client(), INBOUND, _text("hello?"))
+    _make_digests_due(conn)
+    run_tick()
+    assert [a.outcome for a in resend_wire.attempts()] == [ACCEPTED_TIMEOUT, REPLAYED]
+    assert len({a.idempotency_key for a in resend_wire.attempts()}) == 1
+    (mail,) = _staff_mails(resend_wire)
+    digest = conn.execute("SELECT * FROM reply_digests").fetchone()
+    assert (digest["status"], digest["attempts"], digest["provider_message_id"]) == (
+        "sent", 2, mail.id)
+
+
+def test_digests_due_together_go_in_one_batch_request(relay_client, conn, resend_wire):
+    _dana(conn)
+    _staff(conn)
+    client = relay_client()
+    twilio_post(client, INBOUND, _text("from Dana"))
+    twilio_post(client, INBOUND, _text("from a stranger", phone=STRANGER))
+    assert _make_digests_due(conn) == 2
+    run_tick()
+    assert len(resend_wire.attempts()) == 1
+    mails = _staff_mails(resend_wire)
+    assert sorted("Dana" in m.text for m in mails) == [False, True]
+    assert [r["status"] for r in conn.execute("SELECT status FROM reply_digests")] == [
+        "sent", "sent"]
