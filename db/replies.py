@@ -126,10 +126,10 @@ def acknowledge(conn: Connection, inbound_id: int) -> bool:
     return conn.exec_driver_sql(query("reply_acknowledge"), {"id": inbound_id}).first() is not None
 
 
-def claim_digests(conn: Connection, *, limit: int, lease_s: float) -> list[int]:
-    """Due digests (and lapsed sends), leased for a send task."""
+def claim_digests(conn: Connection, *, limit: int, lease_s: float, token: str) -> list[int]:
+    """Due digests (and lapsed sends), leased for the send task that carries `token`."""
     rows = conn.exec_driver_sql(query("reply_digests_claim"),
-                                {"limit": limit, "lease_s": lease_s}).all()
+                                {"limit": limit, "lease_s": lease_s, "token": token}).all()
     return [int(r.id) for r in rows]
 
 
@@ -139,13 +139,19 @@ def seconds_until_next_digest(conn: Connection) -> float | None:
     return None if value is None else float(value)
 
 
-def take(conn: Connection, ids: Sequence[int], *, lease_s: float) -> list[Digest]:
-    """The named digests still sending, with one more attempt counted."""
+def take(conn: Connection, ids: Sequence[int], *, token: str, lease_s: float) -> list[Digest]:
+    """The named digests still sending under this claim's token, leased again."""
     rows = conn.exec_driver_sql(query("reply_digests_take"),
-                                {"ids": list(ids), "lease_s": lease_s}).all()
+                                {"ids": list(ids), "token": token, "lease_s": lease_s}).all()
     return [Digest(int(r.id), r.from_phone, None if r.registration_id is None
                    else str(r.registration_id), r.recipient, int(r.attempts), r.first_at)
             for r in sorted(rows, key=lambda r: r.id)]
+
+
+def count_attempt(conn: Connection, ids: Sequence[int]) -> int:
+    """One more provider call for these digests; returns the highest attempt count."""
+    rows = conn.exec_driver_sql(query("reply_digests_attempt"), {"ids": list(ids)}).all()
+    return max((int(r.attempts) for r in rows), default=1)
 
 
 def extend(conn: Connection, ids: Sequence[int], *, lease_s: float, code: str | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import asdict, dataclass
 
 from celery import Task
@@ -103,9 +104,10 @@ def _reply_digests(limit: int) -> int:
     settings = get_settings()
     # The lease a send takes: a rate wait, one request, its timeout.
     lease_s = settings.provider_timeout_s * 2 + 15
+    token = uuid.uuid4().hex
     with engine().begin() as conn:
-        ids = replies.claim_digests(conn, limit=limit, lease_s=lease_s)
-    return dispatch_reply_digests(ids)
+        ids = replies.claim_digests(conn, limit=limit, lease_s=lease_s, token=token)
+    return dispatch_reply_digests(ids, token)
 
 
 @app.task(name="process_notification_queue", bind=True, acks_late=True,

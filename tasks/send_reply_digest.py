@@ -6,7 +6,9 @@ e-mails, under the same shared rate limit, several digests in one
 POST /emails/batch, each with an Idempotency-Key of its own digest
 (`regnotify-reply-digest-<id>`, one request per digest when alone), so a
 retry never e-mails staff twice. A send that dies leaves its lease to lapse
-and the queue run takes the digest again.
+and the queue run takes the digest again, under a new claim token: the
+first task, should it still run (it sat behind a backlog), finds the digest
+no longer its own and sends nothing.
 """
 
 from __future__ import annotations
@@ -82,11 +84,11 @@ def _wait_for_slot(ids: list[int], slot_at: float | None) -> DigestOutcome | Non
     return None
 
 
-def run(digest_ids: list[int], slot_at: float | None = None) -> DigestOutcome:
-    """Send the named digests that are still to go, in one request."""
+def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> DigestOutcome:
+    """Send the named digests of this claim that are still to go, in one request."""
     settings = get_settings()
     with engine().begin() as conn:
-        taken = replies.take(conn, digest_ids, lease_s=lease_seconds(settings))
+        taken = replies.take(conn, digest_ids, token=token, lease_s=lease_seconds(settings))
     ready = [d for d in taken if d.recipient]
     with engine().begin() as conn:
         for d in taken:
@@ -101,6 +103,8 @@ def run(digest_ids: list[int], slot_at: float | None = None) -> DigestOutcome:
     if later is not None:
         return later
     mails = _emails(ready, settings.dealership_name)
+    with engine().begin() as conn:
+        attempts = replies.count_attempt(conn, ids)
     provider = email_provider()
     try:
         with limiter("email").call():
@@ -111,7 +115,7 @@ def run(digest_ids: list[int], slot_at: float | None = None) -> DigestOutcome:
                 key = "regnotify-reply-digests-" + "-".join(str(i) for i in ids)
                 results = provider.send_batch([m for _, m in mails], key)
     except ProviderError as exc:
-        return _after_error(ready, exc)
+        return _after_error(ids, attempts, exc)
     sent = 0
     with engine().begin() as conn:
         for (d, _), result in zip(mails, results, strict=True):
@@ -126,9 +130,8 @@ def run(digest_ids: list[int], slot_at: float | None = None) -> DigestOutcome:
     return DigestOutcome("sent", f"{sent} of {len(mails)} digests")
 
 
-def _after_error(ready: list[Digest], exc: ProviderError) -> DigestOutcome:
+def _after_error(ids: list[int], attempts: int, exc: ProviderError) -> DigestOutcome:
     settings = get_settings()
-    ids = [d.id for d in ready]
     if exc.rate_limited:
         lim = limiter("email")
         lim.defer(exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT_S)
@@ -139,7 +142,6 @@ def _after_error(ready: list[Digest], exc: ProviderError) -> DigestOutcome:
         return DigestOutcome("waiting", f"provider rate limit ({exc.code})",
                              again_in_s=max(0.0, wait - PREPARE_LEAD_S),
                              slot_at=time.time() + wait)
-    attempts = max(d.attempts for d in ready)
     max_attempts = settings.send_max_retries + 1
     if not exc.transient or attempts >= max_attempts:
         with engine().begin() as conn:
@@ -157,13 +159,14 @@ def _after_error(ready: list[Digest], exc: ProviderError) -> DigestOutcome:
 
 
 @app.task(name="send_reply_digests", bind=True, acks_late=True, **INFRASTRUCTURE_RETRY)
-def send_reply_digests(self: Task, digest_ids: list[int], slot_at: float | None = None) -> str:
-    """E-mail staff the named reply digests; idempotent."""
+def send_reply_digests(self: Task, digest_ids: list[int], token: str,
+                       slot_at: float | None = None) -> str:
+    """E-mail staff the named reply digests of one claim (`token`); idempotent."""
     ids = [int(i) for i in digest_ids]
-    outcome = run(ids, slot_at)
+    outcome = run(ids, token, slot_at)
     if outcome.again_in_s is not None:
         # A fresh message, not self.retry(): attempts are counted in the database.
         send_reply_digests.apply_async(
-            (ids,), {"slot_at": outcome.slot_at}, countdown=outcome.again_in_s,
+            (ids, token), {"slot_at": outcome.slot_at}, countdown=outcome.again_in_s,
             argsrepr=f"(reply_digests={ids})", add_to_parent=False)
     return str(outcome)

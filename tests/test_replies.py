@@ -354,3 +354,24 @@ def test_digests_due_together_go_in_one_batch_request(relay_client, conn, resend
     assert sorted("Dana" in m.text for m in mails) == [False, True]
     assert [r["status"] for r in conn.execute("SELECT status FROM reply_digests")] == [
         "sent", "sent"]
+
+
+def test_a_task_of_an_earlier_claim_sends_nothing(relay_client, conn, resend_wire):
+    # The first claim's task sat behind a backlog until its lease lapsed; the
+    # queue run claimed the digest again and that task sent it.
+    from db import replies
+    from tasks import send_reply_digest
+    from tasks.database import engine
+
+    _dana(conn)
+    _staff(conn)
+    twilio_post(relay_client(), INBOUND, _text("hello?"))
+    _make_digests_due(conn)
+    with engine().begin() as c:
+        (digest_id,) = replies.claim_digests(c, limit=10, lease_s=60, token="first-claim")
+    conn.execute("UPDATE reply_digests SET lease_until = now() - interval '1 second'")
+    run_tick()
+    assert len(_staff_mails(resend_wire)) == 1
+    late = send_reply_digest.run([digest_id], "first-claim")
+    assert late.status == "done"
+    assert len(_staff_mails(resend_wire)) == 1 and len(resend_wire.attempts()) == 1

@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS public.reply_digests (
     recipient           text,
     attempts            int NOT NULL DEFAULT 0,
     lease_until         timestamptz,
+    -- Set by each claim of the queue run and carried by the send task it
+    -- publishes: a task of an earlier claim (its lease lapsed while it sat in
+    -- a backlog) finds the digest no longer its own and sends nothing.
+    claim_token         text,
     provider_message_id text,
     error_code          text,
     error_message       text,

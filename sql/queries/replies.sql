@@ -98,6 +98,7 @@ RETURNING m.acknowledged_at;
 UPDATE public.reply_digests AS d
 SET status = 'sending',
     recipient = coalesce(d.recipient, c.staff_email),
+    claim_token = %(token)s,
     lease_until = now() + make_interval(secs => %(lease_s)s),
     updated_at = now()
 FROM public.notification_config AS c
@@ -117,13 +118,19 @@ FROM public.reply_digests
 WHERE status = 'pending';
 
 -- name: reply_digests_take
--- The send task's own claim: still sending, one more attempt, a fresh lease.
+-- The send task's own digests (its claim's token), still sending, freshly leased.
 UPDATE public.reply_digests AS d
-SET attempts = d.attempts + 1,
-    lease_until = now() + make_interval(secs => %(lease_s)s),
+SET lease_until = now() + make_interval(secs => %(lease_s)s),
     updated_at = now()
-WHERE d.id = ANY (%(ids)s) AND d.status = 'sending'
+WHERE d.id = ANY (%(ids)s) AND d.status = 'sending' AND d.claim_token = %(token)s
 RETURNING d.id, d.from_phone, d.registration_id, d.recipient, d.attempts, d.first_at;
+
+-- name: reply_digests_attempt
+-- Counted just before the provider call: waiting for a slot is no attempt.
+UPDATE public.reply_digests
+SET attempts = attempts + 1, updated_at = now()
+WHERE id = ANY (%(ids)s) AND status = 'sending'
+RETURNING attempts;
 
 -- name: reply_digests_extend
 -- Waiting for a rate slot or a backoff: the lease covers the wait, so the
