@@ -375,3 +375,15 @@ def test_a_task_of_an_earlier_claim_sends_nothing(relay_client, conn, resend_wir
     late = send_reply_digest.run([digest_id], "first-claim")
     assert late.status == "done"
     assert len(_staff_mails(resend_wire)) == 1 and len(resend_wire.attempts()) == 1
+
+
+def test_a_signed_text_without_a_message_sid_is_still_kept_once_and_acted_on(
+        relay_client, conn):
+    _dana(conn)
+    client = relay_client()
+    params = {"From": DANA, "To": "+15005550006", "Body": "STOP"}
+    twilio_post(client, INBOUND, params)
+    twilio_post(client, INBOUND, params)
+    (row,) = _stored(conn)
+    assert row["message_sid"].startswith("nosid-") and row["keyword"] == "STOP"
+    assert conn.execute("SELECT opted_out FROM sms_opt_outs").fetchone()["opted_out"] is True

@@ -14,6 +14,7 @@ trimmed text in any case.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -87,13 +88,13 @@ async def inbound(request: Request) -> Response:
     if form is None:
         relay.metrics.webhooks.labels("twilio_inbound", "forbidden").inc()
         return forbidden()
-    sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
+    sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip() or _stand_in_sid(request)
     phone = (form.get("From") or "").strip()
     to = (form.get("To") or "").strip() or None
     body = form.get("Body") or ""
     twilio_kind = TWILIO_OPT_OUT_TYPES.get((form.get("OptOutType") or "").strip().upper())
-    if not sid or not phone:
-        log.warning("inbound SMS without a MessageSid or a sender: nothing to keep")
+    if not phone:
+        log.warning("inbound SMS without a sender: nothing to keep")
         relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
         return _twiml(None)
     try:
@@ -109,6 +110,16 @@ async def inbound(request: Request) -> Response:
              f" {handled.inbound.keyword}" if handled.inbound.keyword else "")
     relay.metrics.webhooks.labels("twilio_inbound", outcome).inc()
     return _twiml(handled.answer)
+
+
+def _stand_in_sid(request: Request) -> str:
+    """A key for a signed text without a MessageSid (Twilio always sends one).
+
+    The signature covers the URL and every parameter, so a retry of the same
+    request has the same one: the text is still stored once.
+    """
+    signature = request.headers.get("x-twilio-signature", "")
+    return "nosid-" + hashlib.sha256(signature.encode()).hexdigest()[:32]
 
 
 def _twiml(message: str | None) -> Response:
