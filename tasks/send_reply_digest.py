@@ -2,10 +2,10 @@
 
 The queue run claims due digests (tasks.queue_tick) and publishes this task
 with their ids. It goes through the same e-mail provider as the customers'
-e-mails, under the same shared rate limit, several digests in one
-POST /emails/batch, each with an Idempotency-Key of its own digest
-(`regnotify-reply-digest-<id>`, one request per digest when alone), so a
-retry never e-mails staff twice. A send that dies leaves its lease to lapse
+e-mails, under the same shared rate limit: one digest alone with the
+Idempotency-Key `regnotify-reply-digest-<id>`, several in one
+POST /emails/batch whose key is derived from its digests, so a retry of the
+same send never e-mails staff twice. A send that dies leaves its lease to lapse
 and the queue run takes the digest again, under a new claim token: the
 first task, should it still run (it sat behind a backlog), finds the digest
 no longer its own and sends nothing.
@@ -13,6 +13,7 @@ no longer its own and sends nothing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -66,6 +67,12 @@ def _emails(taken: list[Digest], dealership: str) -> list[tuple[Digest, Email]]:
     return found
 
 
+def batch_key(ids: list[int]) -> str:
+    """A batch's Idempotency-Key: the same for the same digests, within Resend's 256 characters."""
+    members = ",".join(str(i) for i in sorted(ids))
+    return "regnotify-reply-digests-" + hashlib.sha256(members.encode()).hexdigest()[:32]
+
+
 def _wait_for_slot(ids: list[int], slot_at: float | None) -> DigestOutcome | None:
     """Sleep for a near slot; a far one: run again for it (the lease covers the wait)."""
     if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
@@ -99,10 +106,11 @@ def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> Dige
     if not ready:
         return DigestOutcome("done", "nothing left to send")
     ids = [d.id for d in ready]
+    # Render before the wait, so the request leaves on its slot.
+    mails = _emails(ready, settings.dealership_name)
     later = _wait_for_slot(ids, slot_at)
     if later is not None:
         return later
-    mails = _emails(ready, settings.dealership_name)
     with engine().begin() as conn:
         attempts = replies.count_attempt(conn, ids)
     provider = email_provider()
@@ -111,9 +119,7 @@ def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> Dige
             if len(mails) == 1:
                 results = [BatchResult(provider.send(mails[0][1]))]
             else:
-                # The batch's key: its members' keys are the digests' own.
-                key = "regnotify-reply-digests-" + "-".join(str(i) for i in ids)
-                results = provider.send_batch([m for _, m in mails], key)
+                results = provider.send_batch([m for _, m in mails], batch_key(ids))
     except ProviderError as exc:
         return _after_error(ids, attempts, exc)
     sent = 0

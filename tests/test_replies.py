@@ -349,7 +349,8 @@ def test_digests_due_together_go_in_one_batch_request(relay_client, conn, resend
     twilio_post(client, INBOUND, _text("from a stranger", phone=STRANGER))
     assert _make_digests_due(conn) == 2
     run_tick()
-    assert len(resend_wire.attempts()) == 1
+    (attempt,) = resend_wire.attempts()
+    assert attempt.idempotency_key.startswith("regnotify-reply-digests-")
     mails = _staff_mails(resend_wire)
     assert sorted("Dana" in m.text for m in mails) == [False, True]
     assert [r["status"] for r in conn.execute("SELECT status FROM reply_digests")] == [
@@ -387,3 +388,11 @@ def test_a_signed_text_without_a_message_sid_is_still_kept_once_and_acted_on(
     (row,) = _stored(conn)
     assert row["message_sid"].startswith("nosid-") and row["keyword"] == "STOP"
     assert conn.execute("SELECT opted_out FROM sms_opt_outs").fetchone()["opted_out"] is True
+
+
+def test_a_batch_key_is_stable_and_short():
+    from tasks.send_reply_digest import batch_key
+
+    many = list(range(1, 101))
+    assert batch_key(many) == batch_key(list(reversed(many))) != batch_key(many[:-1])
+    assert len(batch_key(many)) <= 256
