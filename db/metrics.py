@@ -44,3 +44,15 @@ def held_figures(conn: Connection) -> dict[str, int]:
     """Deliveries held for quiet hours right now, by channel."""
     rows = conn.exec_driver_sql(query("metrics_held")).all()
     return {str(r.channel): int(r.held) for r in rows}
+
+
+def reply_figures(conn: Connection) -> dict[tuple[str, str], int]:
+    """Inbound texts of the last 24 h: {(kind, sender): count}; kind reply/opt_out/opt_in/help."""
+    rows = conn.exec_driver_sql(query("metrics_replies")).all()
+    return {(str(r.kind), str(r.sender)): int(r.replies) for r in rows}
+
+
+def reply_digest_figures(conn: Connection) -> dict[str, int]:
+    """E-mails to staff about replies: open now, sent or failed in the last 24 h, by status."""
+    rows = conn.exec_driver_sql(query("metrics_reply_digests")).all()
+    return {str(r.status): int(r.digests) for r in rows}

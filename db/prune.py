@@ -1,4 +1,4 @@
-"""Retention: prune processed queue rows, webhook events and our pg_cron run history.
+"""Retention: prune processed queue rows, webhook events, our pg_cron run history, replies.
 
 The SQL (migration 11's `prune_notifications`) deletes one small batch of
 each kind per call; `prune` here calls it until nothing is left, each call in
@@ -23,7 +23,7 @@ PRUNE_JOB_NAME = "regnotify-prune"
 DEFAULT_BATCH = 5000
 
 #: The kinds, in the order the SQL prunes and reports them.
-KINDS = ("processed_queue", "webhook_events", "cron_history", "deliveries")
+KINDS = ("processed_queue", "webhook_events", "cron_history", "deliveries", "replies")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def create_app() -> Celery:
         "tasks.queue_tick",
         "tasks.send_sms",
         "tasks.send_email",
+        "tasks.send_reply_digest",
     ])
     app.conf.update(
         task_serializer="json",
@@ -63,6 +64,7 @@ def create_app() -> Celery:
             "send_sms": {"queue": QUEUE_SMS},
             "send_email": {"queue": QUEUE_EMAIL},
             "send_email_batch": {"queue": QUEUE_EMAIL},
+            "send_reply_digests": {"queue": QUEUE_EMAIL},
         },
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         broker_connection_retry_on_startup=True,

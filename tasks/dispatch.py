@@ -106,6 +106,17 @@ def _publish(refs: Sequence[DeliveryRef], producer: Producer) -> None:
             publish_batch(emails[start:start + size], producer=producer)
 
 
+def dispatch_reply_digests(digest_ids: Sequence[int], token: str) -> int:
+    """Publish send_reply_digests for one claim's digests, up to RESEND_BATCH_SIZE per task."""
+    ids = [int(i) for i in digest_ids]
+    size = get_settings().resend_batch_size
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        _task("send_reply_digests").apply_async(
+            (chunk, token), argsrepr=f"(reply_digests={chunk})", add_to_parent=False)
+    return len(ids)
+
+
 def dispatch_released(released: Sequence[Released]) -> int:
     """Publish parked deliveries for their reserved times; returns how many deliveries.
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import asdict, dataclass
 
 from celery import Task
 
-from db import deliveries
+from db import deliveries, replies
 from db.queue import claim_due, seconds_until_next_due
 from tasks.celery_app import BROKER_HORIZON_S, app
 from tasks.database import engine
-from tasks.dispatch import dispatch, dispatch_released
+from tasks.dispatch import dispatch, dispatch_released, dispatch_reply_digests
 from tasks.quiet_hours import release_held
 from tasks.retry_policy import INFRASTRUCTURE_RETRY
 from tasks.settings import get_settings
@@ -42,6 +43,8 @@ class TickResult:
     released: int = 0
     #: Parked for a rate slot or a long backoff, and now within the broker's horizon.
     unparked: int = 0
+    #: Customers' replies gathered into e-mails to staff, now due (or lost mid-send).
+    reply_digests: int = 0
     batches: int = 0
     continued: bool = False
     wake_in_s: float | None = None
@@ -81,15 +84,30 @@ def drain_due() -> TickResult:
             conn, horizon_s=BROKER_HORIZON_S, limit=SWEEP_LIMIT
         )
     result.unparked = dispatch_released(released)
+    result.reply_digests = _reply_digests(settings.claim_batch_size)
     with engine().begin() as conn:
         due = seconds_until_next_due(conn)
         parked = deliveries.seconds_until_next_parked(conn)
+        digest = replies.seconds_until_next_digest(conn)
     if parked is not None:
         # Wake when the next parked one is half a horizon from its time.
         parked = max(parked - BROKER_HORIZON_S / 2, 0.05)
-    times = [t for t in (due, parked) if t is not None]
+    if digest is not None:
+        digest = max(digest, 0.05)
+    times = [t for t in (due, parked, digest) if t is not None]
     result.wake_in_s = min(times) if times else None
     return result
+
+
+def _reply_digests(limit: int) -> int:
+    """Claim the reply digests whose debounce window closed and publish their send task."""
+    settings = get_settings()
+    # The lease a send takes: a rate wait, one request, its timeout.
+    lease_s = settings.provider_timeout_s * 2 + 15
+    token = uuid.uuid4().hex
+    with engine().begin() as conn:
+        ids = replies.claim_digests(conn, limit=limit, lease_s=lease_s, token=token)
+    return dispatch_reply_digests(ids, token)
 
 
 @app.task(name="process_notification_queue", bind=True, acks_late=True,

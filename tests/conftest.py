@@ -32,6 +32,8 @@ _TABLES = (
     "registrations",
     "sms_opt_outs",
     "webhook_events",
+    "inbound_messages",
+    "reply_digests",
 )
 
 
@@ -179,7 +181,10 @@ def clean_db(database_url: str) -> Iterator[str]:
         conn.execute(
             "UPDATE notification_config SET debounce_window = interval '5 minutes', "
             "max_wait = interval '30 minutes', relay_url = NULL, relay_token = NULL, "
-            "default_language = 'en'"
+            "default_language = 'en', "
+            "staff_email = NULL, help_reply = NULL, dealership_phone = NULL, "
+            "reply_ack_every = interval '1 day', opt_out_keywords = DEFAULT, "
+            "opt_in_keywords = DEFAULT, help_keywords = DEFAULT"
         )
         conn.execute(QUIET_HOURS_OFF)
 

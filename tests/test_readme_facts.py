@@ -40,6 +40,19 @@ def test_the_stage_change_sql_in_the_readme_runs_and_silences(conn):
     assert stages <= named
 
 
+def test_the_reply_settings_sql_in_the_readme_runs(conn):
+    section = _section("Webhooks: how Twilio and Resend reach the relay")
+    (sql,) = re.findall(r"```sql\n(.*?)```", section.split("### Replies")[1], re.S)
+    conn.execute(sql)
+    row = conn.execute("SELECT staff_email, dealership_phone, help_reply, opt_out_keywords, "
+                       "help_keywords FROM notification_config").fetchone()
+    assert row["staff_email"] == "desk@dealer.example" and row["dealership_phone"]
+    assert row["help_reply"].startswith("Lone Star Auto")
+    table = section.split("### Replies")[1]
+    for word in (*row["opt_out_keywords"], *row["help_keywords"]):
+        assert word in table, word
+
+
 def test_the_ports_table_matches_up():
     from tasks.commands.up import DEFAULT_PORTS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
@@ -179,9 +180,13 @@ def test_statuses_we_do_not_track_are_200_and_ignored(relay_client, conn):
 PHONE = "+15557654321"
 
 
+_SIDS = itertools.count(1)
+
+
 def _inbound(body: str, phone: str = PHONE) -> dict[str, str]:
+    # Each text its own MessageSid, as Twilio gives it (the same one is a retry).
     return {
-        "MessageSid": "SMinbound0000000000000000000000001",
+        "MessageSid": f"SMinbound{next(_SIDS):025d}",
         "AccountSid": "AC0123456789abcdef0123456789abcdef",
         "From": phone,
         "To": "+15005550006",
@@ -200,7 +205,7 @@ def _opt_out(conn, phone: str = PHONE) -> dict | None:
 
 
 @pytest.mark.parametrize("keyword", ["STOP", " stop ", "StopAll", "UNSUBSCRIBE", "cancel",
-                                     "END", "quit\n"])
+                                     "END", "quit\n", "revoke", "OptOut"])
 def test_stop_keywords_opt_out_and_leave_preferences_alone(relay_client, conn, keyword):
     both = new_registration(conn, customer_phone=PHONE, notification_pref="both")
     sms = new_registration(conn, customer_phone=PHONE, notification_pref="sms")

@@ -37,7 +37,7 @@ ROLES = {
 
 TABLES = ["registrations", "registration_notifications", "notification_queue",
           "notification_config", "sms_opt_outs", "webhook_events", "registration_stages",
-          "notification_pref_changes"]
+          "notification_pref_changes", "inbound_messages", "reply_digests"]
 
 # What each role may do: (SELECT rows, INSERT, UPDATE rows, DELETE rows).
 _NOTHING = (0, DENIED, 0, 0)          # granted, but RLS shows and touches nothing
@@ -51,6 +51,7 @@ EXPECTED: dict[str, dict[str, tuple]] = {
         "notification_queue": _NO_GRANT, "notification_config": _NO_GRANT,
         "sms_opt_outs": _NO_GRANT, "webhook_events": _NO_GRANT,
         "registration_stages": _STAGES_READ, "notification_pref_changes": _NO_GRANT,
+        "inbound_messages": _NO_GRANT, "reply_digests": _NO_GRANT,
     },
     # A customer may UPDATE their own row (the guard trigger limits them to
     # notification_pref; this no-op UPDATE passes it), never delete or insert.
@@ -60,18 +61,21 @@ EXPECTED: dict[str, dict[str, tuple]] = {
         "notification_queue": _NOTHING, "notification_config": _NO_GRANT,
         "sms_opt_outs": _NO_GRANT, "webhook_events": _NO_GRANT,
         "registration_stages": _STAGES_READ, "notification_pref_changes": _NO_GRANT,
+        "inbound_messages": (1, DENIED, DENIED, DENIED), "reply_digests": _NO_GRANT,
     },
     "admin": {
         "registrations": (2, 1, 2, 2), "registration_notifications": _READ_ONLY,
         "notification_queue": (2, 1, 2, 2), "notification_config": _NO_GRANT,
         "sms_opt_outs": _NO_GRANT, "webhook_events": _NO_GRANT,
         "registration_stages": _STAGES_READ, "notification_pref_changes": _NO_GRANT,
+        "inbound_messages": _READ_ONLY, "reply_digests": _NO_GRANT,
     },
     "service_role": {
         "registrations": (2, 1, 2, 2), "registration_notifications": (2, 1, 2, 2),
         "notification_queue": (2, 1, 2, 2), "notification_config": (1, DENIED, 1, DENIED),
         "sms_opt_outs": (1, 1, 1, 1), "webhook_events": (1, 1, 1, 1),
         "registration_stages": _STAGES_READ, "notification_pref_changes": _READ_ONLY,
+        "inbound_messages": (2, 1, 2, 2), "reply_digests": (1, 1, 1, 1),
     },
 }
 EXPECTED["other_customer"] = EXPECTED["customer"]
@@ -90,6 +94,10 @@ INSERTS = {
                            "VALUES ('new', 99, 'New')",
     "notification_pref_changes": "INSERT INTO notification_pref_changes (registration_id, "
                                  "new_pref, changed_by_kind) VALUES (%(ana)s, 'sms', 'staff')",
+    "inbound_messages": "INSERT INTO inbound_messages (message_sid, from_phone, body) "
+                        "VALUES ('SMnew', '+15559990002', 'hi')",
+    "reply_digests": "INSERT INTO reply_digests (from_phone, send_after) "
+                     "VALUES ('+15559990002', now())",
 }
 UPDATES = {
     "registrations": "UPDATE registrations SET updated_at = updated_at",
@@ -100,6 +108,8 @@ UPDATES = {
     "webhook_events": "UPDATE webhook_events SET received_at = received_at",
     "registration_stages": "UPDATE registration_stages SET label = label",
     "notification_pref_changes": "UPDATE notification_pref_changes SET changed_at = changed_at",
+    "inbound_messages": "UPDATE inbound_messages SET body = body",
+    "reply_digests": "UPDATE reply_digests SET updated_at = updated_at",
 }
 
 
@@ -119,6 +129,10 @@ def two_customers(conn) -> dict[str, str]:
         ids[key] = reg
     conn.execute("INSERT INTO sms_opt_outs (phone, source) VALUES ('+15559990001', 'test')")
     conn.execute("INSERT INTO webhook_events (provider, event_id) VALUES ('resend', 'msg_1')")
+    for key, phone in (("ana", ANA), ("ben", BEN)):
+        conn.execute("INSERT INTO inbound_messages (message_sid, from_phone, body, "
+                     "registration_id) VALUES (%s, %s, 'when?', %s)", (f"SM{key}", phone, ids[key]))
+    conn.execute("INSERT INTO reply_digests (from_phone, send_after) VALUES (%s, now())", (ANA,))
     return ids
 
 

@@ -140,6 +140,8 @@ TABLE_GRANTS = {
         "registrations": "DELETE INSERT SELECT",
         "registration_notifications": "SELECT",
         "notification_queue": "DELETE INSERT SELECT UPDATE",
+        "inbound_messages": "SELECT",
+        "registration_replies": "SELECT",
     },
     "service_role": {
         "registration_stages": "SELECT",
@@ -150,11 +152,15 @@ TABLE_GRANTS = {
         "sms_opt_outs": "DELETE INSERT SELECT UPDATE",
         "webhook_events": "DELETE INSERT SELECT UPDATE",
         "notification_pref_changes": "SELECT",
+        "inbound_messages": "DELETE INSERT SELECT UPDATE",
+        "reply_digests": "DELETE INSERT SELECT UPDATE",
+        "registration_replies": "SELECT",
     },
 }
 OUR_TABLES = ("registration_stages", "registrations", "registration_notifications",
               "notification_queue", "notification_config", "sms_opt_outs", "webhook_events",
-              "notification_pref_changes")
+              "notification_pref_changes", "inbound_messages", "reply_digests",
+              "registration_replies")
 PRIVS = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
@@ -170,7 +176,8 @@ def test_each_role_holds_exactly_the_intended_table_privileges(any_database_url)
                     got[table] = " ".join(sorted(held))
             assert got == TABLE_GRANTS[role], role
             for seq in ("registration_notifications_id_seq", "notification_queue_id_seq",
-                        "notification_pref_changes_id_seq"):
+                        "notification_pref_changes_id_seq", "inbound_messages_id_seq",
+                        "reply_digests_id_seq"):
                 assert not c.execute(
                     "SELECT has_sequence_privilege(%s, %s, 'USAGE,SELECT,UPDATE') AS ok",
                     (role, f"public.{seq}")).fetchone()["ok"], (role, seq)
@@ -396,3 +403,58 @@ def test_email_recipient_matches_whatever_its_case(database_url, conn, ana_and_b
                  "status) VALUES (%s, 'email', 'Ana@Example.com', 'sent')", (reg,))
     _, notes = _seen(database_url, ANA)
     assert [n["recipient"] for n in notes] == ["Ana@Example.com"]
+
+
+# ── Replies ──────────────────────────────────────────────────────────────────
+
+
+def _reply(conn, registration_id: str | None, phone: str, body: str) -> None:
+    conn.execute("INSERT INTO inbound_messages (message_sid, from_phone, body, registration_id) "
+                 "VALUES (%s, %s, %s, %s)", (f"SM{body}", phone, body, registration_id))
+
+
+def _replies_seen(url: str, claims: dict[str, Any]) -> dict[str, list[str]]:
+    with as_role(url, "authenticated", claims) as c:
+        return {
+            "table": sorted(r["body"] for r in c.execute("SELECT body FROM inbound_messages")),
+            "view": sorted(r["body"] for r in c.execute("SELECT body FROM registration_replies")),
+        }
+
+
+def test_a_customer_sees_their_own_replies_staff_all_anon_nothing(database_url, conn,
+                                                                   ana_and_ben):
+    _reply(conn, ana_and_ben["ana"], ANA, "ana-asks")
+    _reply(conn, ana_and_ben["ben"], BEN, "ben-asks")
+    _reply(conn, None, CAL, "stranger-asks")
+    assert _replies_seen(database_url, customer(ANA)) == {"table": ["ana-asks"],
+                                                          "view": ["ana-asks"]}
+    assert _replies_seen(database_url, customer(BEN)) == {"table": ["ben-asks"],
+                                                          "view": ["ben-asks"]}
+    assert _replies_seen(database_url, ADMIN) == {
+        "table": ["ana-asks", "ben-asks", "stranger-asks"], "view": ["ana-asks", "ben-asks"]}
+    for relation in ("inbound_messages", "registration_replies", "reply_digests"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
+            database_url, "anon", {"role": "anon"}
+        ) as c:
+            c.execute(f"SELECT * FROM {relation}")
+    # The digests (staff's e-mails) are the backend's alone.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
+        database_url, "authenticated", ADMIN
+    ) as c:
+        c.execute("SELECT * FROM reply_digests")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
+        database_url, "authenticated", customer(ANA)
+    ) as c:
+        c.execute("INSERT INTO inbound_messages (message_sid, from_phone) VALUES ('SMx', %s)",
+                  (ANA,))
+
+
+def test_after_a_phone_change_the_previous_owner_sees_none_of_the_new_ones_replies(
+    database_url, conn, ana_and_ben
+):
+    reg = ana_and_ben["ana"]
+    _reply(conn, reg, ANA, "from-ana")
+    conn.execute("UPDATE registrations SET customer_phone = %s WHERE id = %s", (CAL, reg))
+    _reply(conn, reg, CAL, "from-cal")
+    assert _replies_seen(database_url, customer(CAL))["view"] == ["from-cal"]
+    assert _replies_seen(database_url, customer(ANA))["view"] == []

@@ -32,6 +32,7 @@ KIND_NAMES = {
     "webhook_events": "webhook events",
     "cron_history": "pg_cron run history (our jobs)",
     "deliveries": "delivery history",
+    "replies": "customers' replies (inbound texts) and their e-mails to staff",
 }
 
 #: Which notification_config column holds each kind's age.
@@ -40,6 +41,8 @@ AGE_COLUMNS = {
     "webhook_events": "retain_webhook_events",
     "cron_history": "retain_cron_history",
     "deliveries": "retain_deliveries",
+    # Replies follow the delivery history they answer.
+    "replies": "retain_deliveries",
 }
 
 

@@ -25,6 +25,7 @@ from tasks.commands.printing import (
     text,
     when,
 )
+from tasks.commands.reply_timeline import print_replies, replies_json
 from tasks.exceptions import CommandError
 from tasks.masking import mask_phone, mask_recipient, mask_text
 
@@ -53,6 +54,7 @@ CLOSED_REASONS = {
 
 
 def show(args: argparse.Namespace, registration_id: str) -> int:
+    from db import replies as db_replies
     from db import status as db_status
 
     with database(args) as conn:
@@ -62,14 +64,17 @@ def show(args: argparse.Namespace, registration_id: str) -> int:
         queue = db_status.registration_queue(conn, registration_id)
         rows = db_status.registration_deliveries(conn, registration_id)
         changes = db_status.registration_pref_changes(conn, registration_id)
+        replies = db_replies.timeline(conn, registration_id)
         now = conn.exec_driver_sql("SELECT now()").scalar_one()
 
     if args.json:
         print_json({**timeline_document(reg, queue, rows),
-                    "preference_changes": pref_changes_json(changes)})
+                    "preference_changes": pref_changes_json(changes),
+                    "replies": replies_json(replies)})
     else:
         _print_timeline(reg, queue, rows, now)
         print_pref_changes(console(), changes)
+        print_replies(console(), replies)
     return 0
 
 

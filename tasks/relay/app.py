@@ -10,7 +10,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from tasks.relay import health, metrics, openapi, resend_webhooks, tick_endpoint, twilio_webhooks
+from tasks.relay import (
+    health,
+    metrics,
+    openapi,
+    resend_webhooks,
+    tick_endpoint,
+    twilio_inbound,
+    twilio_webhooks,
+)
 from tasks.relay.body_limit import BodyLimitMiddleware
 from tasks.relay.runtime import Relay, TickFunction
 from tasks.settings import Settings, get_settings
@@ -48,7 +56,7 @@ def create_app(
         Route("/openapi.json", openapi.openapi_endpoint, methods=["GET"]),
         Route("/docs", openapi.docs_endpoint, methods=["GET"]),
         Route(twilio_webhooks.STATUS_PATH, twilio_webhooks.status_callback, methods=["POST"]),
-        Route(twilio_webhooks.INBOUND_PATH, twilio_webhooks.inbound, methods=["POST"]),
+        Route(twilio_webhooks.INBOUND_PATH, twilio_inbound.inbound, methods=["POST"]),
         Route(resend_webhooks.PATH, resend_webhooks.resend_webhook, methods=["POST"]),
     ]
     app = Starlette(

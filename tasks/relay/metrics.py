@@ -49,11 +49,14 @@ class PipelineCollector(Collector):
                 queue = db_metrics.queue_figures(conn)
                 deliveries = db_metrics.delivery_figures(conn)
                 held = db_metrics.held_figures(conn)
+                replies = db_metrics.reply_figures(conn)
+                digests = db_metrics.reply_digest_figures(conn)
             up.add_metric([], 1.0)
         except (SQLAlchemyError, RuntimeError, DatabaseUnavailable) as exc:
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0.0)
             queue, deliveries, held = None, [], None
+            replies, digests = None, None
         yield up
         if queue is not None:
             yield GaugeMetricFamily("regnotify_queue_depth",
@@ -86,6 +89,8 @@ class PipelineCollector(Collector):
             for channel in ("email", "sms"):
                 held_now.add_metric([channel], held.get(channel, 0))
             yield held_now
+        if replies is not None and digests is not None:
+            yield from _reply_metrics(replies, digests)
         yield from self._worker_metrics()
 
     def _worker_metrics(self) -> Iterator[Metric]:
@@ -109,6 +114,26 @@ class PipelineCollector(Collector):
         yield _counter("regnotify_queue_runs",
                        "process_notification_queue runs, by what started them", ["reason"],
                        {(reason,): n for reason, n in figures.queue_runs.items()})
+
+
+def _reply_metrics(replies: dict[tuple[str, str], int],
+                   digests: dict[str, int]) -> Iterator[Metric]:
+    """Customers' texts and the e-mails that carry them to staff."""
+    texts = GaugeMetricFamily(
+        "regnotify_replies_24h", "Inbound texts of the last 24 h, by keyword kind (reply: no "
+        "keyword) and sender (customer: a registration's phone, unknown: none)",
+        labels=["kind", "sender"])
+    # Every series always, so a dashboard sees 0 rather than no series.
+    for kind in ("help", "opt_in", "opt_out", "reply"):
+        for sender in ("customer", "unknown"):
+            texts.add_metric([kind, sender], replies.get((kind, sender), 0))
+    yield texts
+    mails = GaugeMetricFamily(
+        "regnotify_reply_digests", "E-mails to staff about replies: pending and sending now, "
+        "sent and failed in the last 24 h", labels=["status"])
+    for status in ("failed", "pending", "sending", "sent"):
+        mails.add_metric([status], digests.get(status, 0))
+    yield mails
 
 
 class RelayMetrics:

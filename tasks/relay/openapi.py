@@ -121,21 +121,29 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             }},
             INBOUND_PATH: {"post": {
                 "operationId": "twilioInbound",
-                "summary": "Inbound SMS: STOP-style keywords opt out, START-style opt back in.",
+                "summary": "Inbound SMS: every text is kept (once per MessageSid) and reaches a "
+                           "person.",
                 "description": (
-                    "STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT record an SMS opt-out and "
-                    "drop SMS from the number's registrations (both -> email, sms -> none). "
-                    "START, UNSTOP, YES lift the opt-out without changing preferences."
+                    "Stored in inbound_messages. Opt-out keywords (STOP, STOPALL, UNSUBSCRIBE, "
+                    "CANCEL, END, QUIT, REVOKE, OPTOUT) record an SMS opt-out; START, UNSTOP, "
+                    "YES lift it; preferences stay as they are. HELP, INFO are answered with "
+                    "notification_config.help_reply when set. Any other text is e-mailed to "
+                    "notification_config.staff_email (one e-mail per burst of replies) and "
+                    "the customer may be told, once a day, that it was passed on. The lists "
+                    "live in notification_config; OptOutType (Advanced Opt-Out) is honoured."
                 ),
                 "security": [{"twilioSignature": []}],
                 "requestBody": {"required": True, "content": {
                     "application/x-www-form-urlencoded": {"schema": {
                         "type": "object",
-                        "required": ["From", "Body"],
-                        "properties": {**_TWILIO_FORM_COMMON, "Body": {"type": "string"}},
+                        "required": ["MessageSid", "From", "Body"],
+                        "properties": {**_TWILIO_FORM_COMMON, "Body": {"type": "string"},
+                                       "OptOutType": {"type": "string",
+                                                      "enum": ["STOP", "START", "HELP"]}},
                     }}}},
                 "responses": {
-                    "200": {"description": "Empty TwiML.",
+                    "200": {"description": "TwiML: empty, or one <Message> (the HELP answer "
+                                           "or \"passed on\").",
                             "content": {"text/xml": {"schema": {"type": "string",
                                                                 "example": "<Response/>"}}}},
                     "403": _FORBIDDEN, "413": _TOO_LARGE, "503": _DB_DOWN,

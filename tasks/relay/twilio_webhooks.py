@@ -1,9 +1,11 @@
-"""Twilio's signed webhooks: message status callbacks and inbound texts (STOP / START)."""
+"""Twilio's signed webhooks: signature checks and message status callbacks.
+
+Inbound texts (replies, STOP, HELP ...) are tasks/relay/twilio_inbound.py's.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
 
-from db import deliveries, webhooks
+from db import webhooks
 from tasks.fallback import dispatch_fallbacks, fall_back_after_webhook
-from tasks.masking import mask_phone, short_id
+from tasks.masking import short_id
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
 
@@ -40,12 +42,6 @@ TWILIO_STATUS = {
     "canceled": "failed",
 }
 
-#: Twilio's standard opt-out and opt-in keywords (matched trimmed, any case).
-OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
-OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
-
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-EMPTY_TWIML = "<Response/>"
 
 
 def _signed_url(request: Request, relay: Relay, path: str) -> str:
@@ -129,51 +125,3 @@ async def status_callback(request: Request) -> Response:
     outcome = report_changes(relay.metrics, "twilio_status", "twilio status", sid, status,
                              changes)
     return JSONResponse({"result": outcome})
-
-
-def _opt(relay: Relay, phone: str, keyword: str, opt_out: bool) -> None:
-    # The one opt-out path (see db.deliveries.set_sms_opt_out for its effect).
-    with relay.engine().begin() as conn:
-        deliveries.set_sms_opt_out(conn, phone, opted_out=opt_out, source=f"inbound:{keyword}")
-
-
-async def inbound(request: Request) -> Response:
-    """POST /webhooks/twilio/inbound: STOP-style keywords opt out, START-style opt back in."""
-    relay: Relay = request.app.state.relay
-    form = await verified_form(request, relay, INBOUND_PATH)
-    if form is None:
-        relay.metrics.webhooks.labels("twilio_inbound", "forbidden").inc()
-        return forbidden()
-    phone = (form.get("From") or "").strip()
-    keyword = (form.get("Body") or "").strip().upper()
-    opt_out = keyword in OPT_OUT_KEYWORDS
-    if not (opt_out or keyword in OPT_IN_KEYWORDS):
-        # The text itself is the customer's and stays out of the logs.
-        log.info("inbound SMS from %s: not an opt-out or opt-in keyword",
-                 mask_phone(phone) or "<none>")
-        relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
-        return _twiml()
-    if not _E164.match(phone):
-        log.warning("inbound %s from %s: not an E.164 number, nothing recorded", keyword,
-                    mask_phone(phone) or "<none>")
-        relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
-        return _twiml()
-    try:
-        await run_in_threadpool(_opt, relay, phone, keyword, opt_out)
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
-        return database_down(INBOUND_PATH, exc)
-    if opt_out:
-        log.info("inbound %s from %s: opted out of SMS (preferences unchanged)",
-                 keyword, mask_phone(phone))
-        relay.metrics.webhooks.labels("twilio_inbound", "opt_out").inc()
-    else:
-        log.info("inbound %s from %s: may receive SMS again (preferences unchanged)",
-                 keyword, mask_phone(phone))
-        relay.metrics.webhooks.labels("twilio_inbound", "opt_in").inc()
-    return _twiml()
-
-
-def _twiml() -> Response:
-    # Empty TwiML: Twilio's own opt-out handling already answers STOP/START,
-    # and we have nothing to add to any other text.
-    return Response(EMPTY_TWIML, media_type="text/xml")

@@ -1,0 +1,178 @@
+"""The `send_reply_digests` task: e-mail staff what customers wrote back.
+
+The queue run claims due digests (tasks.queue_tick) and publishes this task
+with their ids. It goes through the same e-mail provider as the customers'
+e-mails, under the same shared rate limit: one digest alone with the
+Idempotency-Key `regnotify-reply-digest-<id>`, several in one
+POST /emails/batch whose key is derived from its digests, so a retry of the
+same send never e-mails staff twice. A send that dies leaves its lease to lapse
+and the queue run takes the digest again, under a new claim token: the
+first task, should it still run (it sat behind a backlog), finds the digest
+no longer its own and sends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from celery import Task
+
+from db import replies
+from db.replies import Digest
+from tasks.celery_app import app
+from tasks.database import engine
+from tasks.delivery_flow import (
+    DEFAULT_RATE_LIMIT_WAIT_S,
+    MAX_RATE_SLEEP_S,
+    PREPARE_LEAD_S,
+    SLOT_LATE_S,
+    backoff_seconds,
+    lease_seconds,
+    limiter,
+)
+from tasks.providers.base import BatchResult, Email, ProviderError
+from tasks.providers.registry import email_provider
+from tasks.reply_mail import digest_email
+from tasks.retry_policy import INFRASTRUCTURE_RETRY
+from tasks.settings import get_settings
+from tasks.worker_metrics import record_retry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DigestOutcome:
+    """What a run did; `again_in_s` set: publish the task again for the same ids."""
+
+    status: str
+    detail: str = ""
+    again_in_s: float | None = None
+    slot_at: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.detail}".strip()
+
+
+def _emails(taken: list[Digest], dealership: str) -> list[tuple[Digest, Email]]:
+    with engine().connect() as conn:
+        quoted = replies.messages(conn, [d.id for d in taken])
+        found = []
+        for d in taken:
+            sender = replies.sender(conn, d.registration_id) if d.registration_id else None
+            found.append((d, digest_email(d, sender, quoted.get(d.id, []), dealership)))
+    return found
+
+
+def batch_key(ids: list[int]) -> str:
+    """A batch's Idempotency-Key: the same for the same digests, within Resend's 256 characters."""
+    members = ",".join(str(i) for i in sorted(ids))
+    return "regnotify-reply-digests-" + hashlib.sha256(members.encode()).hexdigest()[:32]
+
+
+def _wait_for_slot(ids: list[int], slot_at: float | None) -> DigestOutcome | None:
+    """Sleep for a near slot; a far one: run again for it (the lease covers the wait)."""
+    if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
+        go_at = slot_at
+    else:
+        wait_s = limiter("email").reserve(math.inf).wait_s
+        go_at = time.time() + wait_s
+        if wait_s > MAX_RATE_SLEEP_S and not app.conf.task_always_eager:
+            with engine().begin() as conn:
+                replies.extend(conn, ids, lease_s=wait_s + lease_seconds(get_settings()))
+            return DigestOutcome("waiting", f"rate slot in {wait_s:.1f}s",
+                                 again_in_s=max(0.0, wait_s - PREPARE_LEAD_S), slot_at=go_at)
+    left = go_at - time.time()
+    if left > 0:
+        time.sleep(left)
+    return None
+
+
+def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> DigestOutcome:
+    """Send the named digests of this claim that are still to go, in one request."""
+    settings = get_settings()
+    with engine().begin() as conn:
+        taken = replies.take(conn, digest_ids, token=token, lease_s=lease_seconds(settings))
+    ready = [d for d in taken if d.recipient]
+    with engine().begin() as conn:
+        for d in taken:
+            if not d.recipient:
+                # staff_email was unset at the claim: kept, visible, never sent.
+                replies.mark_failed(conn, d.id, "no_staff_email",
+                                    "notification_config.staff_email is not set")
+    if not ready:
+        return DigestOutcome("done", "nothing left to send")
+    ids = [d.id for d in ready]
+    # Render before the wait, so the request leaves on its slot.
+    mails = _emails(ready, settings.dealership_name)
+    later = _wait_for_slot(ids, slot_at)
+    if later is not None:
+        return later
+    with engine().begin() as conn:
+        attempts = replies.count_attempt(conn, ids)
+    provider = email_provider()
+    try:
+        with limiter("email").call():
+            if len(mails) == 1:
+                results = [BatchResult(provider.send(mails[0][1]))]
+            else:
+                results = provider.send_batch([m for _, m in mails], batch_key(ids))
+    except ProviderError as exc:
+        return _after_error(ids, attempts, exc)
+    sent = 0
+    with engine().begin() as conn:
+        for (d, _), result in zip(mails, results, strict=True):
+            if result.message_id:
+                replies.mark_sent(conn, d.id, result.message_id)
+                sent += 1
+            else:
+                replies.mark_failed(conn, d.id, "validation_error",
+                                    result.error or "refused by Resend")
+                log.warning("reply digest %d: refused by the provider (check staff_email)",
+                            d.id)
+    return DigestOutcome("sent", f"{sent} of {len(mails)} digests")
+
+
+def _after_error(ids: list[int], attempts: int, exc: ProviderError) -> DigestOutcome:
+    settings = get_settings()
+    if exc.rate_limited:
+        lim = limiter("email")
+        lim.defer(exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT_S)
+        wait = lim.reserve(math.inf).wait_s
+        with engine().begin() as conn:
+            replies.extend(conn, ids, lease_s=wait + lease_seconds(settings), code=exc.code,
+                           message=exc.message)
+        return DigestOutcome("waiting", f"provider rate limit ({exc.code})",
+                             again_in_s=max(0.0, wait - PREPARE_LEAD_S),
+                             slot_at=time.time() + wait)
+    max_attempts = settings.send_max_retries + 1
+    if not exc.transient or attempts >= max_attempts:
+        with engine().begin() as conn:
+            for i in ids:
+                replies.mark_failed(conn, i, exc.code, exc.message)
+        log.warning("reply digests %s failed: %s", ids, exc.code)
+        return DigestOutcome("failed", exc.code)
+    countdown = backoff_seconds(attempts, settings, exc.retry_after)
+    with engine().begin() as conn:
+        replies.extend(conn, ids, lease_s=countdown + lease_seconds(settings), code=exc.code,
+                       message=exc.message)
+    record_retry("email")
+    return DigestOutcome("retry", f"{exc.code} (attempt {attempts} of {max_attempts})",
+                         again_in_s=countdown)
+
+
+@app.task(name="send_reply_digests", bind=True, acks_late=True, **INFRASTRUCTURE_RETRY)
+def send_reply_digests(self: Task, digest_ids: list[int], token: str,
+                       slot_at: float | None = None) -> str:
+    """E-mail staff the named reply digests of one claim (`token`); idempotent."""
+    ids = [int(i) for i in digest_ids]
+    outcome = run(ids, token, slot_at)
+    if outcome.again_in_s is not None:
+        # A fresh message, not self.retry(): attempts are counted in the database.
+        send_reply_digests.apply_async(
+            (ids, token), {"slot_at": outcome.slot_at}, countdown=outcome.again_in_s,
+            argsrepr=f"(reply_digests={ids})", add_to_parent=False)
+    return str(outcome)
