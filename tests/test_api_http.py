@@ -284,3 +284,10 @@ def test_admin_notify_is_sent_by_a_real_worker_within_seconds(
     [text] = twilio_wire.sends()
     assert text.to == ANA and "submitted to the DMV" in text.body
     print(f"admin notify -> text accepted by the Twilio wire in {took:.2f}s")
+
+
+def test_an_oversized_body_is_413_as_elsewhere(relay_client, api_settings, regs, tokens):
+    client = relay_client(**api_settings, relay_max_body_bytes=1024)
+    response = client.patch(f"/api/me/registrations/{regs['a']}", headers=auth(tokens["a"]),
+                            content=b'{"notification_pref": "' + b"x" * 4096 + b'"}')
+    assert response.status_code == 413
