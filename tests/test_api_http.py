@@ -291,3 +291,17 @@ def test_an_oversized_body_is_413_as_elsewhere(relay_client, api_settings, regs,
     response = client.patch(f"/api/me/registrations/{regs['a']}", headers=auth(tokens["a"]),
                             content=b'{"notification_pref": "' + b"x" * 4096 + b'"}')
     assert response.status_code == 413
+
+
+def test_a_login_that_cannot_set_role_is_503_naming_the_grant(
+    relay_client, api_settings, tokens, pg_cluster, plain_database_url, caplog
+):
+    from tests.conftest import PLAIN_DATABASE, PLAIN_OWNER, database_url_for
+
+    # The plain owner migrated its database but is no member of the API roles.
+    client = relay_client(**api_settings, database_url=database_url_for(
+        pg_cluster, PLAIN_DATABASE, PLAIN_OWNER))
+    with caplog.at_level(logging.WARNING, logger="tasks.relay"):
+        response = client.get("/api/me/registrations", headers=auth(tokens["a"]))
+    assert response.status_code == 503
+    assert "GRANT authenticated, service_role TO" in caplog.text
