@@ -19,6 +19,7 @@ __all__ = [
     "DatabaseUnavailable",
     "EmbeddedPostgresError",
     "EmbeddedRedisError",
+    "InvalidToken",
     "LocalStackError",
     "MigrationError",
     "ProviderConfigError",
@@ -63,3 +64,7 @@ class StateFolderBusy(LocalStackError):
 
 class EmbeddedRedisError(LocalStackError):
     """The private Redis could not be started."""
+
+
+class InvalidToken(RegnotifyError):
+    """A bearer token that cannot be trusted (the API answers 401 without saying why)."""

@@ -6,7 +6,7 @@ import os
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.exceptions import ProviderConfigError
@@ -72,10 +72,34 @@ class Settings(BaseSettings):
     sweep_after_s: int = Field(default=120, ge=5)
     worker_concurrency: int = Field(default=16, ge=1)
 
-    @field_validator("twilio_api_base_url", "resend_api_base_url", "relay_public_url")
+    # The API and the customer page (see README, "The API").
+    supabase_url: str | None = None
+    # Public by design (browsers carry it); kept out of logs all the same.
+    supabase_anon_key: SecretStr | None = None
+    supabase_jwt_secret: SecretStr | None = None
+    session_secret: SecretStr | None = None
+    # Comma-separated origins a browser app may call the API from.
+    api_allowed_origins: str = ""
+    twilio_verify_service_sid: str | None = None
+    # Keys are fetched again on an unknown kid at most this often, so tokens
+    # with made-up kids cannot turn the relay into a JWKS flood.
+    supabase_jwks_cooldown_s: float = Field(default=30.0, ge=0)
+
+    @field_validator("twilio_api_base_url", "resend_api_base_url", "relay_public_url",
+                     "supabase_url", "portal_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _portal_under_relay(self) -> Settings:
+        if not self.portal_url and self.relay_public_url:
+            self.portal_url = self.relay_public_url + "/portal"
+        return self
+
+    def api_origins(self) -> list[str]:
+        """API_ALLOWED_ORIGINS as a list (empty: no cross-origin caller)."""
+        return [o.strip().rstrip("/") for o in self.api_allowed_origins.split(",") if o.strip()]
 
     # Providers: an explicit SMS_PROVIDER / EMAIL_PROVIDER wins; unset, the
     # credentials decide, and half-filled credentials are an error rather

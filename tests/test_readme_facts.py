@@ -102,3 +102,16 @@ def test_the_languages_section_runs_and_quotes_the_catalogs(conn):
     assert sms_opt_out("en") in " ".join(_section("Guarantees, and how they are kept").split())
     for path in re.findall(r"`(tasks/[\w/.]+\.(?:toml|py))`", section):
         assert (ROOT / path).exists(), path
+
+
+def test_the_api_section_shows_every_api_route_and_both_rpc_calls():
+    from tasks.relay import api_me, api_registrations
+
+    section = _section("The API")
+    for path in (api_registrations.NOTIFY_PATH, api_registrations.TIMELINE_PATH,
+                 api_me.LIST_PATH, api_me.ITEM_PATH):
+        curl = path.replace("{id}", "$REG")
+        assert re.search(rf"curl[^\n]*https://relay\.example\.com{re.escape(curl)}\b",
+                         section), path
+    for fn in ("request_notification", "notification_timeline"):
+        assert f"supabase.rpc('{fn}'" in section
