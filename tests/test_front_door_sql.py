@@ -237,3 +237,36 @@ def test_after_a_phone_change_the_new_number_sees_none_of_the_old_texts(
     doc = timeline(database_url, "authenticated", customer(new_phone), ana_and_ben["ana"])
     assert doc is not None and ANA not in json.dumps(doc)
     assert timeline(database_url, "authenticated", customer(ANA), ana_and_ben["ana"]) is None
+
+
+def test_the_timeline_carries_the_language_and_the_replies_as_the_caller_may_see_them(
+        database_url, conn, ana_and_ben):
+    ana, ben = ana_and_ben["ana"], ana_and_ben["ben"]
+    conn.execute("UPDATE registrations SET language = 'es' WHERE id = %s", (ana,))
+    conn.execute("UPDATE registration_notifications SET language = 'es' "
+                 "WHERE registration_id = %s AND status = 'sent'", (ana,))
+    for sid, phone, reg, body in (("SMana1", ANA, ana, "¿Cuándo recojo las placas?"),
+                                  ("SMben1", BEN, ben, "Ben's question")):
+        conn.execute("INSERT INTO inbound_messages (message_sid, from_phone, to_phone, body, "
+                     "registration_id) VALUES (%s, %s, '+15550000000', %s, %s)",
+                     (sid, phone, body, reg))
+
+    for role, claims in (("authenticated", customer(ANA)), ("authenticated", ADMIN),
+                         ("service_role", SERVICE)):
+        doc = timeline(database_url, role, claims, ana)
+        assert doc["registration"]["language"] == "es"
+        assert doc["registration"]["effective_language"] == "es"
+        [sent] = [e for e in doc["events"] if e["kind"] == "message" and e["status"] == "sent"]
+        assert sent["language"] == "es"
+        replies = [e for e in doc["events"] if e["kind"] == "reply"]
+        assert [r["body"] for r in replies] == ["¿Cuándo recojo las placas?"], claims
+    # Ben's registration follows the dealership's default (staff read it) and his reply
+    # is his alone: Ana's token sees nothing of his timeline.
+    doc = timeline(database_url, "service_role", SERVICE, ben)
+    assert (doc["registration"]["language"], doc["registration"]["effective_language"]) == (
+        None, "en")
+    assert timeline(database_url, "authenticated", customer(ANA), ben) is None
+    own = timeline(database_url, "authenticated", customer(BEN), ben)
+    assert [e["body"] for e in own["events"] if e["kind"] == "reply"] == ["Ben's question"]
+    # A customer never reads the config row: their default shows as NULL.
+    assert own["registration"]["effective_language"] is None

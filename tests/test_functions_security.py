@@ -37,6 +37,7 @@ EXECUTE = {
     "timeline_holds(uuid)": {"authenticated", "service_role"},
     "timeline_fallbacks(uuid)": {"authenticated", "service_role"},
     "timeline_preference_changes(uuid)": {"authenticated", "service_role"},
+    "timeline_replies(uuid)": {"authenticated", "service_role"},
 }
 
 
