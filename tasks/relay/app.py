@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from tasks.portal import ROUTES as PORTAL_ROUTES
 from tasks.relay import health, metrics, openapi, resend_webhooks, tick_endpoint, twilio_webhooks
 from tasks.relay.body_limit import BodyLimitMiddleware
 from tasks.relay.runtime import Relay, TickFunction
@@ -50,6 +51,7 @@ def create_app(
         Route(twilio_webhooks.STATUS_PATH, twilio_webhooks.status_callback, methods=["POST"]),
         Route(twilio_webhooks.INBOUND_PATH, twilio_webhooks.inbound, methods=["POST"]),
         Route(resend_webhooks.PATH, resend_webhooks.resend_webhook, methods=["POST"]),
+        *PORTAL_ROUTES,
     ]
     app = Starlette(
         routes=routes,
