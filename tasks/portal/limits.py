@@ -62,11 +62,13 @@ class CheckCounter:
             while len(self._counts) > MAX_KEYS:
                 self._counts.pop(next(iter(self._counts)))
 
-    def allow(self, phone: str) -> bool:
-        """Count one check; False once the code has had its checks (or none was sent)."""
+    def allow(self, phone: str) -> bool | None:
+        """Count one check: False once the code has had its checks, None when none is out."""
         with self._lock:
             used = self._counts.get(phone)
-            if used is None or used >= self.limit:
+            if used is None:
+                return None
+            if used >= self.limit:
                 return False
             self._counts[phone] = used + 1
             return True

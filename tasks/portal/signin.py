@@ -94,7 +94,10 @@ class ConsoleSender:
         return Result(Outcome.SENT)
 
     def check(self, phone: str, code: str, ip: str) -> Result:
-        if not self._checks.allow(phone):
+        allowed = self._checks.allow(phone)
+        if allowed is None:  # none sent, or already used
+            return Result(Outcome.WRONG)
+        if not allowed:
             with self._lock:
                 self._codes.pop(phone, None)
             return Result(Outcome.TOO_MANY)
@@ -213,8 +216,11 @@ class SupabaseSender:
         return Result(Outcome.UNAVAILABLE)
 
     def check(self, phone: str, code: str, ip: str) -> Result:
-        if not self._checks.allow(phone):
+        allowed = self._checks.allow(phone)
+        if allowed is False:
             return Result(Outcome.TOO_MANY)
+        # None: no send through this relay (a restart, another replica); the
+        # code, if any, is Supabase's to judge.
         try:
             answer = self._post("/verify", {"type": "sms", "phone": phone, "token": code}, ip)
         except requests.RequestException as exc:

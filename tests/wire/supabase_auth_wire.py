@@ -185,7 +185,7 @@ class SupabaseAuthWire(WireServer):
             return False
 
     def _scripted(self, request: WireRequest, phone: str) -> Reply | None:
-        step = self._decide([phone], is_read=False)
+        step = self._decide(["+" + phone], is_read=False)
         if step is None or step.kind in ("accept", "latency"):
             if step is not None and step.kind == "latency":
                 self._sleep(step.seconds)
