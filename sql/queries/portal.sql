@@ -11,7 +11,7 @@ ORDER BY r.created_at, r.id;
 SELECT stage, position, label FROM public.registration_stages ORDER BY position;
 
 -- name: portal_deliveries
-SELECT n.registration_id, n.channel, n.status, n.new_stage, n.created_at, n.sent_at,
+SELECT n.registration_id, n.channel, n.status, n.skip_reason, n.new_stage, n.created_at, n.sent_at,
        n.delivered_at, n.held_until, n.hold_reason, n.hold_zone
 FROM public.registration_notifications n
 ORDER BY n.created_at DESC, n.id DESC
@@ -21,3 +21,8 @@ LIMIT 100;
 UPDATE public.registrations SET notification_pref = %(pref)s
 WHERE id = %(id)s
 RETURNING id;
+
+-- name: portal_default_zone
+-- The dealership's zone, for registrations without their own. Read as the
+-- relay's login role: configuration, not a customer's data.
+SELECT default_time_zone FROM public.notification_config LIMIT 1;

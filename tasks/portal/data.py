@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Registration:
 class Overview:
     stages: list[dict[str, Any]]
     registrations: list[Registration]
+    zone: str | None = None
 
 
 def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
@@ -51,7 +53,23 @@ def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
             stage=row["current_stage"], pref=row["notification_pref"],
             updated_at=row["updated_at"], zone=row["time_zone"],
             deliveries=[dict(d) for d in deliveries if d["registration_id"] == row["id"]]))
-    return Overview([s for s in stages if s["stage"] not in SIDE_STAGES], registrations)
+    return Overview([s for s in stages if s["stage"] not in SIDE_STAGES], registrations,
+                    _default_zone(engine))
+
+
+_zone_cache: dict[int, tuple[float, str | None]] = {}
+
+
+def _default_zone(engine: Engine) -> str | None:
+    """notification_config.default_time_zone, read at most once a minute per engine."""
+    now = time.monotonic()
+    cached = _zone_cache.get(id(engine))
+    if cached is not None and now - cached[0] < 60:
+        return cached[1]
+    with engine.connect() as conn:
+        zone = conn.exec_driver_sql(query("portal_default_zone")).scalar()
+    _zone_cache[id(engine)] = (now, zone)
+    return zone
 
 
 def set_preference(engine: Engine, claims: Mapping[str, Any], registration_id: str,

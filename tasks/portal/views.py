@@ -139,7 +139,9 @@ async def page(request: Request) -> Response:
         if expired:
             response.delete_cookie(SESSION_COOKIE, path=BASE)
         return response
-    return await _home(request, portal, claims, saved=request.query_params.get("saved"))
+    saved = request.query_params.get("saved") == "1"
+    return await _home(request, portal, claims,
+                       notice=_words(request)("home.pref_saved") if saved else None)
 
 
 async def _home(request: Request, portal: Portal, claims: dict[str, Any], status: int = 200,
@@ -231,7 +233,7 @@ async def preference(request: Request) -> Response:
         changed = False
     if not changed:
         return await _home(request, portal, claims, 404, error=_words(request)("home.not_found"))
-    return _redirect(portal, f"{BASE}?saved={reg}")
+    return _redirect(portal, f"{BASE}?saved=1")
 
 
 async def sign_out(request: Request) -> Response:
