@@ -386,3 +386,33 @@ def test_twilio_verify_max_sends_is_its_own(portal_client, twilio_verify):
     client = portal_client(**verify_settings(twilio_verify))
     answers = [send(client, ANA).status_code for _ in range(6)]
     assert answers == [200] * 5 + [429]  # Twilio's 60203; regnotify counts no sends per number
+
+
+def test_message_history_shows_holds_and_only_the_customers_own(portal_client, regs, capsys,
+                                                                  conn):
+    from tests.relay_helpers import new_delivery
+
+    conn.execute("UPDATE registrations SET time_zone = 'America/New_York' WHERE id = %s",
+                 (regs["ana"],))
+    # RLS shows a customer the messages to their own number or address.
+    new_delivery(conn, channel="sms", provider_message_id="SMa", status="delivered",
+                 registration_id=regs["ana"], new_stage="documents_collected", recipient=ANA)
+    new_delivery(conn, channel="sms", provider_message_id=None, status="queued",
+                 registration_id=regs["ana"], new_stage="submitted_to_dmv", recipient=ANA,
+                 hold_reason="quiet_hours", held_until="2030-01-02 13:00+00",
+                 hold_zone="America/New_York")
+    new_delivery(conn, channel="email", provider_message_id=None, status="skipped",
+                 registration_id=regs["ana"], new_stage="submitted_to_dmv",
+                 skip_reason="preference")
+    new_delivery(conn, channel="sms", provider_message_id="SMb", status="failed",
+                 registration_id=regs["ben"], new_stage="sticker_ready", recipient=BEN)
+    client = portal_client()
+    console_sign_in(client, capsys)
+    text = " ".join(client.get("/portal").text.split())
+    assert "Delivered" in text
+    assert "Held for quiet hours until Jan 2, 2030, 8:00 AM EST" in text
+    assert "Not sent (your choice)" in text
+    assert "Plates and sticker ready</span> <span" not in text  # Ben's message
+    assert "Not delivered" not in text
+    es = " ".join(client.get("/portal?lang=es").text.split())
+    assert "Retenido por horario de descanso hasta 2 ene 2030, 8:00 EST" in es
