@@ -274,6 +274,10 @@ def test_customer_follows_a_registration_on_a_phone(stack, lang):
         assert f"{w('channel.sms')}: {processing} {w('status.skipped_preference')}" in page
         assert len(stack["twilio"].sends(phone)) == texts_before
         browser.shot(step(6, "next-stage"))
+        size = browser.driver.execute_script(
+            "return performance.getEntriesByType('navigation')[0].decodedBodySize")
+        (SHOTS / f"{lang}-page-bytes.txt").write_text(f"{size}\n")
+        assert size < 15_000  # six messages, one registration: light on a weak connection
 
         browser.press(w("home.sign_out"))
         assert w("signin.intro") in browser.text()

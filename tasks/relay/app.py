@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from tasks.portal import ROUTES as PORTAL_ROUTES
+from tasks.portal.openapi import PATHS as PORTAL_PATHS
 from tasks.relay import health, metrics, openapi, resend_webhooks, tick_endpoint, twilio_webhooks
 from tasks.relay.body_limit import BodyLimitMiddleware
 from tasks.relay.runtime import Relay, TickFunction
@@ -65,4 +66,5 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.relay = relay
     app.state.openapi = openapi.build_openapi()
+    app.state.openapi["paths"].update(PORTAL_PATHS)
     return app
