@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
-from db.errors import CallerRoleRefused
+from db.errors import CallerRoleRefused, DatabaseUnavailable
 
 #: The only roles a request may become. Role names cannot be bind parameters,
 #: so this list is also what keeps the SET ROLE statement a constant.
@@ -30,7 +31,16 @@ def as_caller(engine: Engine, claims: Mapping[str, Any]) -> Iterator[Connection]
         raise CallerRoleRefused(
             f"role {role!r} is not one of {', '.join(CALLER_ROLES)}: the API runs no other")
     with engine.begin() as conn:
-        conn.execute(text(f"SET LOCAL ROLE {role}"))
+        try:
+            conn.execute(text(f"SET LOCAL ROLE {role}"))
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "42501":
+                raise
+            # The login role is not a member of the API roles: a setup problem
+            # to fix once, not the caller's fault.
+            raise DatabaseUnavailable(
+                f"the database login cannot SET ROLE {role}: run `GRANT authenticated, "
+                "service_role TO <the relay's login role>` (see README, The API)") from None
         conn.execute(text("SELECT set_config('request.jwt.claims', :claims, true)"),
                      {"claims": json.dumps(dict(claims))})
         yield conn

@@ -11,6 +11,8 @@ beside the code that raises it and is listed here::
     ├── ProviderConfigError         tasks.exceptions: half-filled provider credentials
     ├── InvalidToken                tasks.exceptions: an API bearer token that fails a check
     ├── CallerRoleRefused           db.errors: claims whose role the API never runs as
+    ├── CallerNotAllowed            db.errors: the front door refused the caller (42501)
+    ├── RegistrationNotFound        db.errors: no such registration, or not the caller's
     ├── CommandError                tasks.exceptions: a command refuses its input (own exit code)
     ├── LocalStackError             tasks.exceptions: `regnotify up`'s own servers
     │   ├── ServerBinariesError     no PostgreSQL/Redis binaries from the allowed source
@@ -55,6 +57,14 @@ class DatabaseNotMigrated(DatabaseUnavailable):
 
 class MigrationError(RegnotifyError):
     """A migration cannot be applied; the message says why and what to do."""
+
+
+class CallerNotAllowed(RegnotifyError):
+    """The database refused the caller (SQLSTATE 42501): not staff, or not their row."""
+
+
+class RegistrationNotFound(RegnotifyError):
+    """No such registration, or none the caller may see (they cannot be told apart)."""
 
 
 class CallerRoleRefused(RegnotifyError):

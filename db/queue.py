@@ -52,25 +52,6 @@ def due_count(conn: Connection) -> int:
     return int(conn.exec_driver_sql(query("queue_due_count")).scalar() or 0)
 
 
-def request_manual_send(
-    conn: Connection, registration_id: str, *, bypass_quiet_hours: bool = False
-) -> bool:
-    """Make a message about the current stage due now; False if no such registration.
-
-    `bypass_quiet_hours` (`regnotify send --now`) sends it even inside the
-    customer's quiet hours.
-    """
-    found = conn.exec_driver_sql(
-        query("registration_exists"), {"registration_id": registration_id}
-    ).scalar()
-    if not found:
-        return False
-    conn.exec_driver_sql(query("request_manual_send"),
-                         {"registration_id": registration_id,
-                          "bypass_quiet_hours": bypass_quiet_hours})
-    return True
-
-
 def seconds_until_next_due(conn: Connection) -> float | None:
     """Seconds (database clock) until the next pending row is due or held delivery is released.
 

@@ -200,29 +200,6 @@ def registration(conn: Connection, registration_id: str) -> RegistrationDetail |
     return None if row is None else _build(RegistrationDetail, row)
 
 
-def registration_queue(conn: Connection, registration_id: str) -> list[QueueEntry]:
-    """The registration's bursts, oldest first."""
-    return _all(
-        conn, "status_registration_queue", {"registration_id": registration_id}, QueueEntry
-    )
-
-
-def registration_deliveries(conn: Connection, registration_id: str) -> list[DeliveryEntry]:
-    """The registration's delivery rows, grouped by burst (sms before email)."""
-    return _all(
-        conn, "status_registration_deliveries", {"registration_id": registration_id},
-        DeliveryEntry,
-    )
-
-
-def registration_pref_changes(conn: Connection, registration_id: str) -> list[PrefChange]:
-    """Who changed the registration's preference and when, oldest first."""
-    return _all(
-        conn, "status_registration_pref_changes", {"registration_id": registration_id},
-        PrefChange,
-    )
-
-
 def deliveries_by_id(conn: Connection, ids: Sequence[int]) -> list[FailedDelivery]:
     """Failed-delivery details for the given ids (read before a requeue clears the error)."""
     if not ids:

@@ -26,6 +26,17 @@ EXECUTE = {
     "record_notification_pref_change()": set(),
     "jwt_customer_phone()": {"authenticated"},
     "jwt_is_admin()": {"authenticated"},
+    # The front door (13): callable by signed-in callers and the backend, never
+    # anon; both run as the caller (SECURITY INVOKER), so RLS decides.
+    "request_notification(uuid,boolean)": {"authenticated", "service_role"},
+    "notification_timeline(uuid)": {"authenticated", "service_role"},
+    "timeline_caller_is_customer()": {"authenticated", "service_role"},
+    "timeline_registration(uuid)": {"authenticated", "service_role"},
+    "timeline_stage_changes(uuid)": {"authenticated", "service_role"},
+    "timeline_messages(uuid)": {"authenticated", "service_role"},
+    "timeline_holds(uuid)": {"authenticated", "service_role"},
+    "timeline_fallbacks(uuid)": {"authenticated", "service_role"},
+    "timeline_preference_changes(uuid)": {"authenticated", "service_role"},
 }
 
 

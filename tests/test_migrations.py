@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -205,3 +206,12 @@ def test_migration_files_are_numbered_in_order():
     assert names == sorted(names)
     assert names[3] == "04_notification_system.sql"
     assert all(Path(migrations_dir(), n).read_text().strip() for n in names)
+
+
+def test_no_migration_after_12_drops_or_recreates_pg_net():
+    # Reinstalling pg_net loses net._http_response and any tightened net.* grants.
+    later = [f for f in discover(migrations_dir()) if int(f.filename.split("_", 1)[0]) > 12]
+    assert later, "no migration after 12 to check"
+    for migration in later:
+        sql = re.sub(r"--[^\n]*", "", migration.sql).lower()
+        assert not re.search(r"(drop|create)\s+extension[^;]*pg_net", sql), migration.filename

@@ -72,3 +72,16 @@ def test_the_code_cites_no_document_or_issue_it_does_not_ship():
         ["grep", "-rnE", r"DESIGN\.md|[Ii]ssue [0-9]+", "tasks", "db", "bench", "sql", "tests"],
         cwd=ROOT, capture_output=True, text=True)
     assert found.stdout == "", found.stdout
+
+
+def test_the_api_section_shows_every_api_route_and_both_rpc_calls():
+    from tasks.relay import api_me, api_registrations
+
+    section = _section("The API")
+    for path in (api_registrations.NOTIFY_PATH, api_registrations.TIMELINE_PATH,
+                 api_me.LIST_PATH, api_me.ITEM_PATH):
+        curl = path.replace("{id}", "$REG")
+        assert re.search(rf"curl[^\n]*https://relay\.example\.com{re.escape(curl)}\b",
+                         section), path
+    for fn in ("request_notification", "notification_timeline"):
+        assert f"supabase.rpc('{fn}'" in section

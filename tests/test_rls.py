@@ -69,9 +69,12 @@ def test_anon_sees_nothing(database_url, two_customers):
             c.execute(f"SELECT * FROM {table}")
 
 
-def test_customer_cannot_see_queue(database_url, two_customers):
+def test_customer_sees_only_own_queue_rows(database_url, two_customers):
+    # Their own bursts are part of their timeline (stages and times, no contact).
+    dana, _ = two_customers
     with as_role(database_url, "authenticated", customer(DANA)) as c:
-        assert c.execute("SELECT * FROM notification_queue").fetchall() == []
+        rows = c.execute("SELECT registration_id FROM notification_queue").fetchall()
+    assert [str(r["registration_id"]) for r in rows] == [dana]
 
 
 def test_customer_cannot_update_anything_but_their_preference(database_url, two_customers):

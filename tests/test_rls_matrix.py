@@ -54,18 +54,22 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     },
     # A customer may UPDATE their own row (the guard trigger limits them to
     # notification_pref; this no-op UPDATE passes it), never delete or insert.
+    # They read their own bursts and preference changes (their timeline).
+    # sms_opt_outs and notification_config grant a few columns only (migration
+    # 13), so SELECT * is refused; test_front_door_sql checks those columns.
     "customer": {
         "registrations": (1, DENIED, 1, 0),
         "registration_notifications": (1, DENIED, DENIED, DENIED),
-        "notification_queue": _NOTHING, "notification_config": _NO_GRANT,
+        "notification_queue": (1, DENIED, 0, 0), "notification_config": _NO_GRANT,
         "sms_opt_outs": _NO_GRANT, "webhook_events": _NO_GRANT,
-        "registration_stages": _STAGES_READ, "notification_pref_changes": _NO_GRANT,
+        "registration_stages": _STAGES_READ,
+        "notification_pref_changes": (1, DENIED, DENIED, DENIED),
     },
     "admin": {
         "registrations": (2, 1, 2, 2), "registration_notifications": _READ_ONLY,
         "notification_queue": (2, 1, 2, 2), "notification_config": _NO_GRANT,
         "sms_opt_outs": _NO_GRANT, "webhook_events": _NO_GRANT,
-        "registration_stages": _STAGES_READ, "notification_pref_changes": _NO_GRANT,
+        "registration_stages": _STAGES_READ, "notification_pref_changes": _READ_ONLY,
     },
     "service_role": {
         "registrations": (2, 1, 2, 2), "registration_notifications": (2, 1, 2, 2),

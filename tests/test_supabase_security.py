@@ -132,7 +132,8 @@ def test_the_ledger_is_out_of_the_apis_reach(any_database_url):
         c.execute("UPDATE regnotify.migrations SET checksum = 'x'")
 
 
-# Exactly what each role holds on each table of 01-07 and 12 (table level).
+# Exactly what each role holds on each table of 01-07, 12 and 13 (table level;
+# 13's column grants on sms_opt_outs and notification_config are checked below).
 TABLE_GRANTS = {
     "anon": {"registration_stages": "SELECT"},
     "authenticated": {
@@ -140,6 +141,7 @@ TABLE_GRANTS = {
         "registrations": "DELETE INSERT SELECT",
         "registration_notifications": "SELECT",
         "notification_queue": "DELETE INSERT SELECT UPDATE",
+        "notification_pref_changes": "SELECT",
     },
     "service_role": {
         "registration_stages": "SELECT",
@@ -174,6 +176,21 @@ def test_each_role_holds_exactly_the_intended_table_privileges(any_database_url)
                 assert not c.execute(
                     "SELECT has_sequence_privilege(%s, %s, 'USAGE,SELECT,UPDATE') AS ok",
                     (role, f"public.{seq}")).fetchone()["ok"], (role, seq)
+        # 13: staff read whether a number opted out and the quiet hours (never
+        # the relay's URL or token, nor how a number opted out).
+        for table, column, ok in (
+            ("sms_opt_outs", "phone", True), ("sms_opt_outs", "opted_out", True),
+            ("sms_opt_outs", "source", False),
+            ("notification_config", "quiet_hours_start", True),
+            ("notification_config", "relay_token", False),
+            ("notification_config", "relay_url", False),
+        ):
+            assert c.execute(
+                "SELECT has_column_privilege('authenticated', %s, %s, 'SELECT') AS ok",
+                (f"public.{table}", column)).fetchone()["ok"] is ok, (table, column)
+            assert not c.execute(
+                "SELECT has_column_privilege('anon', %s, %s, 'SELECT') AS ok",
+                (f"public.{table}", column)).fetchone()["ok"], (table, column)
         # The column grant: authenticated writes what staff edit, never the keys.
         for column, ok in (("notification_pref", True), ("current_stage", True),
                            ("id", False), ("created_at", False)):

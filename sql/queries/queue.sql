@@ -131,28 +131,6 @@ SELECT count(*) AS due
 FROM public.notification_queue
 WHERE sent = false AND send_after <= now();
 
--- name: request_manual_send
--- `regnotify send`: a message about the registration's current stage, due
--- now. A pending burst is simply made due; otherwise a row with no old stage
--- (which is how the claim tells a manual send) is added.
--- %(bypass_quiet_hours)s (`--now`) sends even inside quiet hours.
-WITH flushed AS (
-    UPDATE public.notification_queue
-    SET send_after = now(), notify_customer = true,
-        bypass_quiet_hours = %(bypass_quiet_hours)s, updated_at = now()
-    WHERE registration_id = %(registration_id)s AND sent = false
-    RETURNING id
-)
-INSERT INTO public.notification_queue
-    (registration_id, old_stage, new_stage, send_after, bypass_quiet_hours)
-SELECT r.id, NULL, r.current_stage, now(), %(bypass_quiet_hours)s
-FROM public.registrations AS r
-WHERE r.id = %(registration_id)s AND NOT EXISTS (SELECT 1 FROM flushed)
-RETURNING id;
-
--- name: registration_exists
-SELECT EXISTS (SELECT 1 FROM public.registrations WHERE id = %(registration_id)s) AS found;
-
 -- name: seconds_until_next_due
 -- Measured on the database's clock, the one send_after was written with.
 -- The next quiet-hours release counts too (least() ignores a NULL).

@@ -84,62 +84,6 @@ LEFT JOIN public.registration_stages AS st ON st.stage = r.current_stage
 LEFT JOIN public.sms_opt_outs AS o ON o.phone = r.customer_phone
 WHERE r.id = %(registration_id)s::uuid;
 
--- name: status_registration_queue
--- Every burst of stage changes for one registration, oldest first.
-SELECT q.id,
-       q.created_at,
-       q.updated_at,
-       q.old_stage,
-       q.new_stage,
-       q.change_count,
-       q.notify_customer,
-       q.send_after,
-       q.sent,
-       q.closed_reason,
-       q.processed_at
-FROM public.notification_queue AS q
-WHERE q.registration_id = %(registration_id)s::uuid
-ORDER BY q.created_at, q.id;
-
--- name: status_registration_deliveries
--- Every delivery row of one registration; queue_id ties each to its burst.
-SELECT n.id,
-       n.queue_id,
-       n.channel,
-       n.recipient,
-       n.status,
-       n.skip_reason,
-       n.old_stage,
-       n.new_stage,
-       n.provider,
-       n.provider_message_id,
-       n.template_used,
-       n.subject,
-       n.attempts,
-       n.error_code,
-       n.error_message,
-       n.next_attempt_at,
-       n.created_at,
-       n.updated_at,
-       n.sent_at,
-       n.delivered_at,
-       -- Quiet hours and fallback (migration 10): the opening time in the
-       -- customer's zone, and the deliveries a fallback links.
-       n.hold_reason,
-       n.held_until,
-       n.hold_zone,
-       to_char(n.held_until AT TIME ZONE n.hold_zone, 'HH24:MI') AS held_until_local,
-       n.fallback_for,
-       fb.channel AS fallback_for_channel,
-       fb.status AS fallback_for_status,
-       fb.error_code AS fallback_for_error_code,
-       (SELECT x.id FROM public.registration_notifications AS x
-        WHERE x.fallback_for = n.id) AS replaced_by
-FROM public.registration_notifications AS n
-LEFT JOIN public.registration_notifications AS fb ON fb.id = n.fallback_for
-WHERE n.registration_id = %(registration_id)s::uuid
-ORDER BY n.queue_id NULLS LAST, CASE n.channel WHEN 'sms' THEN 0 ELSE 1 END, n.id;
-
 -- name: status_deliveries_by_id
 -- What retry-failed shows about the deliveries it re-drives, read before the
 -- requeue clears their error.
@@ -157,16 +101,3 @@ FROM public.registration_notifications AS n
 LEFT JOIN public.registrations AS r ON r.id = n.registration_id
 WHERE n.id = ANY(%(ids)s)
 ORDER BY n.id;
-
--- name: status_registration_pref_changes
--- Who changed the registration's notification_pref and when (migration 12's
--- audit): a customer from the portal, staff, the backend or a direct connection.
-SELECT c.id,
-       c.changed_at,
-       c.old_pref,
-       c.new_pref,
-       c.changed_by_kind,
-       c.changed_by
-FROM public.notification_pref_changes AS c
-WHERE c.registration_id = %(registration_id)s::uuid
-ORDER BY c.changed_at, c.id;

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from tasks.commands.database_url import (
     add_database_url_option,
@@ -11,9 +10,6 @@ from tasks.commands.database_url import (
     use_database_url,
 )
 from tasks.exceptions import CommandError
-
-if TYPE_CHECKING:
-    from db.status import RegistrationDetail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,28 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def reachable(reg: RegistrationDetail) -> tuple[list[str], list[str]]:
-    """(the channels a message will go by, why each other chosen channel will not).
-
-    The same decisions the claim makes, said before queueing anything.
-    """
-    if reg.notification_pref == "none":
-        return [], ["the customer chose no messages (notification_pref = none)"]
-    chosen = ["sms", "email"] if reg.notification_pref == "both" else [reg.notification_pref]
-    channels: list[str] = []
-    why_not: list[str] = []
-    for channel in chosen:
-        if channel == "sms" and not reg.customer_phone:
-            why_not.append("no SMS: no phone number on file")
-        elif channel == "sms" and reg.sms_opted_out:
-            why_not.append("no SMS: the phone number opted out (it can text START)")
-        elif channel == "email" and not reg.customer_email:
-            why_not.append("no e-mail: no address on file")
-        else:
-            channels.append(channel)
-    return channels, why_not
-
-
 def run(args: argparse.Namespace) -> int:
     """Queue a due-now message (the customer's channel preference still applies).
 
@@ -57,22 +31,25 @@ def run(args: argparse.Namespace) -> int:
     """
     registration_id = parse_registration_id(args.registration_id)
     use_database_url(args)
-    from db import status as status_db
-    from db.queue import request_manual_send
+    from db import front_door
+    from db.errors import RegistrationNotFound
     from tasks.database import engine
     from tasks.queue_tick import drain_due, request_tick
 
+    # request_notification decides and queues (the same function the API and
+    # PostgREST call); nothing is written when it answers queued: false.
     with engine().begin() as conn:
-        reg = status_db.registration(conn, registration_id)
-        if reg is None:
-            raise CommandError(f"no registration {registration_id}")
-        channels, why_not = reachable(reg)
-        if not channels:
-            raise CommandError(f"nothing will be sent to {registration_id}: "
-                               + "; ".join(why_not))
-        request_manual_send(conn, registration_id, bypass_quiet_hours=args.now)
-    for reason in why_not:
-        print(f"note: {reason}")
+        front_door.act_as_backend(conn)
+        try:
+            answer = front_door.request_notification(conn, registration_id,
+                                                     bypass_quiet_hours=args.now)
+        except RegistrationNotFound:
+            raise CommandError(f"no registration {registration_id}") from None
+    if not answer["queued"]:
+        raise CommandError(f"nothing will be sent to {registration_id}: {answer['detail']}")
+    channels = answer["channels"]
+    for skipped in answer["skipped"]:
+        print(f"note: {skipped['detail']}")
     by = " and ".join("SMS" if c == "sms" else "e-mail" for c in channels)
     if args.inline:
         result = drain_due()
@@ -85,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.now:
         print("quiet hours do not apply to this message (--now); "
               "a text still held for this registration is replaced by it")
+    elif answer.get("held_until_local"):
+        print(f"inside the customer's quiet hours: the text waits until "
+              f"{answer['held_until_local']} {answer['time_zone']}; --now sends it at once")
     elif "sms" in channels:
         print("inside the customer's quiet hours the text waits for the window to open; "
               "--now sends it at once")

@@ -53,16 +53,17 @@ CLOSED_REASONS = {
 
 
 def show(args: argparse.Namespace, registration_id: str) -> int:
-    from db import status as db_status
+    from db import front_door
 
+    # notification_timeline is what the API and PostgREST serve; the CLI
+    # reads it as the backend and prints it as it always has.
     with database(args) as conn:
-        reg = db_status.registration(conn, registration_id)
-        if reg is None:
+        front_door.act_as_backend(conn)
+        doc = front_door.notification_timeline(conn, registration_id)
+        if doc is None:
             raise CommandError(f"no registration {registration_id}")
-        queue = db_status.registration_queue(conn, registration_id)
-        rows = db_status.registration_deliveries(conn, registration_id)
-        changes = db_status.registration_pref_changes(conn, registration_id)
         now = conn.exec_driver_sql("SELECT now()").scalar_one()
+    reg, queue, rows, changes = front_door.timeline_records(doc)
 
     if args.json:
         print_json({**timeline_document(reg, queue, rows),

@@ -1,4 +1,5 @@
-"""The relay's ASGI app: POST /tick, /healthz, /metrics, /openapi.json, /docs, webhooks."""
+"""The relay's ASGI app: POST /tick, /healthz, /metrics, /openapi.json, /docs, webhooks, /api,
+/portal."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from tasks.portal import ROUTES as PORTAL_ROUTES
 from tasks.portal.openapi import PATHS as PORTAL_PATHS
-from tasks.relay import health, metrics, openapi, resend_webhooks, tick_endpoint, twilio_webhooks
+from tasks.relay import (
+    api_me,
+    api_registrations,
+    health,
+    metrics,
+    openapi,
+    resend_webhooks,
+    tick_endpoint,
+    twilio_webhooks,
+)
 from tasks.relay.body_limit import BodyLimitMiddleware
 from tasks.relay.runtime import Relay, TickFunction
 from tasks.settings import Settings, get_settings
@@ -52,14 +63,22 @@ def create_app(
         Route(twilio_webhooks.STATUS_PATH, twilio_webhooks.status_callback, methods=["POST"]),
         Route(twilio_webhooks.INBOUND_PATH, twilio_webhooks.inbound, methods=["POST"]),
         Route(resend_webhooks.PATH, resend_webhooks.resend_webhook, methods=["POST"]),
+        Route(api_registrations.NOTIFY_PATH, api_registrations.notify, methods=["POST"]),
+        Route(api_registrations.TIMELINE_PATH, api_registrations.timeline, methods=["GET"]),
+        Route(api_me.LIST_PATH, api_me.list_mine, methods=["GET"]),
+        Route(api_me.ITEM_PATH, api_me.update_mine, methods=["PATCH"]),
         *PORTAL_ROUTES,
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.relay_max_body_bytes,
-                               timeout_s=settings.relay_body_timeout_s)],
-        lifespan=lifespan,
-    )
+    middleware = [Middleware(BodyLimitMiddleware, max_bytes=settings.relay_max_body_bytes,
+                             timeout_s=settings.relay_body_timeout_s)]
+    if settings.api_origins():
+        # Outermost, so a preflight is answered before anything reads a body.
+        # Bearer tokens, not cookies: no credentials mode.
+        middleware.insert(0, Middleware(
+            CORSMiddleware, allow_origins=settings.api_origins(),
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Authorization", "Content-Type"], max_age=600))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     # Starlette would answer `POST /tick/` with a 307 whose Location is built
     # from the request's Host header: a redirect anyone can aim anywhere.
     # Paths are exact here; anything else is a 404.

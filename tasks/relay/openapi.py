@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 
+from tasks.relay.openapi_api import api_paths, api_schemas, api_security_schemes
 from tasks.relay.resend_webhooks import PATH as RESEND_PATH
 from tasks.relay.twilio_webhooks import INBOUND_PATH, STATUS_PATH
 
@@ -40,7 +41,8 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             "version": version,
             "description": (
                 "Wakes the notification queue (POST /tick from pg_net, NOTIFY on "
-                "notification_tick) and takes the providers' signed delivery webhooks."
+                "notification_tick), takes the providers' signed delivery webhooks, and "
+                "serves staff and customers under /api, each request run as its caller."
             ),
         },
         "paths": {
@@ -180,6 +182,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                     "403": _FORBIDDEN, "413": _TOO_LARGE, "503": _DB_DOWN,
                 },
             }},
+            **api_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -193,6 +196,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                     "type": "apiKey", "in": "header", "name": "svix-signature",
                     "description": "Svix HMAC-SHA256 with RESEND_WEBHOOK_SECRET (whsec_...).",
                 },
+                **api_security_schemes(),
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["error"],
@@ -227,6 +231,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                     "properties": {"result": {"type": "string", "enum": [
                         "moved", "noted", "unchanged", "unknown", "duplicate", "ignored"]}},
                 },
+                **api_schemas(),
             },
         },
     }

@@ -1,0 +1,137 @@
+"""What every /api route shares: the caller's verified claims, one transaction as
+the caller (db.as_caller), and the database's answers turned into HTTP.
+
+No authorization decision is made here: the token is verified, then the
+database's grants and row-level security decide, and their refusals are
+mapped to 403/404.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from db.as_caller import as_caller
+from db.errors import (
+    CallerNotAllowed,
+    CallerRoleRefused,
+    DatabaseUnavailable,
+    RegistrationNotFound,
+)
+from tasks.api_tokens import verify_token
+from tasks.exceptions import InvalidToken
+from tasks.relay.auth import bearer_token
+from tasks.relay.runtime import Relay
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The same answer whichever check failed: the log line says which.
+INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
+MISSING_TOKEN_CHALLENGE = 'Bearer realm="regnotify"'
+
+
+class Refusal(Exception):
+    """Control flow: a route stops with this response (never reaches a person as text)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def not_found() -> Refusal:
+    return Refusal(error(404, "no such registration"))
+
+
+def registration_id(request: Request) -> str:
+    """The path's id in canonical form; anything that is not a uuid is simply not found."""
+    try:
+        return str(uuid.UUID(request.path_params["id"]))
+    except ValueError:
+        raise not_found() from None
+
+
+async def json_object(request: Request, *, required: bool) -> dict[str, Any]:
+    """The body as a JSON object ({} when empty and not required); 422 otherwise."""
+    raw = await request.body()
+    if not raw.strip() and not required:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Refusal(error(422, "the body must be a JSON object")) from None
+    if not isinstance(body, dict):
+        raise Refusal(error(422, "the body must be a JSON object"))
+    return body
+
+
+async def caller_claims(request: Request) -> dict[str, Any]:
+    """The verified claims of the request's bearer token; a 401 Refusal otherwise."""
+    relay: Relay = request.app.state.relay
+    token = bearer_token(request)
+    if token is None:
+        log.info("API %s %s: 401, no bearer token", request.method, request.url.path)
+        raise Refusal(error(401, "a bearer token is required",
+                            {"WWW-Authenticate": MISSING_TOKEN_CHALLENGE}))
+    try:
+        # Off the event loop: a key lookup may fetch the JWKS.
+        return await run_in_threadpool(verify_token, token, relay.settings)
+    except InvalidToken as exc:
+        log.warning("API %s %s: 401, token refused (%s)", request.method, request.url.path,
+                    exc)
+        raise Refusal(error(401, "invalid bearer token",
+                            {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})) from None
+
+
+async def as_the_caller(request: Request, claims: dict[str, Any],
+                        work: Callable[[Connection], T]) -> T:
+    """Run `work` in one transaction as the caller; the database's refusals become Refusals."""
+    relay: Relay = request.app.state.relay
+
+    def run() -> T:
+        with as_caller(relay.engine(), claims) as conn:
+            return work(conn)
+
+    try:
+        return await run_in_threadpool(run)
+    except CallerRoleRefused:
+        raise Refusal(error(401, "invalid bearer token",
+                            {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})) from None
+    except CallerNotAllowed:
+        raise Refusal(error(403, "not allowed")) from None
+    except RegistrationNotFound:
+        raise not_found() from None
+    except (OperationalError, InterfaceError, PoolTimeout, DatabaseUnavailable) as exc:
+        log.warning("API %s %s: 503, database unavailable (%s)", request.method,
+                    request.url.path, str(exc).splitlines()[0][:200])
+        raise Refusal(error(503, "database unavailable", {"Retry-After": "5"})) from None
+    except DBAPIError as exc:
+        state = getattr(exc.orig, "sqlstate", None)
+        if state == "42501":  # no grant (anon) or a row-level security refusal
+            raise Refusal(error(403, "not allowed")) from None
+        if state is not None and state.startswith("23"):  # a constraint said no
+            raise Refusal(error(422, "the database refused this value")) from None
+        raise
+
+
+async def answer(request: Request, route: Callable[[Request], Any]) -> Response:
+    """Run a route body, turning a Refusal into its response."""
+    try:
+        return await route(request)
+    except Refusal as refusal:
+        return refusal.response

@@ -1,0 +1,66 @@
+"""A signed-in customer's routes: GET /api/me/registrations and PATCH /api/me/registrations/{id}.
+
+"Me" is the token's phone claim, matched in SQL the way the policies match
+it; the policies, the column grant and the guard trigger decide the rest.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from db import front_door
+from tasks.relay.api_common import (
+    Refusal,
+    answer,
+    as_the_caller,
+    caller_claims,
+    error,
+    json_object,
+    not_found,
+    registration_id,
+)
+
+LIST_PATH = "/api/me/registrations"
+ITEM_PATH = "/api/me/registrations/{id}"
+
+#: What a customer may change, and the values each takes. A new field is one
+#: entry here plus its line in update_my_registration (sql/queries/front_door.sql).
+EDITABLE: dict[str, tuple[str | None, ...]] = {
+    "notification_pref": ("sms", "email", "both", "none"),
+}
+
+
+async def list_mine(request: Request) -> Response:
+    """200 {"registrations": [...]}: stage with label and position, vehicle, preference."""
+    return await answer(request, _list_mine)
+
+
+async def _list_mine(request: Request) -> Response:
+    claims = await caller_claims(request)
+    rows = await as_the_caller(request, claims, front_door.my_registrations)
+    return JSONResponse({"registrations": rows})
+
+
+async def update_mine(request: Request) -> Response:
+    """200 with the changed fields; 422 for an unknown field or value; 404 when not theirs."""
+    return await answer(request, _update_mine)
+
+
+async def _update_mine(request: Request) -> Response:
+    claims = await caller_claims(request)
+    reg = registration_id(request)
+    body = await json_object(request, required=True)
+    unknown = sorted(set(body) - set(EDITABLE))
+    if unknown or not body:
+        raise Refusal(error(422, "fields that can be changed: " + ", ".join(EDITABLE)))
+    for name, value in body.items():
+        if value not in EDITABLE[name]:
+            allowed = ", ".join(repr(v) for v in EDITABLE[name])
+            raise Refusal(error(422, f"{name} must be one of {allowed}"))
+    row = await as_the_caller(
+        request, claims,
+        lambda conn: front_door.update_my_registration(conn, reg, body, tuple(EDITABLE)))
+    if row is None:
+        raise not_found()
+    return JSONResponse(row)
