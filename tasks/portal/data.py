@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from db.as_caller import as_caller
 from db.queries import query
@@ -66,8 +67,12 @@ def _default_zone(engine: Engine) -> str | None:
     cached = _zone_cache.get(id(engine))
     if cached is not None and now - cached[0] < 60:
         return cached[1]
-    with engine.connect() as conn:
-        zone = conn.exec_driver_sql(query("portal_default_zone")).scalar()
+    try:
+        with engine.connect() as conn:
+            zone = conn.exec_driver_sql(query("portal_default_zone")).scalar()
+    except SQLAlchemyError:
+        # A login role that may not read the configuration: dates in UTC.
+        zone = None
     _zone_cache[id(engine)] = (now, zone)
     return zone
 
