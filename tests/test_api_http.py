@@ -284,3 +284,24 @@ def test_admin_notify_is_sent_by_a_real_worker_within_seconds(
     [text] = twilio_wire.sends()
     assert text.to == ANA and "submitted to the DMV" in text.body
     print(f"admin notify -> text accepted by the Twilio wire in {took:.2f}s")
+
+
+def test_an_oversized_body_is_413_as_elsewhere(relay_client, api_settings, regs, tokens):
+    client = relay_client(**api_settings, relay_max_body_bytes=1024)
+    response = client.patch(f"/api/me/registrations/{regs['a']}", headers=auth(tokens["a"]),
+                            content=b'{"notification_pref": "' + b"x" * 4096 + b'"}')
+    assert response.status_code == 413
+
+
+def test_a_login_that_cannot_set_role_is_503_naming_the_grant(
+    relay_client, api_settings, tokens, pg_cluster, plain_database_url, caplog
+):
+    from tests.conftest import PLAIN_DATABASE, PLAIN_OWNER, database_url_for
+
+    # The plain owner migrated its database but is no member of the API roles.
+    client = relay_client(**api_settings, database_url=database_url_for(
+        pg_cluster, PLAIN_DATABASE, PLAIN_OWNER))
+    with caplog.at_level(logging.WARNING, logger="tasks.relay"):
+        response = client.get("/api/me/registrations", headers=auth(tokens["a"]))
+    assert response.status_code == 503
+    assert "GRANT authenticated, service_role TO" in caplog.text

@@ -171,3 +171,13 @@ def test_jwks_refusals(jwks, case):
     # Nor with the legacy secret unset (the HS256 path then has no key at all).
     with pytest.raises(InvalidToken):
         verify_token(token, jwks_settings(jwks, supabase_jwt_secret=None))
+
+
+def test_portal_url_defaults_under_the_relay_and_origins_split():
+    s = settings(relay_public_url="https://relay.example/", api_allowed_origins=
+                 " https://a.example/ ,https://b.example,, ")
+    assert s.portal_url == "https://relay.example/portal"
+    assert s.api_origins() == ["https://a.example", "https://b.example"]
+    assert settings(relay_public_url="https://r.example", portal_url="https://p.example/"
+                    ).portal_url == "https://p.example"
+    assert settings().portal_url is None and settings().api_origins() == []

@@ -226,3 +226,14 @@ def test_unknown_registration_is_no_data_found(database_url, ana_and_ben):
         database_url, "authenticated", ADMIN
     ) as c:
         c.execute("SELECT public.request_notification('00000000-0000-0000-0000-000000000000')")
+
+
+def test_after_a_phone_change_the_new_number_sees_none_of_the_old_texts(
+    database_url, conn, ana_and_ben
+):
+    new_phone = "+15552229999"
+    conn.execute("UPDATE registrations SET customer_phone = %s WHERE id = %s",
+                 (new_phone, ana_and_ben["ana"]))
+    doc = timeline(database_url, "authenticated", customer(new_phone), ana_and_ben["ana"])
+    assert doc is not None and ANA not in json.dumps(doc)
+    assert timeline(database_url, "authenticated", customer(ANA), ana_and_ben["ana"]) is None

@@ -289,7 +289,7 @@ $fn$;
 
 -- SECURITY INVOKER, like the timeline: the caller's policies decide what it
 -- reads and writes (an admin's reach the queue, the opt-out flags and the
--- quiet-hours columns granted below). The first statement refuses everyone
+-- quiet-hours columns granted in section 1). The first statement refuses everyone
 -- but an admin and the backend with 42501, so a customer learns nothing.
 -- `regnotify send` calls it on its own connection with service_role claims.
 CREATE OR REPLACE FUNCTION public.request_notification(
