@@ -416,3 +416,14 @@ def test_message_history_shows_holds_and_only_the_customers_own(portal_client, r
     assert "Not delivered" not in text
     es = " ".join(client.get("/portal?lang=es").text.split())
     assert "Retenido por horario de descanso hasta 2 ene 2030, 8:00 EST" in es
+
+
+def test_a_registration_that_needs_attention_says_so(portal_client, regs, capsys, conn):
+    conn.execute("UPDATE registrations SET current_stage = 'needs_attention' WHERE id = %s",
+                 (regs["ana"],))
+    client = portal_client()
+    console_sign_in(client, capsys)
+    page = client.get("/portal")
+    assert page.status_code == 200
+    assert "Needs your attention. The dealership needs something from you" in page.text
+    assert 'aria-current="step"' not in page.text and "Step " not in page.text
