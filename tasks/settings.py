@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_base_url: str | None = None
+    # Twilio Verify's base URL (the customer sign-in); unset: Twilio's own.
+    twilio_verify_base_url: str | None = None
 
     resend_api_key: SecretStr | None = None
     resend_api_base_url: str | None = None

@@ -42,3 +42,18 @@ def test_demo_rejects_a_silly_window(capsys):
 
     assert main(["demo", "--window", "0"]) == 2
     assert "--window" in capsys.readouterr().err
+
+
+def test_demo_names_a_registration_to_follow_on_the_customer_page(monkeypatch):
+    from tasks.commands import demo
+    from tasks.settings import get_settings
+
+    monkeypatch.setenv("PORTAL_URL", "http://127.0.0.1:8000/portal")
+    get_settings.cache_clear()
+    try:
+        hint = demo._portal_hint(demo._customers("t")[0])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert "http://127.0.0.1:8000/portal" in hint and "+15550100001" in hint
+    assert "sign-in code for +*******0001" in hint

@@ -113,11 +113,25 @@ def run(args: argparse.Namespace) -> int:
             demo_db.set_debounce(conn, *saved)
     console.print(_summary(customers, rows))
     console.print("See one timeline with: regnotify status " + ids["burst"])
+    console.print(_portal_hint(customers[0]))
     unfinished = [r for r in rows if r["status"] in ("queued", "sending")]
     if unfinished or len(rows) < 2 * len(customers):
         raise CommandError("not every message settled in time: is a worker running "
                            "(`regnotify up` or `regnotify worker`)?", exit_code=1)
     return 0
+
+
+def _portal_hint(customer: Customer) -> str:
+    """Where a person follows the first customer's registration, and how to sign in."""
+    from tasks.masking import mask_phone
+    from tasks.settings import get_settings
+
+    portal = get_settings().portal_url
+    if not portal:
+        return "Set PORTAL_URL (or RELAY_PUBLIC_URL) to follow a registration on the customer page"
+    return (f"Follow {customer.name}'s registration at {portal}: sign in with "
+            f"{customer.phone}, then type the code the relay prints under `regnotify up` "
+            f"(`sign-in code for {mask_phone(customer.phone)}: ...`)")
 
 
 def _table(rows: list[dict], waiting: int):

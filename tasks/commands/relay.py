@@ -77,7 +77,10 @@ def prepare(args: argparse.Namespace) -> tuple[Starlette, str]:
         updates["relay_tick_interval_s"] = args.tick_interval
     settings = get_settings().model_copy(update=updates)
     # A RelayConfigError is said by tasks/cli.py like any other.
-    return create_app(settings, local_only=args.local_only), host
+    app = create_app(settings, local_only=args.local_only)
+    # Codes printed on the relay's output (the customer page) only on loopback.
+    app.state.loopback = is_loopback(host)
+    return app, host
 
 
 def run(args: argparse.Namespace) -> int:

@@ -164,9 +164,11 @@ def run(args: argparse.Namespace) -> int:
             broker = str(settings.celery_broker_url)
         env = {**os.environ, "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker,
                "RELAY_TOKEN": relay_token, "FLOWER_BASIC_AUTH": flower_auth,
+               "PORTAL_URL": settings.portal_url or f"http://127.0.0.1:{port['relay']}/portal",
                "PYTHONUNBUFFERED": "1"}
         state.write_env({k: env[k] for k in
-                         ("DATABASE_URL", "CELERY_BROKER_URL", "RELAY_TOKEN", "FLOWER_BASIC_AUTH")})
+                         ("DATABASE_URL", "CELERY_BROKER_URL", "RELAY_TOKEN", "FLOWER_BASIC_AUTH",
+                          "PORTAL_URL")})
         py = sys.executable
         children.start("worker", [py, "-m", "tasks.cli", "worker", "-c", str(args.concurrency)],
                        env)
@@ -185,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         for line in (
             "regnotify is up",
             f"  relay   {relay_url}  (POST /tick, GET /healthz, /metrics, /docs)",
+            f"  portal  {env['PORTAL_URL']}  (customers sign in with a code printed here)",
             f"  flower  {flower_url}  user {user}  password {password}",
             f"  database {redacted(database_url)}",
             f"  broker  {broker}",

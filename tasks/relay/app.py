@@ -1,4 +1,5 @@
-"""The relay's ASGI app: POST /tick, /healthz, /metrics, /openapi.json, /docs, webhooks, /api."""
+"""The relay's ASGI app: POST /tick, /healthz, /metrics, /openapi.json, /docs, webhooks, /api,
+/portal."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
+from tasks.portal import ROUTES as PORTAL_ROUTES
+from tasks.portal.openapi import PATHS as PORTAL_PATHS
 from tasks.relay import (
     api_me,
     api_registrations,
@@ -65,6 +68,7 @@ def create_app(
         Route(api_registrations.TIMELINE_PATH, api_registrations.timeline, methods=["GET"]),
         Route(api_me.LIST_PATH, api_me.list_mine, methods=["GET"]),
         Route(api_me.ITEM_PATH, api_me.update_mine, methods=["PATCH"]),
+        *PORTAL_ROUTES,
     ]
     middleware = [Middleware(BodyLimitMiddleware, max_bytes=settings.relay_max_body_bytes,
                              timeout_s=settings.relay_body_timeout_s)]
@@ -82,4 +86,5 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.relay = relay
     app.state.openapi = openapi.build_openapi()
+    app.state.openapi["paths"].update(PORTAL_PATHS)
     return app

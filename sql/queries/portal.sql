@@ -1,0 +1,28 @@
+-- The customer page. Every query runs as the signed-in customer (db.as_caller):
+-- row-level security decides which rows exist for them.
+
+-- name: portal_registrations
+SELECT r.id, r.vehicle_year, r.vehicle_make, r.vehicle_model, r.plate_number,
+       r.current_stage, r.notification_pref, r.updated_at, r.time_zone
+FROM public.registrations r
+ORDER BY r.created_at, r.id;
+
+-- name: portal_stages
+SELECT stage, position, label FROM public.registration_stages ORDER BY position;
+
+-- name: portal_deliveries
+SELECT n.registration_id, n.channel, n.status, n.skip_reason, n.new_stage, n.created_at, n.sent_at,
+       n.delivered_at, n.held_until, n.hold_reason, n.hold_zone
+FROM public.registration_notifications n
+ORDER BY n.created_at DESC, n.id DESC
+LIMIT 100;
+
+-- name: portal_set_pref
+UPDATE public.registrations SET notification_pref = %(pref)s
+WHERE id = %(id)s
+RETURNING id;
+
+-- name: portal_default_zone
+-- The dealership's zone, for registrations without their own. Read as the
+-- relay's login role: configuration, not a customer's data.
+SELECT default_time_zone FROM public.notification_config LIMIT 1;

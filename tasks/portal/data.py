@@ -1,0 +1,91 @@
+"""What a signed-in customer sees and may change, read as that customer (RLS decides)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.as_caller import as_caller
+from db.queries import query
+
+PREFERENCES = ("sms", "email", "both", "none")
+#: Stages off the road from sale to plates: shown as a notice, not a step.
+SIDE_STAGES = frozenset({"needs_attention"})
+
+
+@dataclass
+class Registration:
+    id: str
+    vehicle: str
+    plate: str | None
+    stage: str
+    pref: str
+    updated_at: datetime
+    zone: str | None
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Overview:
+    stages: list[dict[str, Any]]
+    registrations: list[Registration]
+    zone: str | None = None
+
+
+def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
+    """The customer's registrations with their messages, and the stage sequence."""
+    with as_caller(engine, claims) as conn:
+        stages = [dict(r) for r in conn.exec_driver_sql(query("portal_stages")).mappings()]
+        rows = list(conn.exec_driver_sql(query("portal_registrations")).mappings())
+        deliveries = list(conn.exec_driver_sql(query("portal_deliveries")).mappings())
+    registrations = []
+    for row in rows:
+        vehicle = " ".join(str(p) for p in (row["vehicle_year"], row["vehicle_make"],
+                                            row["vehicle_model"]) if p)
+        registrations.append(Registration(
+            id=str(row["id"]), vehicle=vehicle, plate=row["plate_number"],
+            stage=row["current_stage"], pref=row["notification_pref"],
+            updated_at=row["updated_at"], zone=row["time_zone"],
+            deliveries=[dict(d) for d in deliveries if d["registration_id"] == row["id"]]))
+    return Overview([s for s in stages if s["stage"] not in SIDE_STAGES], registrations,
+                    _default_zone(engine))
+
+
+_zone_cache: dict[int, tuple[float, str | None]] = {}
+
+
+def _default_zone(engine: Engine) -> str | None:
+    """notification_config.default_time_zone, read at most once a minute per engine."""
+    now = time.monotonic()
+    cached = _zone_cache.get(id(engine))
+    if cached is not None and now - cached[0] < 60:
+        return cached[1]
+    try:
+        with engine.connect() as conn:
+            zone = conn.exec_driver_sql(query("portal_default_zone")).scalar()
+    except SQLAlchemyError:
+        # A login role that may not read the configuration: dates in UTC.
+        zone = None
+    _zone_cache[id(engine)] = (now, zone)
+    return zone
+
+
+def set_preference(engine: Engine, claims: Mapping[str, Any], registration_id: str,
+                   pref: str) -> bool:
+    """Change one registration's preference as the customer; False when RLS hides it."""
+    if pref not in PREFERENCES:
+        return False
+    try:
+        reg = str(uuid.UUID(registration_id))
+    except (ValueError, AttributeError):
+        return False
+    with as_caller(engine, claims) as conn:
+        changed = conn.exec_driver_sql(query("portal_set_pref"), {"pref": pref, "id": reg})
+        return changed.first() is not None

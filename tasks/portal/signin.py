@@ -1,0 +1,272 @@
+"""Who texts the one-time code and checks it: Supabase Auth, Twilio Verify, or the console.
+
+Each sender answers `send(phone, ip)` and `check(phone, code, ip)`; a check
+that passes carries the session token. What each sender already limits
+(code lifetime, single use, checks per code, sends per number and per IP)
+is left to it; `OWN_LIMITS` names what regnotify adds (see README,
+"Customer page").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from tasks.api_tokens import issue_session_token, verify_token
+from tasks.exceptions import InvalidToken
+from tasks.masking import mask_phone
+from tasks.portal import limits
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds a session lasts (regnotify's own; Supabase's are its access token's).
+SESSION_TTL_S = 3600
+#: The limits regnotify keeps for each sender; the rest are the sender's own.
+OWN_LIMITS: dict[str, frozenset[str]] = {
+    "supabase": frozenset({"checks_per_code"}),
+    "twilio": frozenset({"sends_per_ip"}),
+    "console": frozenset({"code_ttl", "single_use", "checks_per_code", "sends_per_number",
+                          "sends_per_ip"}),
+}
+
+
+class Outcome(Enum):
+    SENT = "sent"
+    OK = "ok"
+    WRONG = "wrong"
+    TOO_MANY = "too_many"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    token: str | None = None
+
+
+class Sender(Protocol):
+    name: str
+
+    def send(self, phone: str, ip: str) -> Result: ...
+
+    def check(self, phone: str, code: str, ip: str) -> Result: ...
+
+
+def subject_for(phone: str) -> str:
+    """A stable `sub` for a number (regnotify's sessions have no user table)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "tel:" + phone))
+
+
+class ConsoleSender:
+    """Codes printed on the relay's output: for a relay on 127.0.0.1 only."""
+
+    name = "console"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._codes: dict[str, tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+        self._checks = limits.CheckCounter()
+
+    def send(self, phone: str, ip: str) -> Result:
+        code = f"{secrets.randbelow(10**6):06d}"
+        with self._lock:
+            self._codes[phone] = (_digest(code), time.monotonic() + limits.CODE_TTL_S)
+            while len(self._codes) > limits.MAX_KEYS:
+                self._codes.pop(next(iter(self._codes)))
+        self._checks.new_code(phone)
+        # The one place a code is shown: the operator's terminal, by design.
+        print(f"sign-in code for {mask_phone(phone)}: {code}", flush=True)
+        return Result(Outcome.SENT)
+
+    def check(self, phone: str, code: str, ip: str) -> Result:
+        allowed = self._checks.allow(phone)
+        if allowed is None:  # none sent, or already used
+            return Result(Outcome.WRONG)
+        if not allowed:
+            with self._lock:
+                self._codes.pop(phone, None)
+            return Result(Outcome.TOO_MANY)
+        with self._lock:
+            stored = self._codes.get(phone)
+            good = (stored is not None and time.monotonic() < stored[1]
+                    and hmac.compare_digest(stored[0], _digest(code)))
+            if good:
+                del self._codes[phone]
+        if not good:
+            return Result(Outcome.WRONG)
+        self._checks.done(phone)
+        return Result(Outcome.OK, own_session(self._settings, phone))
+
+
+class TwilioVerifySender:
+    """Twilio Verify's SMS channel, through the official SDK."""
+
+    name = "twilio"
+
+    def __init__(self, settings: Settings) -> None:
+        if not (settings.twilio_account_sid and settings.twilio_auth_token):
+            raise ValueError("TWILIO_VERIFY_SERVICE_SID needs TWILIO_ACCOUNT_SID and "
+                             "TWILIO_AUTH_TOKEN")
+        self._settings = settings
+        self._service = settings.twilio_verify_service_sid
+        self._local = threading.local()
+
+    def _verify(self):  # type: ignore[no-untyped-def]
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            s = self._settings
+            assert s.twilio_auth_token is not None
+            client = Client(s.twilio_account_sid, s.twilio_auth_token.get_secret_value(),
+                            http_client=TwilioHttpClient(timeout=s.provider_timeout_s),
+                            environment={"_": ""})
+            client.edge = None
+            client.region = None
+            if s.twilio_verify_base_url:
+                client.verify.base_url = s.twilio_verify_base_url.rstrip("/")
+            self._local.client = client
+        return client.verify.v2.services(self._service)
+
+    def send(self, phone: str, ip: str) -> Result:
+        try:
+            self._verify().verifications.create(to=phone, channel="sms")
+        except TwilioRestException as exc:
+            if exc.status == 429:  # 60203 max send attempts, 20429 too many requests
+                return Result(Outcome.TOO_MANY)
+            if exc.status == 400:
+                # A number Twilio refuses gets the answer any number gets.
+                return Result(Outcome.SENT)
+            log.warning("portal: Twilio Verify refused a send (%s %s)", exc.status, exc.code)
+            return Result(Outcome.UNAVAILABLE)
+        except (TwilioException, requests.RequestException) as exc:
+            log.warning("portal: Twilio Verify unreachable (%s)", type(exc).__name__)
+            return Result(Outcome.UNAVAILABLE)
+        return Result(Outcome.SENT)
+
+    def check(self, phone: str, code: str, ip: str) -> Result:
+        try:
+            answer = self._verify().verification_checks.create(to=phone, code=code)
+        except TwilioRestException as exc:
+            if exc.status == 429:  # 60202 max check attempts
+                return Result(Outcome.TOO_MANY)
+            if exc.status == 404:  # expired, used, or never sent
+                return Result(Outcome.WRONG)
+            log.warning("portal: Twilio Verify refused a check (%s %s)", exc.status, exc.code)
+            return Result(Outcome.UNAVAILABLE)
+        except (TwilioException, requests.RequestException) as exc:
+            log.warning("portal: Twilio Verify unreachable (%s)", type(exc).__name__)
+            return Result(Outcome.UNAVAILABLE)
+        if answer.status != "approved":
+            return Result(Outcome.WRONG)
+        return Result(Outcome.OK, own_session(self._settings, phone))
+
+
+class SupabaseSender:
+    """Supabase Auth's phone OTP; the session is Supabase's access token."""
+
+    name = "supabase"
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.supabase_url and settings.supabase_anon_key
+        self._settings = settings
+        self._base = settings.supabase_url.rstrip("/") + "/auth/v1"
+        key = settings.supabase_anon_key.get_secret_value()
+        self._headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+        self._checks = limits.CheckCounter()
+        self._http = requests.Session()
+
+    def _post(self, path: str, body: dict[str, str], ip: str) -> requests.Response:
+        # Sb-Forwarded-For: Supabase counts its per-IP limits by the customer's
+        # address (where the project enables the header), not the relay's.
+        return self._http.post(f"{self._base}{path}", json=body,
+                               headers={**self._headers, "Sb-Forwarded-For": ip},
+                               timeout=self._settings.provider_timeout_s)
+
+    def send(self, phone: str, ip: str) -> Result:
+        try:
+            answer = self._post("/otp", {"phone": phone}, ip)
+        except requests.RequestException as exc:
+            log.warning("portal: Supabase Auth unreachable (%s)", type(exc).__name__)
+            return Result(Outcome.UNAVAILABLE)
+        if answer.status_code == 200:
+            self._checks.new_code(phone)
+            return Result(Outcome.SENT)
+        if answer.status_code == 429:
+            return Result(Outcome.TOO_MANY)
+        if answer.status_code in (400, 422):
+            # otp_disabled (no account, sign-ups off) or a refused number: the
+            # customer gets the answer every number gets.
+            return Result(Outcome.SENT)
+        log.warning("portal: Supabase Auth refused a send (%s %s)", answer.status_code,
+                    _error_code(answer))
+        return Result(Outcome.UNAVAILABLE)
+
+    def check(self, phone: str, code: str, ip: str) -> Result:
+        allowed = self._checks.allow(phone)
+        if allowed is False:
+            return Result(Outcome.TOO_MANY)
+        # None: no send through this relay (a restart, another replica); the
+        # code, if any, is Supabase's to judge.
+        try:
+            answer = self._post("/verify", {"type": "sms", "phone": phone, "token": code}, ip)
+        except requests.RequestException as exc:
+            log.warning("portal: Supabase Auth unreachable (%s)", type(exc).__name__)
+            return Result(Outcome.UNAVAILABLE)
+        if answer.status_code == 429:
+            return Result(Outcome.TOO_MANY)
+        if answer.status_code in (400, 403, 422):  # otp_expired: wrong, used or expired
+            return Result(Outcome.WRONG)
+        if answer.status_code != 200:
+            log.warning("portal: Supabase Auth refused a check (%s %s)", answer.status_code,
+                        _error_code(answer))
+            return Result(Outcome.UNAVAILABLE)
+        token = str(answer.json().get("access_token", ""))
+        try:
+            verify_token(token, self._settings)
+        except InvalidToken as exc:
+            log.warning("portal: Supabase's session token fails the API's checks (%s); "
+                        "check SUPABASE_URL and SUPABASE_JWT_SECRET", exc)
+            return Result(Outcome.UNAVAILABLE)
+        self._checks.done(phone)
+        return Result(Outcome.OK, token)
+
+
+def own_session(settings: Settings, phone: str) -> str:
+    return issue_session_token(settings, phone=phone, subject=subject_for(phone),
+                               ttl_s=SESSION_TTL_S)
+
+
+def choose_sender(settings: Settings, *, loopback: bool) -> Sender | None:
+    """Supabase Auth, else Twilio Verify, else (loopback only) the console; None: none fits."""
+    if settings.supabase_url and settings.supabase_anon_key:
+        return SupabaseSender(settings)
+    if settings.twilio_verify_service_sid:
+        return TwilioVerifySender(settings)
+    if loopback:
+        return ConsoleSender(settings)
+    return None
+
+
+def _digest(code: str) -> bytes:
+    return hashlib.sha256(code.encode()).digest()
+
+
+def _error_code(answer: requests.Response) -> str:
+    try:
+        return str(answer.json().get("error_code") or "")[:64]
+    except ValueError:
+        return ""
