@@ -1,8 +1,9 @@
-"""A short debounce window leaves on time with no tick at all: the burst's NOTIFY arms the wake-up.
+"""A short debounce window leaves on time with no tick at all: the relay's due watch arms it.
 
 A real `regnotify relay` (LISTEN on, its own ticker off) and a real worker;
 pg_cron's job is paused for the test, so the only thing that can start a
-queue run is the NOTIFY the trigger sends when a burst opens (migration 15).
+queue run is the relay seeing a new earliest send_after
+(tasks/relay/due_watch.py).
 """
 
 from __future__ import annotations

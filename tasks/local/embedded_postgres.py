@@ -175,7 +175,10 @@ class EmbeddedPostgres:
         return self._conf()
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        kwargs: dict = {"capture_output": True, "text": True, "check": False, **self.as_owner()}
+        # Its own session: the server pg_ctl starts must not get the
+        # terminal's Ctrl-C before `up` has stopped the clients that use it.
+        kwargs: dict = {"capture_output": True, "text": True, "check": False,
+                        "start_new_session": True, **self.as_owner()}
         try:
             result = subprocess.run(list(args), **kwargs)
         except OSError as exc:
