@@ -71,6 +71,12 @@ def request_manual_send(
     return True
 
 
+def sms_quiet_until(conn: Connection, registration_id: str) -> datetime | None:
+    """When the customer's quiet hours end, if a text sent now would be held; else None."""
+    return conn.exec_driver_sql(query("sms_quiet_until"),
+                                {"registration_id": registration_id}).scalar()
+
+
 def seconds_until_next_due(conn: Connection) -> float | None:
     """Seconds (database clock) until the next pending row is due or held delivery is released.
 

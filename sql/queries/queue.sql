@@ -167,3 +167,13 @@ SELECT extract(epoch FROM least(
 -- of ix_notification_queue_due. A new earliest time means a burst opened
 -- that no queue run has seen, so no wake-up is armed for it yet.
 SELECT min(send_after) AS send_after FROM public.notification_queue WHERE sent = false;
+
+-- name: sms_quiet_until
+-- `regnotify send`: when the customer's quiet hours end, if a text sent now
+-- would be held (the claim's own rule: channel listed, customer's zone);
+-- no row or NULL when it would leave at once.
+SELECT public.quiet_hours_release_at(now(), coalesce(r.time_zone, c.default_time_zone),
+                                     c.quiet_hours_start, c.quiet_hours_end) AS until
+FROM public.registrations AS r
+CROSS JOIN public.notification_config AS c
+WHERE r.id = %(registration_id)s AND c.id AND 'sms' = ANY(c.quiet_hours_channels);

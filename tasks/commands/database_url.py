@@ -33,7 +33,7 @@ def resolve_database_url(args: argparse.Namespace) -> str:
     """The URL to use, or a clear error naming both ways to give one (or what is wrong with it)."""
     url = given_database_url(args)
     if not url:
-        from tasks.local.up_here import where_up_runs
+        from tasks.commands.up_here import where_up_runs
 
         raise DatabaseUnavailable(
             f"no database: {where_up_runs('DATABASE_URL', '--database-url')}")

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     registration_id = parse_registration_id(args.registration_id)
     use_database_url(args)
     from db import status as status_db
-    from db.queue import request_manual_send
+    from db.queue import request_manual_send, sms_quiet_until
     from tasks.database import engine
     from tasks.queue_tick import drain_due, request_tick
 
@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"nothing will be sent to {registration_id}: "
                                + "; ".join(why_not))
         request_manual_send(conn, registration_id, bypass_quiet_hours=args.now)
+        quiet_until = (sms_quiet_until(conn, registration_id)
+                       if "sms" in channels and not args.now else None)
     for reason in why_not:
         print(f"note: {reason}")
     by = " and ".join("SMS" if c == "sms" else "e-mail" for c in channels)
@@ -85,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if args.now:
         print("quiet hours do not apply to this message (--now); "
               "a text still held for this registration is replaced by it")
-    elif "sms" in channels:
-        print("inside the customer's quiet hours the text waits for the window to open; "
+    elif quiet_until is not None:
+        from tasks.commands.printing import when
+
+        print(f"it is the customer's quiet hours: the text waits until {when(quiet_until)}; "
               "--now sends it at once")
     return 0

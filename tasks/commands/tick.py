@@ -51,8 +51,8 @@ def require_broker() -> str:
     Celery's fallback, a Redis on 127.0.0.1:6379, is most likely another
     program's: a tick published there reaches no regnotify worker.
     """
+    from tasks.commands.up_here import where_up_runs
     from tasks.exceptions import CommandError
-    from tasks.local.up_here import where_up_runs
     from tasks.settings import get_settings
 
     url = get_settings().celery_broker_url

@@ -228,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         relay_url = f"http://127.0.0.1:{port['relay']}"
         flower_url = f"http://127.0.0.1:{port['flower']}"
         user, _, password = flower_auth.partition(":")
+        login_kept_in = ("FLOWER_BASIC_AUTH in .env or the environment"
+                         if settings.flower_basic_auth else state.root / "secrets.json")
         ready = not stopping and (
             _wait_http(f"{relay_url}/healthz", 60, give_up=lambda: stopping)
             and _wait_http(flower_url, 60, auth=(user, password), give_up=lambda: stopping))
@@ -237,8 +239,8 @@ def run(args: argparse.Namespace) -> int:
             for line in (
                 "regnotify is up",
                 f"  relay   {relay_url}  (POST /tick, GET /healthz, /metrics, /docs)",
-                f"  flower  {flower_url}  user {user}  password {password}  "
-                f"(kept in {state.root / 'secrets.json'})",
+                f"  flower  {flower_url}  user {user}  password {password}",
+                f"          (the login is kept in {login_kept_in})",
                 f"  database {redacted(database_url)}",
                 f"  broker  {broker}",
                 f"  providers  {providers}",
