@@ -110,6 +110,11 @@ def test_ctrl_c_to_the_process_group_stops_in_order_without_a_traceback(state_ro
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         pids = _wait_up(state_root, ports, proc)
+        # Flower's login is in its environment, not on its command line for `ps`.
+        password = json.loads((state_root / ".regnotify" / "secrets.json").read_text())[
+            "flower_password"]
+        cmdline = Path(f"/proc/{pids['flower']}/cmdline").read_bytes().decode()
+        assert "flower" in cmdline and password not in cmdline and "basic-auth" not in cmdline
         time.sleep(2)  # the worker connected and idle
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(40) == 0
