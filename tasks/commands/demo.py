@@ -111,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         with eng.begin() as conn:
             demo_db.set_debounce(conn, *saved)
-    console.print()  # the title must not sit on the last table's border
+    # The summary's title must not sit on the live table's border: off a
+    # terminal, Live leaves its last line unterminated.
+    if not console.is_terminal:
+        console.print()
+    console.print()
     console.print(_summary(customers, rows))
     console.print("See one timeline with: regnotify status " + ids["burst"])
     unfinished = [r for r in rows if r["status"] in ("queued", "sending")]
