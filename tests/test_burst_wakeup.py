@@ -121,3 +121,30 @@ def test_every_message_leaves_within_two_seconds_of_its_window_without_a_tick(
     delays = [s.received_at - due[s.to] for s in twilio_wire.sends()]
     assert all(d >= -0.05 for d in delays), delays  # never before the window closes
     assert max(delays) < 2.0, delays
+
+
+def test_the_due_watch_ticks_once_per_new_earliest_send_after(conn):
+    from tasks.relay.due_watch import DueWatch
+
+    ticks: list[str] = []
+    watch = DueWatch(ticks.append)
+    watch.check(conn)
+    assert ticks == []  # nothing pending
+    reg = new_registration(conn)
+    change_stage(conn, reg, "documents_collected")
+    watch.check(conn)
+    watch.check(conn)
+    assert ticks == ["due"]  # a burst opened: one run, not one per second
+    # A later burst: the run at the earliest send_after arms the next one.
+    later = new_registration(conn)
+    conn.execute("UPDATE notification_config SET debounce_window = interval '10 minutes'")
+    try:
+        change_stage(conn, later, "documents_collected")
+    finally:
+        conn.execute("UPDATE notification_config SET debounce_window = interval '5 minutes'")
+    watch.check(conn)
+    assert ticks == ["due"]
+    # The earliest one moved (another change in its burst): ask again.
+    change_stage(conn, reg, "submitted_to_dmv")
+    watch.check(conn)
+    assert ticks == ["due", "due"]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from db.queries import query
 
@@ -32,7 +33,8 @@ class DueWatch:
 
     def check(self, conn: psycopg.Connection) -> None:
         """Read the earliest pending send_after on `conn`; tick when it changed."""
-        row = conn.execute(query("next_pending_send_after")).fetchone()
+        with conn.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute(query("next_pending_send_after")).fetchone()
         earliest = row[0] if row else None
         self.checks += 1
         if earliest is not None and earliest != self._last:

@@ -55,6 +55,7 @@ class Listener(BackgroundLoop):
         #: Run on the LISTEN connection every `watch_every_s` (the due watch).
         self._watch = watch
         self.watch_every_s = watch_every_s
+        self._watch_failing = False
         self.channel = channel
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -159,8 +160,14 @@ class Listener(BackgroundLoop):
         except psycopg.OperationalError:
             raise  # the connection is gone: reconnect like any other loss
         except psycopg.Error as exc:
-            # A missing table (not migrated yet) must not end the LISTEN.
-            log.warning("due watch failed (%s)", type(exc).__name__)
+            # A missing table (not migrated yet) must not end the LISTEN;
+            # said once, not every second.
+            if not self._watch_failing:
+                log.warning("due watch failed (%s); the next tick still arms wake-ups",
+                            type(exc).__name__)
+            self._watch_failing = True
+        else:
+            self._watch_failing = False
 
     def _tick(self, source: str) -> None:
         try:
