@@ -104,6 +104,8 @@ def check_ready(database_url: str, *, connect_timeout_s: int = 5) -> None:
         try:
             # The queue is the first table every command touches.
             row = conn.execute("SELECT to_regclass('public.notification_queue')").fetchone()
+            where = (f'database "{conn.info.dbname}" on {conn.info.host}:{conn.info.port} '
+                     f'as user "{conn.info.user}"')
         finally:
             conn.close()
     except psycopg.OperationalError as exc:
@@ -116,8 +118,11 @@ def check_ready(database_url: str, *, connect_timeout_s: int = 5) -> None:
             f"database {redacted(database_url)} refused us ({type(exc).__name__}): "
             "check DATABASE_URL")) from None
     if row is None or row[0] is None:
+        # Named in full: an empty DATABASE_URL ("postgresql://") reaches the
+        # machine's own server, which nobody should migrate by mistake.
         raise DatabaseNotMigrated(
-            "the database has no regnotify tables: run `regnotify migrate` first")
+            f"{where} has no regnotify tables: if that is the database you meant, run "
+            "`regnotify migrate` first; if not, check DATABASE_URL")
 
 
 @contextmanager

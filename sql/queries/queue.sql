@@ -139,3 +139,9 @@ SELECT extract(epoch FROM least(
            (SELECT min(held_until) FROM public.registration_notifications
             WHERE hold_reason IS NOT NULL)
        ) - now())::float8 AS seconds;
+
+-- name: next_pending_send_after
+-- The relay's due watch (tasks/relay/due_watch.py), every second: one probe
+-- of ix_notification_queue_due. A new earliest time means a burst opened
+-- that no queue run has seen, so no wake-up is armed for it yet.
+SELECT min(send_after) AS send_after FROM public.notification_queue WHERE sent = false;

@@ -33,7 +33,10 @@ def resolve_database_url(args: argparse.Namespace) -> str:
     """The URL to use, or a clear error naming both ways to give one (or what is wrong with it)."""
     url = given_database_url(args)
     if not url:
-        raise DatabaseUnavailable("no database: set DATABASE_URL or pass --database-url")
+        from tasks.commands.up_here import where_up_runs
+
+        raise DatabaseUnavailable(
+            f"no database: {where_up_runs('DATABASE_URL', '--database-url')}")
     check_database_url(url)
     return url
 

@@ -58,14 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if args.window <= 0 or args.window > 600:
         raise CommandError("--window must be between 0 and 600 seconds")
     use_database_url(args)
-    from rich.console import Console
     from rich.live import Live
 
     from db import demo as demo_db
+    from tasks.commands.printing import console as piped_aware_console
     from tasks.database import engine
     from tasks.queue_tick import request_tick
 
-    console = Console()
+    console = piped_aware_console()
     tag = uuid.uuid4().hex[:4]
     customers = _customers(tag)
     eng = engine()
@@ -111,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         with eng.begin() as conn:
             demo_db.set_debounce(conn, *saved)
+    # The summary's title must not sit on the live table's border: off a
+    # terminal, Live leaves its last line unterminated.
+    if not console.is_terminal:
+        console.print()
+    console.print()
     console.print(_summary(customers, rows))
     console.print("See one timeline with: regnotify status " + ids["burst"])
     console.print(_portal_hint(customers[0]))
@@ -156,7 +161,7 @@ def _summary(customers: list[Customer], rows: list[dict]):
     skipped = Counter(r["skip_reason"] for r in rows if r["status"] == "skipped")
     failed = [r for r in rows if r["status"] in ("failed", "undelivered", "bounced")]
     merged = sum(len(c.changes) for c in customers)
-    table = Table(title="summary", show_header=False)
+    table = Table(title="summary", title_justify="left", show_header=False)
     table.add_row("stage changes made", str(merged))
     table.add_row("messages sent", f"{len(sent)} (sms {sum(r['channel'] == 'sms' for r in sent)}, "
                   f"email {sum(r['channel'] == 'email' for r in sent)})")

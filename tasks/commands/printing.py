@@ -28,11 +28,24 @@ def print_json(document: dict[str, Any]) -> None:
     print(json.dumps(document, indent=2, default=jsonable))
 
 
+#: Width for output that is not a terminal (a file, a pipe): wide enough that
+#: no table wraps or turns into blocks; COLUMNS, when set, still wins.
+PIPED_WIDTH = 400
+
+
 def console() -> Console:
-    """A console on the current stdout (tests swap it); data is never read as markup."""
+    """A console on the current stdout (tests swap it); data is never read as markup.
+
+    Piped to a file, rich would assume 80 columns and wrap every table.
+    """
+    import os
+
     from rich.console import Console
 
-    return Console(file=sys.stdout, highlight=False)
+    width = None
+    if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+        width = PIPED_WIDTH
+    return Console(file=sys.stdout, highlight=False, width=width)
 
 
 def text(value: Any) -> Text:

@@ -65,7 +65,4 @@ def run(args: argparse.Namespace) -> int:
     elif answer.get("held_until_local"):
         print(f"inside the customer's quiet hours: the text waits until "
               f"{answer['held_until_local']} {answer['time_zone']}; --now sends it at once")
-    elif "sms" in channels:
-        print("inside the customer's quiet hours the text waits for the window to open; "
-              "--now sends it at once")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from urllib.parse import urlsplit, urlunsplit
 
 from tasks.commands.database_url import (
     add_database_url_option,
@@ -33,11 +34,38 @@ def run(args: argparse.Namespace) -> int:
     if given_database_url(args):
         # Not needed to enqueue, but a worker with this setting would fail: say so now.
         use_database_url(args)
+    broker = require_broker()
     from tasks.queue_tick import request_tick
 
     tick = request_tick()
     if tick.coalesced:
-        print("a queue run is already waiting to start; this tick joins it")
+        print(f"a queue run is already waiting to start on {broker}; this tick joins it")
     else:
-        print(f"enqueued process_notification_queue ({tick.task_id})")
+        print(f"enqueued process_notification_queue ({tick.task_id}) on {broker}")
     return 0
+
+
+def require_broker() -> str:
+    """The configured broker URL (password hidden), or a one-line error.
+
+    Celery's fallback, a Redis on 127.0.0.1:6379, is most likely another
+    program's: a tick published there reaches no regnotify worker.
+    """
+    from tasks.commands.up_here import where_up_runs
+    from tasks.exceptions import CommandError
+    from tasks.settings import get_settings
+
+    url = get_settings().celery_broker_url
+    if not url:
+        raise CommandError(f"no broker: {where_up_runs('CELERY_BROKER_URL')}")
+    return hide_password(url)
+
+
+def hide_password(url: str) -> str:
+    """A broker URL with its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = f"{parts.username}:***" if parts.username else ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))

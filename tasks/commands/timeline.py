@@ -27,7 +27,7 @@ from tasks.commands.printing import (
 )
 from tasks.commands.reply_timeline import print_replies, replies_json
 from tasks.exceptions import CommandError
-from tasks.masking import mask_phone, mask_recipient, mask_text
+from tasks.masking import mask_email, mask_phone, mask_recipient, mask_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,7 +80,8 @@ def show(args: argparse.Namespace, registration_id: str) -> int:
 
 
 def _registration_json(reg: RegistrationDetail) -> dict[str, Any]:
-    return {**asdict(reg), "customer_phone": mask_phone(reg.customer_phone)}
+    return {**asdict(reg), "customer_phone": mask_phone(reg.customer_phone),
+            "customer_email": mask_email(reg.customer_email)}
 
 
 def _delivery_json(d: DeliveryEntry) -> dict[str, Any]:
@@ -149,7 +150,7 @@ def _print_timeline(
         ("Registration", reg.id),
         ("Customer", reg.customer_name),
         ("Phone", phone),
-        ("E-mail", reg.customer_email or "(none)"),
+        ("E-mail", mask_email(reg.customer_email) or "(none)"),
         ("Preference", reg.notification_pref),
         ("Language", _language(reg)),
         ("Stage", stage),
@@ -177,7 +178,9 @@ def _print_timeline(
 
 
 def _burst_heading(number: int, q: QueueEntry, now: datetime) -> str:
-    stages = f"{q.old_stage} -> {q.new_stage}" if q.old_stage else f"-> {q.new_stage}"
+    # `regnotify send` queues a row without an old stage: no change to show.
+    stages = (f"{q.old_stage} -> {q.new_stage}" if q.old_stage
+              else f"manual send: {q.new_stage}")
     merged = (f"{q.change_count} changes merged into one message" if q.change_count > 1
               else "1 change")
     parts = [f"#{number} (queue {q.id})", when(q.created_at), stages, merged]

