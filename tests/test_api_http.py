@@ -176,7 +176,7 @@ def test_patch_own_preference_only(client, conn, regs, tokens):
     path = f"/api/me/registrations/{regs['a']}"
     response = client.patch(path, headers=auth(tokens["a"]), json={"notification_pref": "email"})
     assert response.status_code == 200
-    assert response.json() == {"id": regs["a"], "notification_pref": "email"}
+    assert response.json() == {"id": regs["a"], "notification_pref": "email", "language": None}
     row = conn.execute("SELECT notification_pref FROM registrations WHERE id = %s",
                        (regs["a"],)).fetchone()
     assert row["notification_pref"] == "email"
@@ -193,7 +193,25 @@ def test_patch_own_preference_only(client, conn, regs, tokens):
                         (regs["b"],)).fetchone()["notification_pref"] == "both"
 
 
+def test_patch_own_language_through_the_column_grant(client, conn, regs, tokens):
+    path = f"/api/me/registrations/{regs['a']}"
+    response = client.patch(path, headers=auth(tokens["a"]), json={"language": "es"})
+    assert response.status_code == 200, response.text
+    assert response.json()["language"] == "es"
+    mine = client.get("/api/me/registrations", headers=auth(tokens["a"])).json()
+    assert [r["language"] for r in mine["registrations"]] == ["es"]
+    # Both at once, and back to the dealership's default with null.
+    response = client.patch(path, headers=auth(tokens["a"]),
+                            json={"language": None, "notification_pref": "sms"})
+    assert response.json() == {"id": regs["a"], "notification_pref": "sms", "language": None}
+    assert client.patch(f"/api/me/registrations/{regs['b']}", headers=auth(tokens["a"]),
+                        json={"language": "es"}).status_code == 404
+    assert conn.execute("SELECT language FROM registrations WHERE id = %s",
+                        (regs["b"],)).fetchone()["language"] is None
+
+
 @pytest.mark.parametrize("body", [{"notification_pref": "fax"}, {"notification_pref": None},
+                                  {"language": "fr"}, {"language": "ES"},
                                   {"notification_pref": 1}, {"current_stage": "sale_complete"},
                                   {}, {"notification_pref": "sms", "customer_phone": "+1"}])
 def test_patch_refuses_other_values_with_422(client, regs, tokens, body):

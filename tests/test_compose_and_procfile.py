@@ -645,17 +645,27 @@ def test_procfile_commands_resolve(procfile):
                                                         {**env, "RELAY_PORT": "8100"})[1:])
     assert relay.port == 8100
 
-    flower_argv = _shell_words(procfile["flower"], env)
+    guard, _, command = procfile["flower"].partition(" && exec ")
+    flower_argv = _shell_words(command, env)
     _check_celery_flower(flower_argv)
-    assert "--port=5555" in flower_argv and "--basic-auth=admin:pw" in flower_argv
+    assert "--port=5555" in flower_argv
+    # The password stays off the command line (`ps`): Flower reads it from
+    # FLOWER_BASIC_AUTH (test_flower_reads_basic_auth_from_its_environment).
+    assert "basic" not in procfile["flower"].replace("FLOWER_BASIC_AUTH", "")
+    assert guard.startswith("test -n ")
 
 
 def test_procfile_flower_refuses_to_start_without_basic_auth(procfile):
-    with pytest.raises(RuntimeError, match="FLOWER_BASIC_AUTH"):
-        _shell_words(procfile["flower"], {})
-    # A password with spaces or shell characters stays one argument.
-    words = _shell_words(procfile["flower"], {"FLOWER_BASIC_AUTH": "admin:p w$x;y"})
-    assert "--basic-auth=admin:p w$x;y" in words
+    sh = shutil.which("sh")
+    assert sh
+    guard, _, _ = procfile["flower"].partition(" && exec ")
+    refused = subprocess.run([sh, "-c", guard], env={}, capture_output=True, text=True,
+                             timeout=10)
+    assert refused.returncode != 0 and "set FLOWER_BASIC_AUTH" in refused.stderr
+    # A password with spaces or shell characters passes the guard.
+    passed = subprocess.run([sh, "-c", guard], env={"FLOWER_BASIC_AUTH": "admin:p w$x;y"},
+                            capture_output=True, text=True, timeout=10)
+    assert passed.returncode == 0, passed.stderr
 
 
 # ── .env.example ─────────────────────────────────────────────────────────────

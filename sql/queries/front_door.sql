@@ -25,6 +25,7 @@ SELECT coalesce(jsonb_agg(jsonb_build_object(
                                          'model', r.vehicle_model, 'vin', r.vin,
                                          'plate_number', r.plate_number),
            'notification_pref', r.notification_pref,
+           'language', r.language,
            'updated_at', r.updated_at) ORDER BY r.created_at, r.id), '[]'::jsonb) AS doc
 FROM public.registrations AS r
 LEFT JOIN public.registration_stages AS st ON st.stage = r.current_stage
@@ -37,8 +38,9 @@ WHERE r.customer_phone = '+' || ltrim(
 -- sets it, and its value (one line per field).
 UPDATE public.registrations AS r
 SET notification_pref = CASE WHEN %(set_notification_pref)s THEN %(notification_pref)s
-                             ELSE r.notification_pref END
+                             ELSE r.notification_pref END,
+    language = CASE WHEN %(set_language)s THEN %(language)s ELSE r.language END
 WHERE r.id = %(registration_id)s::uuid
   AND r.customer_phone = '+' || ltrim(
       nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'phone', '+')
-RETURNING r.id, r.notification_pref;
+RETURNING r.id, r.notification_pref, r.language;

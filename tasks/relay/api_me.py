@@ -28,6 +28,8 @@ ITEM_PATH = "/api/me/registrations/{id}"
 #: entry here plus its line in update_my_registration (sql/queries/front_door.sql).
 EDITABLE: dict[str, tuple[str | None, ...]] = {
     "notification_pref": ("sms", "email", "both", "none"),
+    # NULL: the dealership's default language (notification_config.default_language).
+    "language": ("en", "es", None),
 }
 
 

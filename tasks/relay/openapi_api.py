@@ -75,7 +75,7 @@ def api_paths() -> dict[str, Any]:
         }},
         ITEM_PATH: {"patch": {
             "operationId": "updateMyRegistration",
-            "summary": "Change the customer's own notification preference.",
+            "summary": "Change the customer's own notification preference or language.",
             "security": _SECURITY,
             "parameters": _ID,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -129,7 +129,7 @@ def api_schemas() -> dict[str, Any]:
                     "properties": {
                         "kind": {"type": "string", "enum": [
                             "stage_change", "message", "hold", "fallback",
-                            "preference_change"]},
+                            "preference_change", "reply"]},
                         "at": {"type": "string", "format": "date-time"},
                     },
                 }},
@@ -144,6 +144,8 @@ def api_schemas() -> dict[str, Any]:
                 "stage_position": {"type": "integer"},
                 "vehicle": {"type": "object"},
                 "notification_pref": {"enum": ["sms", "email", "both", "none"]},
+                "language": {"enum": ["en", "es", None],
+                             "description": "null: the dealership's default language"},
                 "updated_at": {"type": "string", "format": "date-time"},
             },
         },
