@@ -31,8 +31,10 @@ class Delivery:
     provider: str | None
     provider_message_id: str | None
     email_batch_id: str | None
+    fallback_for: int | None
     leased: bool
     retry_pending: bool
+    notification_pref: str
     customer_name: str | None
     customer_phone: str | None
     customer_email: str | None
@@ -67,6 +69,17 @@ class Claim:
     attempted_at: datetime
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A claim that took nothing because the delivery no longer matches the registration.
+
+    `skip_reason` set: the claim ended it `skipped` (preference, no_contact,
+    opted_out). None: its address changed since the message was rendered.
+    """
+
+    skip_reason: str | None
+
+
 def _delivery(row: Any) -> Delivery:
     data: dict[str, Any] = dict(row)
     data["registration_id"] = str(data["registration_id"])
@@ -95,8 +108,12 @@ def claim(
     body: str,
     subject: str | None,
     template_used: str,
-) -> Claim | None:
-    """Take the lease and count an attempt; None when another worker holds it or it moved on."""
+) -> Claim | Refused | None:
+    """Take the lease and count an attempt, if consent still holds.
+
+    Refused: skipped in the claim (or its address changed since the render);
+    None: another worker holds it or it moved on.
+    """
     row = conn.exec_driver_sql(
         query("claim_delivery"),
         {
@@ -111,6 +128,8 @@ def claim(
     ).first()
     if row is None:
         return None
+    if row.attempts is None:
+        return Refused(row.skip_reason)
     return Claim(int(row.attempts), int(row.attempts_this_run), row.last_attempt_at)
 
 
@@ -232,9 +251,20 @@ class BatchMember:
     template_used: str
 
 
+@dataclass(frozen=True)
+class BatchClaim:
+    """What a batch claim did: every member taken, or none (see `refused`)."""
+
+    #: {id: attempts this run} of the members taken.
+    taken: dict[int, int]
+    #: {id: skip reason, or None for an address changed since the render}:
+    #: the members that stopped the claim; the skipped ones are ended.
+    refused: dict[int, str | None]
+
+
 def claim_email_batch(conn: Connection, batch_id: str, members: list[BatchMember], *,
-                      lease_s: float, provider: str) -> dict[int, int]:
-    """Persist membership and lease every member; {id: attempts this run} of those taken."""
+                      lease_s: float, provider: str) -> BatchClaim:
+    """Persist membership and lease every member, if every member's consent holds."""
     rows = conn.exec_driver_sql(
         query("claim_email_batch"),
         {
@@ -248,7 +278,9 @@ def claim_email_batch(conn: Connection, batch_id: str, members: list[BatchMember
             "templates": [m.template_used for m in members],
         },
     ).all()
-    return {int(r.id): int(r.attempts_this_run) for r in rows}
+    return BatchClaim({int(r.id): int(r.attempts_this_run) for r in rows
+                       if r.attempts_this_run is not None},
+                      {int(r.id): r.skip_reason for r in rows if r.attempts_this_run is None})
 
 
 def set_sms_opt_out(conn: Connection, phone: str, *, opted_out: bool, source: str) -> None:

@@ -44,3 +44,9 @@ def held_figures(conn: Connection) -> dict[str, int]:
     """Deliveries held for quiet hours right now, by channel."""
     rows = conn.exec_driver_sql(query("metrics_held")).all()
     return {str(r.channel): int(r.held) for r in rows}
+
+
+def outcome_unknown_figures(conn: Connection) -> dict[str, int]:
+    """Failed deliveries that may have been accepted all the same, by channel."""
+    rows = conn.exec_driver_sql(query("metrics_outcome_unknown")).all()
+    return {str(r.channel): int(r.unknown) for r in rows}

@@ -36,7 +36,8 @@ SELECT n.id,
        n.error_code,
        n.error_message,
        n.attempts,
-       n.updated_at AS failed_at
+       n.updated_at AS failed_at,
+       n.outcome_unknown
 FROM public.registration_notifications AS n
 LEFT JOIN public.registrations AS r ON r.id = n.registration_id
 WHERE n.status = 'failed'
@@ -134,9 +135,25 @@ SELECT n.id,
        fb.status AS fallback_for_status,
        fb.error_code AS fallback_for_error_code,
        (SELECT x.id FROM public.registration_notifications AS x
-        WHERE x.fallback_for = n.id) AS replaced_by
+        WHERE x.fallback_for = n.id) AS replaced_by,
+       n.outcome_unknown,
+       -- Skipped for the preference after it was written (at its claim for
+       -- sending): the change that did it, from migration 12's audit.
+       pc.changed_at AS pref_changed_at,
+       pc.old_pref AS pref_changed_from,
+       pc.new_pref AS pref_changed_to,
+       pc.changed_by_kind AS pref_changed_by_kind
 FROM public.registration_notifications AS n
 LEFT JOIN public.registration_notifications AS fb ON fb.id = n.fallback_for
+LEFT JOIN LATERAL (
+    SELECT c.changed_at, c.old_pref, c.new_pref, c.changed_by_kind
+    FROM public.notification_pref_changes AS c
+    WHERE n.status = 'skipped' AND n.skip_reason = 'preference'
+      AND c.registration_id = n.registration_id
+      AND c.changed_at >= n.created_at AND c.changed_at <= n.updated_at
+    ORDER BY c.changed_at DESC, c.id DESC
+    LIMIT 1
+) AS pc ON true
 WHERE n.registration_id = %(registration_id)s::uuid
 ORDER BY n.queue_id NULLS LAST, CASE n.channel WHEN 'sms' THEN 0 ELSE 1 END, n.id;
 
@@ -152,7 +169,8 @@ SELECT n.id,
        n.error_code,
        n.error_message,
        n.attempts,
-       n.updated_at AS failed_at
+       n.updated_at AS failed_at,
+       n.outcome_unknown
 FROM public.registration_notifications AS n
 LEFT JOIN public.registrations AS r ON r.id = n.registration_id
 WHERE n.id = ANY(%(ids)s)

@@ -49,11 +49,12 @@ class PipelineCollector(Collector):
                 queue = db_metrics.queue_figures(conn)
                 deliveries = db_metrics.delivery_figures(conn)
                 held = db_metrics.held_figures(conn)
+                unknown = db_metrics.outcome_unknown_figures(conn)
             up.add_metric([], 1.0)
         except (SQLAlchemyError, RuntimeError, DatabaseUnavailable) as exc:
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0.0)
-            queue, deliveries, held = None, [], None
+            queue, deliveries, held, unknown = None, [], None, None
         yield up
         if queue is not None:
             yield GaugeMetricFamily("regnotify_queue_depth",
@@ -86,6 +87,14 @@ class PipelineCollector(Collector):
             for channel in ("email", "sms"):
                 held_now.add_metric([channel], held.get(channel, 0))
             yield held_now
+        if unknown is not None:
+            unknown_now = GaugeMetricFamily(
+                "regnotify_deliveries_outcome_unknown",
+                "Failed deliveries that may have been accepted all the same: not sent again "
+                "until staff re-drive them (retry-failed)", labels=["channel"])
+            for channel in ("email", "sms"):
+                unknown_now.add_metric([channel], unknown.get(channel, 0))
+            yield unknown_now
         yield from self._worker_metrics()
 
     def _worker_metrics(self) -> Iterator[Metric]:
