@@ -198,7 +198,7 @@ def test_a_lost_batch_answer_with_the_same_members_replays_under_its_key(conn, r
     # recognises and answers from its record.
     from tasks import email_batch
 
-    regs, ids, batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
+    _regs, ids, _batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
     conn.execute("UPDATE registration_notifications SET next_attempt_at = now()")
     assert email_batch.run(ids).status == "sent"
     assert {r["status"] for r in _emails(conn)} == {"sent"}
