@@ -276,3 +276,24 @@ def test_duplicates_groups_same_recipient_and_body(twilio_client: Client, twilio
     dupes = twilio_wire.duplicates()
     assert list(dupes) == [(TO, "same")]
     assert len(dupes[(TO, "same")]) == 2
+
+
+def test_overlapping_attempts_counts_requests_for_one_number_in_flight_together(
+        twilio_wire: TwilioWire) -> None:
+    import threading
+
+    twilio_wire.configure(latency=0.3)
+    client = sdk_client(twilio_wire)
+    client.messages.create(to=TO, from_=FROM, body="one")
+    client.messages.create(to=TO, from_=FROM, body="two")
+    assert twilio_wire.overlapping_attempts() == []  # one after the other
+
+    threads = [threading.Thread(target=client.messages.create,
+                                kwargs={"to": number, "from_": FROM, "body": "together"})
+               for number in (OTHER_TO, OTHER_TO, TO.replace("0001", "0003"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (pair,) = twilio_wire.overlapping_attempts()
+    assert {a.recipient for a in pair} == {OTHER_TO}
