@@ -90,9 +90,9 @@ class Slot:
     """When a send may call its provider.
 
     `later` set: not in this run (published again, or parked). Otherwise the
-    run prepares (renders, claims) first and then waits for its slot, so the
-    request leaves on time: `go_at` is a slot reserved earlier (epoch s), or
-    None to reserve one once prepared.
+    run renders, waits for its slot and the gate, and only then claims:
+    `go_at` is the slot reserved for it (epoch s), or None to reserve one at
+    the wait.
     """
 
     later: Outcome | None = None
