@@ -67,6 +67,10 @@ class Claim:
     #: Attempts since the delivery was last re-driven: what the retry budget counts.
     attempts_this_run: int
     attempted_at: datetime
+    #: Before this claim: the last attempt may have been accepted, and when
+    #: it started (read under the claim's lock, so never stale).
+    was_unknown: bool = False
+    previous_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,8 @@ def claim(
         return None
     if row.attempts is None:
         return Refused(row.skip_reason)
-    return Claim(int(row.attempts), int(row.attempts_this_run), row.last_attempt_at)
+    return Claim(int(row.attempts), int(row.attempts_this_run), row.last_attempt_at,
+                 bool(row.was_unknown), row.previous_attempt_at)
 
 
 def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> None:

@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import cache
 
 from db import deliveries
-from db.deliveries import Delivery, Refused
+from db.deliveries import Claim, Delivery, Refused
 from tasks.broker_redis import coordination_redis_url
 from tasks.celery_app import BROKER_HORIZON_S, app
 from tasks.database import autocommit_engine, engine
@@ -302,12 +302,12 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
             return _refused(d, claim)
         found, message_id, error = None, "", None
         try:
-            found, message_id = _call_provider(d, prepared)
+            found, message_id = _call_provider(claim, prepared)
         except ProviderError as exc:
             error = exc
     if error is not None:
         if error.rate_limited:
-            return after_rate_limit(d.channel, [d.id], error, outcome_unknown=d.outcome_unknown)
+            return after_rate_limit(d.channel, [d.id], error, outcome_unknown=claim.was_unknown)
         return _after_error(d, claim.attempts_this_run, error, settings)
     with autocommit_engine().connect() as conn:
         deliveries.mark_sent(conn, d.id, message_id)
@@ -325,16 +325,16 @@ def _refused(d: Delivery, refused: Refused) -> Outcome:
                    slot_at=time.time(), ids=(d.id,))
 
 
-def _call_provider(d: Delivery, prepared: Prepared) -> tuple[str | None, str]:
+def _call_provider(claim: Claim, prepared: Prepared) -> tuple[str | None, str]:
     """Adopt an earlier accepted attempt of the claimed delivery, or send it.
 
     Returns (the adopted message's id or None, the message id).
     """
     found = None
-    if prepared.find_earlier and d.outcome_unknown and d.last_attempt_at is not None:
+    if prepared.find_earlier and claim.was_unknown and claim.previous_attempt_at is not None:
         # Twilio has no idempotency key: a previous attempt may have
         # been accepted. Adopt that message rather than send a second.
-        found = prepared.find_earlier(d.last_attempt_at)
+        found = prepared.find_earlier(claim.previous_attempt_at)
     return found, found or prepared.send()
 
 

@@ -12,9 +12,13 @@
 -- needs any preference but 'none', and no opted-out phone). One row back:
 -- claimed (attempts set), skipped (skip_reason set), or `moved` (the address
 -- changed since the message was rendered: render again). No row: another
--- worker holds it, or it has moved on.
+-- worker holds it, or it has moved on. was_unknown and previous_attempt_at
+-- are the row's own before this claim (another task may have attempted it
+-- since the caller loaded it): they say whether to look for that attempt.
 WITH target AS (
     SELECT n.id,
+           n.outcome_unknown AS was_unknown,
+           n.last_attempt_at AS previous_attempt_at,
            CASE
                WHEN r.notification_pref = 'none'
                     OR (n.fallback_for IS NULL
@@ -68,13 +72,13 @@ claimed AS (
     WHERE n.id = t.id AND t.skip_reason IS NULL AND NOT t.moved
       AND n.status IN ('queued', 'sending')
     RETURNING n.attempts, n.attempts - n.attempts_at_redrive AS attempts_this_run,
-              n.last_attempt_at
+              n.last_attempt_at, t.was_unknown, t.previous_attempt_at
 )
-SELECT c.attempts, c.attempts_this_run, c.last_attempt_at,
-       NULL::text AS skip_reason, false AS moved
+SELECT c.attempts, c.attempts_this_run, c.last_attempt_at, c.was_unknown,
+       c.previous_attempt_at, NULL::text AS skip_reason, false AS moved
 FROM claimed AS c
 UNION ALL
-SELECT NULL, NULL, NULL, t.skip_reason, t.skip_reason IS NULL
+SELECT NULL, NULL, NULL, NULL, NULL, t.skip_reason, t.skip_reason IS NULL
 FROM target AS t
 WHERE t.skip_reason IS NOT NULL OR t.moved;
 
