@@ -245,6 +245,12 @@ def email_batch_member_ids(conn: Connection, batch_id: str) -> set[int]:
     return {int(r.id) for r in rows}
 
 
+def email_batch_key_age_s(conn: Connection, batch_id: str) -> float | None:
+    """Seconds since batch `batch_id`'s Idempotency-Key first went out; None: not kept."""
+    value = conn.exec_driver_sql(query("email_batch_key_age"), {"batch_id": batch_id}).scalar()
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class BatchMember:
     """What a batch claim stores of one member's rendered e-mail."""

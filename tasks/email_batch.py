@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 #: The error code of a batch member whose earlier attempt may have been
 #: accepted and that no key Resend recognises can send again.
 OUTCOME_UNKNOWN = "outcome_unknown"
+#: How long Resend is trusted to recognise a key: it forgets them after 24
+#: hours; an hour less leaves room for clocks and a request in flight.
+KEY_LIFETIME_S = 23 * 3600
 #: Claims tried when a member's consent or address changes under the claim.
 CLAIM_TRIES = 3
 
@@ -148,7 +151,15 @@ def _claim_once(conn: Connection, delivery_ids: list[int], settings: Settings
             return None, leftover, singles, False
         reused = not gone
         if uncertain and not reused:
-            _end_unknown(conn, previous, members, len(gone))
+            _end_unknown(conn, previous, members,
+                         f"{len(gone)} of its members left it since, so its "
+                         "Idempotency-Key cannot send the rest again")
+            return None, leftover, singles, False
+        age = deliveries.email_batch_key_age_s(conn, previous) if uncertain else None
+        if age is not None and age > KEY_LIFETIME_S:
+            _end_unknown(conn, previous, members,
+                         f"its Idempotency-Key went out {age / 3600:.0f} h ago and Resend "
+                         "no longer recognises it")
             return None, leftover, singles, False
     if not members:
         return None, leftover, singles, False
@@ -174,15 +185,14 @@ def _claim_once(conn: Connection, delivery_ids: list[int], settings: Settings
             leftover, singles, False)
 
 
-def _end_unknown(conn: Connection, batch_id: str, members: list[Delivery], gone: int) -> None:
+def _end_unknown(conn: Connection, batch_id: str, members: list[Delivery], why: str) -> None:
     """End the members of an uncertain batch that no key Resend recognises can resend."""
-    message = (f"batch {batch_id} may have been accepted (its answer was lost), and "
-               f"{gone} of its members left it since, so its Idempotency-Key cannot send "
-               "the rest again; not resent (retry-failed re-drives it, and it may arrive twice)")
+    message = (f"batch {batch_id} may have been accepted (its answer was lost), and {why}; "
+               "not resent (retry-failed re-drives it, and it may arrive twice)")
     for d in members:
         deliveries.mark_failed(conn, d.id, OUTCOME_UNKNOWN, message, outcome_unknown=True)
-    log.warning("batch %s: outcome unknown, %d member(s) left it; %d not sent again",
-                batch_id, gone, len(members))
+    log.warning("batch %s: outcome unknown (%s); %d member(s) not sent again",
+                batch_id, why, len(members))
 
 
 def run(delivery_ids: list[int], slot_at: float | None = None) -> Outcome:

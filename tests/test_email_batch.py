@@ -280,3 +280,22 @@ def test_an_email_sent_alone_with_unknown_outcome_never_joins_a_batch(conn, rese
     keys = [(a.idempotency_key, a.outcome) for a in resend_wire.attempts()]
     assert keys.count((f"regnotify-delivery-{alone}", REPLAYED)) == 1
     assert (f"regnotify-batch-{rows[other]['email_batch_id']}", "accepted") in keys
+
+
+def test_a_lost_batch_answer_is_not_replayed_under_a_key_resend_has_forgotten(conn,
+                                                                            resend_wire):
+    # Resend forgets an Idempotency-Key after 24 hours: the same key then
+    # sends again. A batch whose answer was lost a day ago is not resent.
+    from tasks import email_batch
+
+    _regs, ids, batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
+    keyed = conn.execute("SELECT DISTINCT email_batch_keyed_at AS at FROM "
+                         "registration_notifications WHERE channel = 'email'").fetchall()
+    assert len(keyed) == 1 and keyed[0]["at"] is not None
+    conn.execute("UPDATE registration_notifications SET next_attempt_at = now(), "
+                 "email_batch_keyed_at = now() - interval '25 hours'")
+    assert email_batch.run(ids).status == "busy"
+    rows = _emails(conn)
+    assert {(r["status"], r["error_code"]) for r in rows} == {("failed", "outcome_unknown")}
+    assert "no longer recognises it" in rows[0]["error_message"]
+    assert [a.idempotency_key for a in resend_wire.attempts()] == [f"regnotify-batch-{batch_id}"]

@@ -1,5 +1,6 @@
 -- 14 The processed-queue prune reads an index, not the table; failed
--- deliveries whose outcome is unknown are counted from an index of their own.
+-- deliveries whose outcome is unknown are counted from an index of their own;
+-- an e-mail batch records when its Idempotency-Key first went to Resend.
 --
 -- Migration 11's prune found processed queue rows by
 -- coalesce(processed_at, updated_at), which no index served, in id order: a
@@ -117,3 +118,9 @@ $fn$;
 CREATE INDEX IF NOT EXISTS ix_registration_notifications_outcome_unknown
     ON public.registration_notifications (channel)
     WHERE status = 'failed' AND outcome_unknown;
+
+-- When an e-mail batch's Idempotency-Key first went to Resend. Resend
+-- forgets keys after 24 hours: a batch whose earlier attempt may have been
+-- accepted is resent under its key only while Resend still recognises it.
+ALTER TABLE public.registration_notifications
+    ADD COLUMN IF NOT EXISTS email_batch_keyed_at timestamptz;

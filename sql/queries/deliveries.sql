@@ -254,6 +254,13 @@ WHERE (n.id = ANY(%(ids)s)
 ORDER BY n.id
 FOR UPDATE SKIP LOCKED;
 
+-- name: email_batch_key_age
+-- Seconds since the batch's Idempotency-Key first went to Resend (NULL:
+-- claimed before the time was kept, so recently).
+SELECT extract(epoch FROM now() - min(email_batch_keyed_at))::float8 AS age_s
+FROM public.registration_notifications
+WHERE email_batch_id = %(batch_id)s;
+
 -- name: email_batch_member_ids
 -- Every delivery ever claimed into a batch, whatever its status now.
 SELECT id FROM public.registration_notifications WHERE email_batch_id = %(batch_id)s;
@@ -317,6 +324,11 @@ claimed AS (
         parked          = false,
         lease_until     = now() + make_interval(secs => %(lease_s)s),
         email_batch_id  = %(batch_id)s,
+        -- When the batch's Idempotency-Key first went to Resend, which
+        -- forgets keys after 24 hours.
+        email_batch_keyed_at = CASE WHEN n.email_batch_id IS NOT DISTINCT FROM %(batch_id)s
+                                    THEN coalesce(n.email_batch_keyed_at, now())
+                                    ELSE now() END,
         recipient       = t.recipient,
         provider        = %(provider)s,
         body            = t.body,
