@@ -31,8 +31,10 @@ class Delivery:
     provider: str | None
     provider_message_id: str | None
     email_batch_id: str | None
+    fallback_for: int | None
     leased: bool
     retry_pending: bool
+    notification_pref: str
     customer_name: str | None
     customer_phone: str | None
     customer_email: str | None
@@ -72,6 +74,21 @@ class Claim:
     #: Attempts since the delivery was last re-driven: what the retry budget counts.
     attempts_this_run: int
     attempted_at: datetime
+    #: Before this claim: the last attempt may have been accepted, and when
+    #: it started (read under the claim's lock, so never stale).
+    was_unknown: bool = False
+    previous_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A claim that took nothing because the delivery no longer matches the registration.
+
+    `skip_reason` set: the claim ended it `skipped` (preference, no_contact,
+    opted_out). None: its address changed since the message was rendered.
+    """
+
+    skip_reason: str | None
 
 
 def _delivery(row: Any) -> Delivery:
@@ -103,8 +120,12 @@ def claim(
     subject: str | None,
     template_used: str,
     language: str,
-) -> Claim | None:
-    """Take the lease and count an attempt; None when another worker holds it or it moved on."""
+) -> Claim | Refused | None:
+    """Take the lease and count an attempt, if consent still holds.
+
+    Refused: skipped in the claim (or its address changed since the render);
+    None: another worker holds it or it moved on.
+    """
     row = conn.exec_driver_sql(
         query("claim_delivery"),
         {
@@ -120,7 +141,10 @@ def claim(
     ).first()
     if row is None:
         return None
-    return Claim(int(row.attempts), int(row.attempts_this_run), row.last_attempt_at)
+    if row.attempts is None:
+        return Refused(row.skip_reason)
+    return Claim(int(row.attempts), int(row.attempts_this_run), row.last_attempt_at,
+                 bool(row.was_unknown), row.previous_attempt_at)
 
 
 def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> None:
@@ -230,6 +254,12 @@ def email_batch_member_ids(conn: Connection, batch_id: str) -> set[int]:
     return {int(r.id) for r in rows}
 
 
+def email_batch_key_age_s(conn: Connection, batch_id: str) -> float | None:
+    """Seconds since batch `batch_id`'s Idempotency-Key first went out; None: not kept."""
+    value = conn.exec_driver_sql(query("email_batch_key_age"), {"batch_id": batch_id}).scalar()
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class BatchMember:
     """What a batch claim stores of one member's rendered e-mail."""
@@ -243,9 +273,20 @@ class BatchMember:
     language: str
 
 
+@dataclass(frozen=True)
+class BatchClaim:
+    """What a batch claim did: every member taken, or none (see `refused`)."""
+
+    #: {id: attempts this run} of the members taken.
+    taken: dict[int, int]
+    #: {id: skip reason, or None for an address changed since the render}:
+    #: the members that stopped the claim; the skipped ones are ended.
+    refused: dict[int, str | None]
+
+
 def claim_email_batch(conn: Connection, batch_id: str, members: list[BatchMember], *,
-                      lease_s: float, provider: str) -> dict[int, int]:
-    """Persist membership and lease every member; {id: attempts this run} of those taken."""
+                      lease_s: float, provider: str) -> BatchClaim:
+    """Persist membership and lease every member, if every member's consent holds."""
     rows = conn.exec_driver_sql(
         query("claim_email_batch"),
         {
@@ -260,7 +301,9 @@ def claim_email_batch(conn: Connection, batch_id: str, members: list[BatchMember
             "languages": [m.language for m in members],
         },
     ).all()
-    return {int(r.id): int(r.attempts_this_run) for r in rows}
+    return BatchClaim({int(r.id): int(r.attempts_this_run) for r in rows
+                       if r.attempts_this_run is not None},
+                      {int(r.id): r.skip_reason for r in rows if r.attempts_this_run is None})
 
 
 def set_sms_opt_out(conn: Connection, phone: str, *, opted_out: bool, source: str) -> None:

@@ -56,3 +56,9 @@ def reply_digest_figures(conn: Connection) -> dict[str, int]:
     """E-mails to staff about replies: open now, sent or failed in the last 24 h, by status."""
     rows = conn.exec_driver_sql(query("metrics_reply_digests")).all()
     return {str(r.status): int(r.digests) for r in rows}
+
+
+def outcome_unknown_figures(conn: Connection) -> dict[str, int]:
+    """Failed deliveries that may have been accepted all the same, by channel."""
+    rows = conn.exec_driver_sql(query("metrics_outcome_unknown")).all()
+    return {str(r.channel): int(r.unknown) for r in rows}

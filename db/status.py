@@ -53,6 +53,8 @@ class FailedDelivery:
     error_message: str | None
     attempts: int
     failed_at: datetime
+    #: The last attempt may have been accepted: a re-drive may send it twice.
+    outcome_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,13 @@ class DeliveryEntry:
     replaced_by: int | None = None
     #: The language the message went in (set when it was sent).
     language: str | None = None
+    outcome_unknown: bool = False
+    # Skipped for 'preference': the change of preference that did it (the
+    # newest one between the delivery's creation and its skip).
+    pref_changed_at: datetime | None = None
+    pref_changed_from: str | None = None
+    pref_changed_to: str | None = None
+    pref_changed_by_kind: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import cache
 
 from db import deliveries
-from db.deliveries import Delivery
+from db.deliveries import Claim, Delivery, Refused
 from tasks.broker_redis import coordination_redis_url
 from tasks.celery_app import BROKER_HORIZON_S, app
 from tasks.database import autocommit_engine, engine
@@ -90,9 +90,9 @@ class Slot:
     """When a send may call its provider.
 
     `later` set: not in this run (published again, or parked). Otherwise the
-    run prepares (renders, claims) first and then waits for its slot, so the
-    request leaves on time: `go_at` is a slot reserved earlier (epoch s), or
-    None to reserve one once prepared.
+    run renders, waits for its slot and the gate, and only then claims:
+    `go_at` is the slot reserved for it (epoch s), or None to reserve one at
+    the wait.
     """
 
     later: Outcome | None = None
@@ -101,8 +101,9 @@ class Slot:
     def wait(self, channel: str) -> None:
         """Sleep until the slot (taking it now when none was reserved).
 
-        The call itself then goes through the limiter's gate
-        (`limiter(channel).call()`), right around the provider request.
+        Called before the claim: nothing is leased while it sleeps. The call
+        then goes through the limiter's gate (`limiter(channel).call()`),
+        which also admits it before the claim.
         """
         go_at = self.go_at
         if go_at is None:
@@ -114,14 +115,19 @@ class Slot:
 
 def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
               reason: str) -> Slot:
-    """This run's slot: the one reserved for it, one close enough, or a later run."""
+    """This run's slot: the one reserved for it, one close enough, or a later run.
+
+    The slot is reserved here, before the claim, so a claimed delivery never
+    waits longer than MAX_RATE_SLEEP_S for it: a wait longer than that is a
+    later run, with no lease held meanwhile.
+    """
     if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
         return Slot(go_at=slot_at)
-    lim = _limiter(channel)
+    wait_s = _limiter(channel).reserve(math.inf).wait_s
     # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
-    if app.conf.task_always_eager or lim.reserve(-1).wait_s <= MAX_RATE_SLEEP_S:
-        return Slot()
-    return Slot(later=wait_later(delivery_ids, lim.reserve(math.inf).wait_s, reason))
+    if app.conf.task_always_eager or wait_s <= MAX_RATE_SLEEP_S:
+        return Slot(go_at=time.time() + wait_s)
+    return Slot(later=wait_later(delivery_ids, wait_s, reason))
 
 
 def wait_later(delivery_ids: list[int], wait_s: float, reason: str) -> Outcome:
@@ -194,10 +200,19 @@ def message_context(d: Delivery, settings: Settings) -> MessageContext:
 
 
 def skip_reason(d: Delivery) -> str | None:
-    """Why this delivery must not go out after all (the contact or consent changed)."""
+    """Why this delivery must not go out after all (the consent or contact changed).
+
+    The same rules as the claim statements (claim_delivery, claim_email_batch),
+    which decide for good in the claim's own transaction; this earlier look
+    only spares a render. A fallback goes on any preference but `none`, and
+    never to a customer whose phone opted out.
+    """
+    pref = d.notification_pref
+    if pref == "none" or (d.fallback_for is None and pref not in (d.channel, "both")):
+        return "preference"
     if not d.contact:
         return "no_contact"
-    if d.channel == "sms" and d.sms_opted_out:
+    if d.sms_opted_out and (d.channel == "sms" or d.fallback_for is not None):
         return "opted_out"
     return None
 
@@ -271,40 +286,59 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
     slot = plan_slot(channel, [delivery_id], slot_at, "provider rate limit")
     if slot.later is not None:
         return slot.later
-    # Render and claim while the slot comes closer, so the call leaves on time.
-    with autocommit_engine().connect() as conn:
-        prepared = _prepare(d, settings)
-        claim = deliveries.claim(
-            conn, d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
-            provider=prepared.provider, body=prepared.body, subject=prepared.subject,
-            template_used=prepared.template, language=d.language,
-        )
-    if claim is None:
-        return Outcome("busy", "another worker took this delivery")
+    prepared = _prepare(d, settings)
+    # Every wait comes before the claim (the slot, then the gate, which holds
+    # this call's place from here), so the lease only has to cover the claim,
+    # a lookup and a send, each bounded: a claimed delivery can never outlive
+    # its lease waiting its turn, and the sweep never hands it to a second task.
     slot.wait(channel)
-    return _call_provider(d, claim.attempts_this_run, prepared, settings)
-
-
-def _call_provider(d: Delivery, attempts: int, prepared: Prepared,
-                   settings: Settings) -> Outcome:
-    """Send the claimed delivery (or adopt an earlier accepted attempt) and record it."""
-    try:
-        with _limiter(d.channel).call():
-            found = None
-            if prepared.find_earlier and d.outcome_unknown and d.last_attempt_at is not None:
-                # Twilio has no idempotency key: a previous attempt may have
-                # been accepted. Adopt that message rather than send a second.
-                found = prepared.find_earlier(d.last_attempt_at)
-            message_id = found or prepared.send()
-    except ProviderError as exc:
-        if exc.rate_limited:
-            return after_rate_limit(d.channel, [d.id], exc, outcome_unknown=d.outcome_unknown)
-        return _after_error(d, attempts, exc, settings)
+    with _limiter(channel).call():
+        with autocommit_engine().connect() as conn:
+            claim = deliveries.claim(
+                conn, d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
+                provider=prepared.provider, body=prepared.body, subject=prepared.subject,
+                template_used=prepared.template, language=d.language,
+            )
+        if claim is None:
+            return Outcome("busy", "another worker took this delivery")
+        if isinstance(claim, Refused):
+            return _refused(d, claim)
+        found, message_id, error = None, "", None
+        try:
+            found, message_id = _call_provider(claim, prepared)
+        except ProviderError as exc:
+            error = exc
+    if error is not None:
+        if error.rate_limited:
+            return after_rate_limit(d.channel, [d.id], error, outcome_unknown=claim.was_unknown)
+        return _after_error(d, claim.attempts_this_run, error, settings)
     with autocommit_engine().connect() as conn:
         deliveries.mark_sent(conn, d.id, message_id)
     if found:
         return Outcome("sent", f"adopted {found} from an earlier attempt")
     return Outcome("sent", message_id)
+
+
+def _refused(d: Delivery, refused: Refused) -> Outcome:
+    if refused.skip_reason is not None:
+        log.info("delivery %s skipped at its claim: %s", d.id, refused.skip_reason)
+        return Outcome("skipped", refused.skip_reason)
+    # The address changed between the render and the claim: render again.
+    return Outcome("waiting", "the address changed: rendering again", retry_in_s=0.0,
+                   slot_at=time.time(), ids=(d.id,))
+
+
+def _call_provider(claim: Claim, prepared: Prepared) -> tuple[str | None, str]:
+    """Adopt an earlier accepted attempt of the claimed delivery, or send it.
+
+    Returns (the adopted message's id or None, the message id).
+    """
+    found = None
+    if prepared.find_earlier and claim.was_unknown and claim.previous_attempt_at is not None:
+        # Twilio has no idempotency key: a previous attempt may have
+        # been accepted. Adopt that message rather than send a second.
+        found = prepared.find_earlier(claim.previous_attempt_at)
+    return found, found or prepared.send()
 
 
 def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Settings) -> Outcome:

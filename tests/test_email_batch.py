@@ -98,35 +98,112 @@ def test_an_address_refused_inside_a_batch_falls_back_to_one_text(conn, resend_w
     assert [m.to for m in twilio_wire.sends()] == ["+15554440001"]
 
 
-def test_batch_membership_change_takes_a_new_key(conn, resend_wire):
-    # The first call fails (500) with three members; before the retry one
-    # registration loses its address, so the batch that goes is another one.
+def _first_batch_attempt(conn, resend_wire, script: list[str]) -> tuple[list[str], list[int],
+                                                                         str]:
+    """Three due e-mails, one batch attempt answered by `script`; (regs, ids, batch id)."""
     from db.queue import claim_due
     from tasks import email_batch
     from tasks.database import engine
 
-    resend_wire.script("m0@example.com", ["500"])
+    resend_wire.script("m0@example.com", script)
     regs = _due_emails(conn, [f"m{i}@example.com" for i in range(3)])
     with engine().begin() as c:
         ids = [ref.id for ref in claim_due(c, 100).deliveries if ref.channel == "email"]
     first = email_batch.run(ids)
-    assert first.status == "retry" and sorted(first.ids) == sorted(ids)
-    before = {r["id"]: r["email_batch_id"] for r in _emails(conn)}
-    assert len(set(before.values())) == 1 and None not in before.values()
+    assert first.status in ("retry", "waiting"), first
+    (batch_id,) = {r["email_batch_id"] for r in _emails(conn)}
+    assert batch_id is not None
+    return regs, ids, batch_id
 
-    conn.execute("UPDATE registrations SET customer_email = NULL WHERE id = %s", (regs[2],))
+
+def test_lost_batch_answer_then_a_member_withdraws_nobody_gets_it_twice(conn, resend_wire,
+                                                                       capsys):
+    # Resend accepts the batch and the answer is lost (past PROVIDER_TIMEOUT_S).
+    # Before the retry, one customer switches to `none`. Resending the old
+    # payload under the old key would mail them; a new key could mail the
+    # others twice. So the others end `failed` / outcome_unknown, unsent.
+    from tasks import email_batch
+    from tests.cli_runner import cli
+
+    regs, ids, batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
+    conn.execute("UPDATE registrations SET notification_pref = 'none' WHERE id = %s", (regs[2],))
     conn.execute("UPDATE registration_notifications SET next_attempt_at = now()")
+    second = email_batch.run(ids)
+    assert second.status == "busy", second
+
+    rows = {str(r["registration_id"]): r for r in _emails(conn)}
+    assert (rows[regs[2]]["status"], rows[regs[2]]["skip_reason"]) == ("skipped", "preference")
+    for reg in regs[:2]:
+        row = rows[reg]
+        assert (row["status"], row["error_code"], row["outcome_unknown"]) == (
+            "failed", "outcome_unknown", True), row
+        assert "may arrive twice" in row["error_message"]
+    # Every member got at most the one e-mail of the first, accepted, attempt.
+    per_recipient: dict[str, int] = {}
+    for send in resend_wire.sends():
+        per_recipient[send.to] = per_recipient.get(send.to, 0) + 1
+    assert per_recipient == {f"m{i}@example.com": 1 for i in range(3)}
+    assert [a.idempotency_key for a in resend_wire.attempts()] == [f"regnotify-batch-{batch_id}"]
+
+    # Visible in `status` and /metrics.
+    code, out, _ = cli(capsys, "status")
+    assert code == 0 and "outcome_unknown" in out, out
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from tasks.database import engine
+    from tasks.relay.metrics import PipelineCollector
+
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(engine))
+    scraped = generate_latest(registry).decode()
+    assert 'regnotify_deliveries_outcome_unknown{channel="email"} 2.0' in scraped, scraped
+
+    # Staff re-drive them; retry-failed warns that they may arrive twice, and
+    # they leave the batch whose key can no longer cover them.
+    code, out, _ = cli(capsys, "retry-failed", "--dry-run")
+    assert code == 0 and "may arrive twice" in out, out
+    code, out, _ = cli(capsys, "retry-failed")
+    assert code == 0 and "may arrive twice" in out, out
+    rows = {str(r["registration_id"]): r for r in _emails(conn)}
+    assert {rows[r]["status"] for r in regs[:2]} == {"sent"}
+    assert {rows[r]["email_batch_id"] for r in regs[:2]} == {None}
+    assert rows[regs[2]]["status"] == "skipped"
+    assert "m2@example.com" not in [s.to for s in resend_wire.sends()[3:]]
+
+
+def test_a_batch_surely_not_accepted_goes_again_under_a_new_key_without_who_left(
+        conn, resend_wire):
+    # A 429 accepted nothing: the members still to send take a new key (the
+    # old one with a different payload would be refused), never the old
+    # payload with the member who left.
+    from tasks import email_batch
+
+    regs, ids, batch_id = _first_batch_attempt(conn, resend_wire, ["429:0"])
+    conn.execute("UPDATE registrations SET notification_pref = 'sms' WHERE id = %s", (regs[2],))
     second = email_batch.run(ids)
     assert second.status == "sent", second
     rows = {str(r["registration_id"]): r for r in _emails(conn)}
-    assert rows[regs[2]]["status"] == "skipped"
+    assert (rows[regs[2]]["status"], rows[regs[2]]["skip_reason"]) == ("skipped", "preference")
     assert {rows[r]["status"] for r in regs[:2]} == {"sent"}
     new_batch = rows[regs[0]]["email_batch_id"]
-    assert new_batch not in before.values()
+    assert new_batch != batch_id
     keys = [a.idempotency_key for a in resend_wire.attempts()]
-    assert keys == [f"regnotify-batch-{next(iter(before.values()))}",
-                    f"regnotify-batch-{new_batch}"]
-    assert resend_wire.accepted_count() == 2
+    assert keys == [f"regnotify-batch-{batch_id}", f"regnotify-batch-{new_batch}"]
+    assert sorted(s.to for s in resend_wire.sends()) == ["m0@example.com", "m1@example.com"]
+
+
+def test_a_lost_batch_answer_with_the_same_members_replays_under_its_key(conn, resend_wire):
+    # Nobody left: the same payload under the same key, which Resend
+    # recognises and answers from its record.
+    from tasks import email_batch
+
+    _regs, ids, _batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
+    conn.execute("UPDATE registration_notifications SET next_attempt_at = now()")
+    assert email_batch.run(ids).status == "sent"
+    assert {r["status"] for r in _emails(conn)} == {"sent"}
+    assert [a.outcome for a in resend_wire.attempts()] == [ACCEPTED_TIMEOUT, REPLAYED]
+    assert resend_wire.accepted_count() == 3 and not resend_wire.duplicates()
 
 
 def test_provider_429_is_a_wait_not_a_failed_attempt(conn, twilio_wire):
@@ -203,3 +280,22 @@ def test_an_email_sent_alone_with_unknown_outcome_never_joins_a_batch(conn, rese
     keys = [(a.idempotency_key, a.outcome) for a in resend_wire.attempts()]
     assert keys.count((f"regnotify-delivery-{alone}", REPLAYED)) == 1
     assert (f"regnotify-batch-{rows[other]['email_batch_id']}", "accepted") in keys
+
+
+def test_a_lost_batch_answer_is_not_replayed_under_a_key_resend_has_forgotten(conn,
+                                                                            resend_wire):
+    # Resend forgets an Idempotency-Key after 24 hours: the same key then
+    # sends again. A batch whose answer was lost a day ago is not resent.
+    from tasks import email_batch
+
+    _regs, ids, batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
+    keyed = conn.execute("SELECT DISTINCT email_batch_keyed_at AS at FROM "
+                         "registration_notifications WHERE channel = 'email'").fetchall()
+    assert len(keyed) == 1 and keyed[0]["at"] is not None
+    conn.execute("UPDATE registration_notifications SET next_attempt_at = now(), "
+                 "email_batch_keyed_at = now() - interval '25 hours'")
+    assert email_batch.run(ids).status == "busy"
+    rows = _emails(conn)
+    assert {(r["status"], r["error_code"]) for r in rows} == {("failed", "outcome_unknown")}
+    assert "no longer recognises it" in rows[0]["error_message"]
+    assert [a.idempotency_key for a in resend_wire.attempts()] == [f"regnotify-batch-{batch_id}"]

@@ -65,6 +65,9 @@ def test_held_texts_go_when_the_window_opens_and_a_change_during_the_hold_sends_
         time.sleep(0.2)
     # ... and soon after it, with no tick from outside: the run armed a wake-up.
     wait_for(lambda: twilio_wire.accepted_count() == 2, timeout=30)
+    # The worker records the answer just after the wire counted it.
+    wait_for(lambda: not [r for reg in (one, two) for r in deliveries(conn, reg)
+                          if r["status"] == "sending"], timeout=10)
     for reg in (one, two):
         [sent] = [r for r in deliveries(conn, reg) if r["status"] == "sent"]
         assert sent["sent_at"] >= opening

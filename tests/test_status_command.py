@@ -82,9 +82,11 @@ def test_overview_counts_queue_deliveries_failures_and_retries(conn, capsys, twi
     make_due(conn)
     with engine().begin() as c:
         [waiting_ref] = [r for r in claim_due(c, 10).deliveries if r.channel == "email"]
-        assert db_deliveries.claim(c, waiting_ref.id, lease_s=30, recipient="rita@example.com",
-                                   provider="resend", body="b", subject="s",
-                                   template_used="t", language="en") is not None
+        # The claim checks the address it is given against the registration's.
+        claimed = db_deliveries.claim(c, waiting_ref.id, lease_s=30, recipient="dana@example.com",
+                                      provider="resend", body="b", subject="s",
+                                      template_used="t", language="en")
+        assert isinstance(claimed, db_deliveries.Claim), claimed
         db_deliveries.schedule_retry(c, waiting_ref.id, countdown_s=300, outcome_unknown=False,
                                      code="http_503", message="Service Unavailable")
 

@@ -1,10 +1,13 @@
--- 20 The timeline learns the customer's language and their replies.
+-- 20 The timeline learns the customer's language, their replies, and why a
+-- waiting message was not sent.
 --
 -- notification_timeline (13) was written before the languages (17) and the
 -- replies (16) existed. Its pieces are redefined here, not in 13 (applied
 -- history is never edited):
 --   * the registration carries `language` and `effective_language`;
---   * each message carries the language it went in;
+--   * each message carries the language it went in, whether its outcome is
+--     unknown (14), and, when it was skipped because the customer changed
+--     their preference while it waited, that change;
 --   * a new piece, timeline_replies, adds what the customer texted back,
 --     read through the view registration_replies, whose row-level security
 --     shows a customer only the texts their own phone sent.
@@ -84,9 +87,26 @@ AS $fn$
         'fallback_for_status', fb.status,
         'fallback_for_error_code', fb.error_code,
         'replaced_by', (SELECT x.id FROM public.registration_notifications AS x
-                        WHERE x.fallback_for = n.id LIMIT 1))
+                        WHERE x.fallback_for = n.id LIMIT 1),
+        -- Failed with its outcome unknown (14): maybe accepted all the same.
+        'outcome_unknown', n.outcome_unknown,
+        -- Skipped for the preference at its claim for sending: the change
+        -- that did it (12's audit), newest between creation and skip.
+        'pref_changed_at', pc.changed_at,
+        'pref_changed_from', pc.old_pref,
+        'pref_changed_to', pc.new_pref,
+        'pref_changed_by_kind', pc.changed_by_kind)
     FROM public.registration_notifications AS n
     LEFT JOIN public.registration_notifications AS fb ON fb.id = n.fallback_for
+    LEFT JOIN LATERAL (
+        SELECT c.changed_at, c.old_pref, c.new_pref, c.changed_by_kind
+        FROM public.notification_pref_changes AS c
+        WHERE n.status = 'skipped' AND n.skip_reason = 'preference'
+          AND c.registration_id = n.registration_id
+          AND c.changed_at >= n.created_at AND c.changed_at <= n.updated_at
+        ORDER BY c.changed_at DESC, c.id DESC
+        LIMIT 1
+    ) AS pc ON true
     WHERE n.registration_id = p_registration_id
 $fn$;
 

@@ -5,28 +5,83 @@
 -- name: claim_delivery
 -- Takes the lease and counts the attempt before the provider is called; the
 -- rendered message is stored so a later retry can recognise it at Twilio.
--- No row back means another worker holds it or it has moved on.
-UPDATE public.registration_notifications
-SET status          = 'sending',
-    attempts        = attempts + 1,
-    outcome_unknown = true,
-    last_attempt_at = now(),
-    next_attempt_at = NULL,
-    parked          = false,
-    lease_until     = now() + make_interval(secs => %(lease_s)s),
-    recipient       = %(recipient)s,
-    provider        = %(provider)s,
-    body            = %(body)s,
-    subject         = %(subject)s,
-    template_used   = %(template_used)s,
-    language        = %(language)s,
-    updated_at      = now()
-WHERE id = %(id)s
-  AND status IN ('queued', 'sending')
-  AND (lease_until IS NULL OR lease_until <= now())
-  -- Held for quiet hours: only release_held_due lets it go (a stray task waits).
-  AND hold_reason IS NULL
-RETURNING attempts, attempts - attempts_at_redrive AS attempts_this_run, last_attempt_at;
+-- Consent is checked here, in the claim itself, against the registration as
+-- it is now: a preference, opt-out or contact changed while the delivery
+-- waited (quiet hours, a rate slot, a retry, a re-drive) ends it `skipped`
+-- in this statement, with the same rules as the queue claim (a fallback
+-- needs any preference but 'none', and no opted-out phone). One row back:
+-- claimed (attempts set), skipped (skip_reason set), or `moved` (the address
+-- changed since the message was rendered: render again). No row: another
+-- worker holds it, or it has moved on. was_unknown and previous_attempt_at
+-- are the row's own before this claim (another task may have attempted it
+-- since the caller loaded it): they say whether to look for that attempt.
+WITH target AS (
+    SELECT n.id,
+           n.outcome_unknown AS was_unknown,
+           n.last_attempt_at AS previous_attempt_at,
+           CASE
+               WHEN r.notification_pref = 'none'
+                    OR (n.fallback_for IS NULL
+                        AND r.notification_pref NOT IN (n.channel, 'both')) THEN 'preference'
+               WHEN CASE n.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
+                    IS NULL THEN 'no_contact'
+               WHEN (n.channel = 'sms' OR n.fallback_for IS NOT NULL) AND EXISTS (
+                   SELECT 1 FROM public.sms_opt_outs AS o
+                   WHERE o.phone = r.customer_phone AND o.opted_out
+               ) THEN 'opted_out'
+           END AS skip_reason,
+           CASE n.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
+               IS DISTINCT FROM %(recipient)s AS moved
+    FROM public.registration_notifications AS n
+    JOIN public.registrations AS r ON r.id = n.registration_id
+    WHERE n.id = %(id)s
+      AND n.status IN ('queued', 'sending')
+      AND (n.lease_until IS NULL OR n.lease_until <= now())
+      -- Held for quiet hours: only release_held_due lets it go (a stray task waits).
+      AND n.hold_reason IS NULL
+    FOR UPDATE OF n
+),
+skipped AS (
+    UPDATE public.registration_notifications AS n
+    SET status          = 'skipped',
+        skip_reason     = t.skip_reason,
+        lease_until     = NULL,
+        next_attempt_at = NULL,
+        parked          = false,
+        updated_at      = now()
+    FROM target AS t
+    WHERE n.id = t.id AND t.skip_reason IS NOT NULL AND n.status IN ('queued', 'sending')
+    RETURNING n.id
+),
+claimed AS (
+    UPDATE public.registration_notifications AS n
+    SET status          = 'sending',
+        attempts        = n.attempts + 1,
+        outcome_unknown = true,
+        last_attempt_at = now(),
+        next_attempt_at = NULL,
+        parked          = false,
+        lease_until     = now() + make_interval(secs => %(lease_s)s),
+        recipient       = %(recipient)s,
+        provider        = %(provider)s,
+        body            = %(body)s,
+        subject         = %(subject)s,
+        template_used   = %(template_used)s,
+        language        = %(language)s,
+        updated_at      = now()
+    FROM target AS t
+    WHERE n.id = t.id AND t.skip_reason IS NULL AND NOT t.moved
+      AND n.status IN ('queued', 'sending')
+    RETURNING n.attempts, n.attempts - n.attempts_at_redrive AS attempts_this_run,
+              n.last_attempt_at, t.was_unknown, t.previous_attempt_at
+)
+SELECT c.attempts, c.attempts_this_run, c.last_attempt_at, c.was_unknown,
+       c.previous_attempt_at, NULL::text AS skip_reason, false AS moved
+FROM claimed AS c
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, t.skip_reason, t.skip_reason IS NULL
+FROM target AS t
+WHERE t.skip_reason IS NOT NULL OR t.moved;
 
 -- name: mark_sent
 -- The provider accepted: a webhook may already have moved it further.
@@ -134,11 +189,16 @@ ORDER BY id;
 
 -- name: requeue_failed
 -- A fresh retry budget that keeps the history: attempts is never reset.
-UPDATE public.registration_notifications
-SET status = 'queued', attempts_at_redrive = attempts, error_code = NULL, error_message = NULL,
-    next_attempt_at = NULL, lease_until = NULL, updated_at = now()
-WHERE id = %(id)s AND status = 'failed'
-RETURNING id, channel;
+-- A batch member that ended `outcome_unknown` leaves its batch: no key
+-- Resend recognises covers it any more, so it goes on its own (staff were
+-- told it may arrive twice).
+UPDATE public.registration_notifications AS n
+SET status = 'queued', attempts_at_redrive = n.attempts, error_code = NULL,
+    error_message = NULL, next_attempt_at = NULL, lease_until = NULL, updated_at = now(),
+    email_batch_id = CASE WHEN n.error_code = 'outcome_unknown' THEN NULL
+                          ELSE n.email_batch_id END
+WHERE n.id = %(id)s AND n.status = 'failed'
+RETURNING n.id, n.channel;
 
 -- name: rate_limited
 -- The provider answered 429: the call was a wait for a slot, not a failed
@@ -195,35 +255,101 @@ WHERE (n.id = ANY(%(ids)s)
 ORDER BY n.id
 FOR UPDATE SKIP LOCKED;
 
+-- name: email_batch_key_age
+-- Seconds since the batch's Idempotency-Key first went to Resend (NULL:
+-- claimed before the time was kept, so recently).
+SELECT extract(epoch FROM now() - min(email_batch_keyed_at))::float8 AS age_s
+FROM public.registration_notifications
+WHERE email_batch_id = %(batch_id)s;
+
 -- name: email_batch_member_ids
 -- Every delivery ever claimed into a batch, whatever its status now.
 SELECT id FROM public.registration_notifications WHERE email_batch_id = %(batch_id)s;
 
 -- name: claim_email_batch
 -- Persist the batch's membership and take every member's lease in one
--- statement, before Resend is called.
-UPDATE public.registration_notifications AS n
-SET status          = 'sending',
-    attempts        = n.attempts + 1,
-    outcome_unknown = true,
-    last_attempt_at = now(),
-    next_attempt_at = NULL,
-    parked          = false,
-    lease_until     = now() + make_interval(secs => %(lease_s)s),
-    email_batch_id  = %(batch_id)s,
-    recipient       = u.recipient,
-    provider        = %(provider)s,
-    body            = u.body,
-    subject         = u.subject,
-    template_used   = u.template_used,
-    language        = u.language,
-    updated_at      = now()
-FROM unnest(%(ids)s::bigint[], %(recipients)s::text[], %(bodies)s::text[],
-            %(subjects)s::text[], %(templates)s::text[], %(languages)s::text[])
-     AS u (id, recipient, body, subject, template_used, language)
-WHERE n.id = u.id
-  AND n.status IN ('queued', 'sending')
-RETURNING n.id, n.attempts - n.attempts_at_redrive AS attempts_this_run;
+-- statement, before Resend is called, with each member's consent checked
+-- against the registration as it is now (the rules of claim_delivery). All
+-- or nothing: when any member no longer matches (skipped here, in this
+-- statement) or its address changed since the render, no member is taken,
+-- so a batch never goes under a key with other members than the caller
+-- chose. Rows back: the members taken (attempts_this_run), or the ones that
+-- stopped it (skip_reason, or moved).
+WITH target AS (
+    SELECT n.id,
+           u.recipient,
+           u.body,
+           u.subject,
+           u.template_used,
+           u.language,
+           CASE
+               WHEN r.notification_pref = 'none'
+                    OR (n.fallback_for IS NULL
+                        AND r.notification_pref NOT IN ('email', 'both')) THEN 'preference'
+               WHEN r.customer_email IS NULL THEN 'no_contact'
+               WHEN n.fallback_for IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM public.sms_opt_outs AS o
+                   WHERE o.phone = r.customer_phone AND o.opted_out
+               ) THEN 'opted_out'
+           END AS skip_reason,
+           r.customer_email IS DISTINCT FROM u.recipient AS moved
+    FROM unnest(%(ids)s::bigint[], %(recipients)s::text[], %(bodies)s::text[],
+                %(subjects)s::text[], %(templates)s::text[], %(languages)s::text[])
+         AS u (id, recipient, body, subject, template_used, language)
+    JOIN public.registration_notifications AS n ON n.id = u.id
+    JOIN public.registrations AS r ON r.id = n.registration_id
+    WHERE n.status IN ('queued', 'sending')
+    FOR UPDATE OF n
+),
+stopped AS (
+    SELECT count(*) AS n FROM target AS t WHERE t.skip_reason IS NOT NULL OR t.moved
+),
+skipped AS (
+    UPDATE public.registration_notifications AS n
+    SET status          = 'skipped',
+        skip_reason     = t.skip_reason,
+        lease_until     = NULL,
+        next_attempt_at = NULL,
+        parked          = false,
+        updated_at      = now()
+    FROM target AS t
+    WHERE n.id = t.id AND t.skip_reason IS NOT NULL AND n.status IN ('queued', 'sending')
+    RETURNING n.id
+),
+claimed AS (
+    UPDATE public.registration_notifications AS n
+    SET status          = 'sending',
+        attempts        = n.attempts + 1,
+        outcome_unknown = true,
+        last_attempt_at = now(),
+        next_attempt_at = NULL,
+        parked          = false,
+        lease_until     = now() + make_interval(secs => %(lease_s)s),
+        email_batch_id  = %(batch_id)s,
+        -- When the batch's Idempotency-Key first went to Resend, which
+        -- forgets keys after 24 hours.
+        email_batch_keyed_at = CASE WHEN n.email_batch_id IS NOT DISTINCT FROM %(batch_id)s
+                                    THEN coalesce(n.email_batch_keyed_at, now())
+                                    ELSE now() END,
+        recipient       = t.recipient,
+        provider        = %(provider)s,
+        body            = t.body,
+        subject         = t.subject,
+        template_used   = t.template_used,
+        language        = t.language,
+        updated_at      = now()
+    FROM target AS t
+    WHERE n.id = t.id
+      AND n.status IN ('queued', 'sending')
+      AND (SELECT s.n FROM stopped AS s) = 0
+    RETURNING n.id, n.attempts - n.attempts_at_redrive AS attempts_this_run
+)
+SELECT c.id, c.attempts_this_run, NULL::text AS skip_reason, false AS moved
+FROM claimed AS c
+UNION ALL
+SELECT t.id, NULL, t.skip_reason, t.skip_reason IS NULL
+FROM target AS t
+WHERE t.skip_reason IS NOT NULL OR t.moved;
 
 -- name: load_deliveries
 -- What a send task needs to decide and render, with the registration's
@@ -244,9 +370,11 @@ SELECT n.id,
        n.provider,
        n.provider_message_id,
        n.email_batch_id,
+       n.fallback_for,
        (n.lease_until IS NOT NULL AND n.lease_until > now()) AS leased,
        (n.next_attempt_at IS NOT NULL
             AND n.next_attempt_at > now() + interval '2 seconds') AS retry_pending,
+       r.notification_pref,
        r.customer_name,
        r.customer_phone,
        r.customer_email,

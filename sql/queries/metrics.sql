@@ -23,3 +23,12 @@ SELECT channel, count(*) AS held
 FROM public.registration_notifications
 WHERE hold_reason IS NOT NULL
 GROUP BY channel;
+
+-- name: metrics_outcome_unknown
+-- Failed deliveries whose last attempt may have been accepted, by channel:
+-- not sent again, waiting for staff (retry-failed re-drives them).
+-- ix_registration_notifications_outcome_unknown (migration 14) holds only these.
+SELECT channel, count(*) AS unknown
+FROM public.registration_notifications
+WHERE status = 'failed' AND outcome_unknown
+GROUP BY channel;

@@ -36,7 +36,8 @@ SELECT n.id,
        n.error_code,
        n.error_message,
        n.attempts,
-       n.updated_at AS failed_at
+       n.updated_at AS failed_at,
+       n.outcome_unknown
 FROM public.registration_notifications AS n
 LEFT JOIN public.registrations AS r ON r.id = n.registration_id
 WHERE n.status = 'failed'
@@ -100,7 +101,8 @@ SELECT n.id,
        n.error_code,
        n.error_message,
        n.attempts,
-       n.updated_at AS failed_at
+       n.updated_at AS failed_at,
+       n.outcome_unknown
 FROM public.registration_notifications AS n
 LEFT JOIN public.registrations AS r ON r.id = n.registration_id
 WHERE n.id = ANY(%(ids)s)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from db.status import PrefChange
+    from db.status import DeliveryEntry, PrefChange
 
 #: How the timeline names each kind of author.
 KIND_LABELS = {
@@ -31,6 +31,20 @@ def describe(change: PrefChange) -> str:
         who += f" ({change.changed_by})"
     old = change.old_pref or "(unset)"
     return f"{change.changed_at:%Y-%m-%d %H:%M:%S %Z}  {old} -> {change.new_pref}  by {who}"
+
+
+def preference_changed_while_waiting(d: DeliveryEntry) -> str:
+    """'the customer changed the preference both -> none at ... while it waited', or ''.
+
+    For a delivery skipped for its preference after it was written: the
+    customer (or staff) changed their mind before it went.
+    """
+    if d.pref_changed_at is None:
+        return ""
+    who = KIND_LABELS.get(d.pref_changed_by_kind or "", d.pref_changed_by_kind or "someone")
+    old = d.pref_changed_from or "(unset)"
+    return (f"{who} changed the preference {old} -> {d.pref_changed_to} at "
+            f"{d.pref_changed_at:%Y-%m-%d %H:%M:%S %Z} while it waited; not sent")
 
 
 def pref_changes_json(changes: Sequence[PrefChange]) -> list[dict[str, Any]]:

@@ -158,6 +158,8 @@ def _document(
         "matched": len(details),
         "requeued": len(requeued_ids),
         "dispatched": dispatched,
+        # May have been accepted before: a re-drive may send them twice.
+        "may_arrive_twice": [d.id for d in details if d.outcome_unknown],
         "deliveries": [
             {
                 **asdict(d),
@@ -202,6 +204,12 @@ def _print(
           d.attempts, when(d.failed_at))
          for d in details],
     )
+    unknown = [d.id for d in details if d.outcome_unknown
+               and (args.dry_run or d.id in requeued_ids)]
+    if unknown:
+        out.print(text(f"Warning: {len(unknown)} of these may have been accepted already "
+                       f"(the provider's answer was lost: {', '.join(map(str, unknown))}); "
+                       "sent again, they may arrive twice."))
     if requeued_ids:
         out.print("Their send tasks are published: follow them with `regnotify status REG_ID` "
                   "or in Flower.", markup=False)

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.commands.database_url import database
 from tasks.commands.delivery_notes import delivery_note
-from tasks.commands.pref_timeline import pref_changes_json, print_pref_changes
+from tasks.commands.pref_timeline import (
+    pref_changes_json,
+    preference_changed_while_waiting,
+    print_pref_changes,
+)
 from tasks.commands.printing import (
     console,
     describe_error,
@@ -223,7 +227,8 @@ def _detail(d: DeliveryEntry, now: datetime) -> str:
 def _why(d: DeliveryEntry, now: datetime) -> str:
     if d.status == "skipped":
         reason = d.skip_reason or "unknown"
-        return f"{reason}: {SKIP_REASONS.get(reason, reason)}"
+        changed = preference_changed_while_waiting(d)
+        return f"{reason}: {changed or SKIP_REASONS.get(reason, reason)}"
     error = describe_error(d.error_code, d.error_message)
     if d.status in ("queued", "sending") and d.next_attempt_at is not None:
         retry = f"retry {relative(d.next_attempt_at, now)}"

@@ -51,11 +51,12 @@ class PipelineCollector(Collector):
                 held = db_metrics.held_figures(conn)
                 replies = db_metrics.reply_figures(conn)
                 digests = db_metrics.reply_digest_figures(conn)
+                unknown = db_metrics.outcome_unknown_figures(conn)
             up.add_metric([], 1.0)
         except (SQLAlchemyError, RuntimeError, DatabaseUnavailable) as exc:
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0.0)
-            queue, deliveries, held = None, [], None
+            queue, deliveries, held, unknown = None, [], None, None
             replies, digests = None, None
         yield up
         if queue is not None:
@@ -91,6 +92,14 @@ class PipelineCollector(Collector):
             yield held_now
         if replies is not None and digests is not None:
             yield from _reply_metrics(replies, digests)
+        if unknown is not None:
+            unknown_now = GaugeMetricFamily(
+                "regnotify_deliveries_outcome_unknown",
+                "Failed deliveries that may have been accepted all the same: not sent again "
+                "until staff re-drive them (retry-failed)", labels=["channel"])
+            for channel in ("email", "sms"):
+                unknown_now.add_metric([channel], unknown.get(channel, 0))
+            yield unknown_now
         yield from self._worker_metrics()
 
     def _worker_metrics(self) -> Iterator[Metric]:

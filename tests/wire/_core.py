@@ -286,6 +286,9 @@ class Attempt:
     status: int
     idempotency_key: str | None
     id: str | None
+    #: When the answer was decided (monotonic), after any latency or stall:
+    #: the request was in flight from received_mono until then.
+    answered_mono: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""
@@ -779,6 +782,26 @@ class WireServer:
             best = max(best, end - start + 1)
         return best
 
+    def overlapping_attempts(self) -> list[tuple[Attempt, Attempt]]:
+        """Pairs of send requests for one recipient that were in flight at once.
+
+        Each recipient stands for one delivery in a test, so a pair is two
+        tasks attempting the same delivery together.
+        """
+        by_recipient: dict[str, list[Attempt]] = {}
+        for a in self.attempts():
+            if a.recipient:
+                by_recipient.setdefault(self._recipient_key(a.recipient), []).append(a)
+        pairs: list[tuple[Attempt, Attempt]] = []
+        for group in by_recipient.values():
+            group.sort(key=lambda a: a.received_mono)
+            for i, first in enumerate(group):
+                for later in group[i + 1:]:
+                    if later.received_mono >= first.answered_mono:
+                        break
+                    pairs.append((first, later))
+        return pairs
+
     def attempts(self, since: int = 0) -> list[Attempt]:
         """Every send request (accepted or not) in arrival order."""
         with self._lock:
@@ -934,6 +957,7 @@ class WireServer:
                         status=status,
                         idempotency_key=idempotency_key,
                         id=send_id,
+                        answered_mono=time.monotonic(),
                     )
                 )
 

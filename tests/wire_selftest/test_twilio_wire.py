@@ -287,3 +287,24 @@ def test_num_segments_never_splits_a_pair(twilio_wire: TwilioWire, body: str,
                                           segments: str) -> None:
     message = sdk_client(twilio_wire).messages.create(to=TO, from_=FROM, body=body)
     assert message.num_segments == segments
+
+
+def test_overlapping_attempts_counts_requests_for_one_number_in_flight_together(
+        twilio_wire: TwilioWire) -> None:
+    import threading
+
+    twilio_wire.configure(latency=0.3)
+    client = sdk_client(twilio_wire)
+    client.messages.create(to=TO, from_=FROM, body="one")
+    client.messages.create(to=TO, from_=FROM, body="two")
+    assert twilio_wire.overlapping_attempts() == []  # one after the other
+
+    threads = [threading.Thread(target=client.messages.create,
+                                kwargs={"to": number, "from_": FROM, "body": "together"})
+               for number in (OTHER_TO, OTHER_TO, TO.replace("0001", "0003"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (pair,) = twilio_wire.overlapping_attempts()
+    assert {a.recipient for a in pair} == {OTHER_TO}
