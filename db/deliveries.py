@@ -121,6 +121,13 @@ def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> N
     )
 
 
+def mark_sent_many(conn: Connection, accepted: dict[int, str]) -> None:
+    """Record several acceptances ({delivery id: provider message id}) in one statement."""
+    if accepted:
+        conn.exec_driver_sql(query("mark_sent_many"), {
+            "ids": list(accepted), "provider_message_ids": list(accepted.values())})
+
+
 def mark_failed(
     conn: Connection, delivery_id: int, code: str, message: str, *, outcome_unknown: bool = False
 ) -> None:

@@ -10,15 +10,19 @@ _GSM_BASIC = frozenset(
 _GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
 
 
+_GSM_ALL = _GSM_BASIC | _GSM_EXTENDED
+
+
 def is_gsm7(body: str) -> bool:
     """True when every character has a GSM 03.38 encoding."""
-    return all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in body)
+    # Set operations run in C: a loop over the characters cost a tenth of a send.
+    return _GSM_ALL.issuperset(body)
 
 
 def segment_count(body: str) -> int:
     """Segments a carrier bills for `body`: 160/153 septets in GSM-7, 70/67 UTF-16 units else."""
     if is_gsm7(body):
-        units = sum(2 if ch in _GSM_EXTENDED else 1 for ch in body)
+        units = len(body) + sum(body.count(ch) for ch in _GSM_EXTENDED)
         single, multi = 160, 153
     else:
         units = len(body.encode("utf-16-le")) // 2
