@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from db import direct
 from db.queries import query
 from db.queue import DeliveryRef
 
@@ -81,8 +82,7 @@ def load(conn: Connection, delivery_id: int) -> Delivery | None:
 
 def load_many(conn: Connection, delivery_ids: list[int]) -> list[Delivery]:
     """The deliveries (with their registrations) that still exist, by id."""
-    rows = conn.exec_driver_sql(query("load_deliveries"), {"ids": delivery_ids}).mappings()
-    return [_delivery(r) for r in rows]
+    return [_delivery(r) for r in direct.fetch(conn, "load_deliveries", {"ids": delivery_ids})]
 
 
 def claim(
@@ -97,8 +97,9 @@ def claim(
     template_used: str,
 ) -> Claim | None:
     """Take the lease and count an attempt; None when another worker holds it or it moved on."""
-    row = conn.exec_driver_sql(
-        query("claim_delivery"),
+    rows = direct.fetch(
+        conn,
+        "claim_delivery",
         {
             "id": delivery_id,
             "lease_s": lease_s,
@@ -108,17 +109,16 @@ def claim(
             "subject": subject,
             "template_used": template_used,
         },
-    ).first()
-    if row is None:
+    )
+    if not rows:
         return None
-    return Claim(int(row.attempts), int(row.attempts_this_run), row.last_attempt_at)
+    row = rows[0]
+    return Claim(int(row["attempts"]), int(row["attempts_this_run"]), row["last_attempt_at"])
 
 
 def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> None:
     """Record the provider's acceptance."""
-    conn.exec_driver_sql(
-        query("mark_sent"), {"id": delivery_id, "provider_message_id": provider_message_id}
-    )
+    direct.run(conn, "mark_sent", {"id": delivery_id, "provider_message_id": provider_message_id})
 
 
 def mark_sent_many(conn: Connection, accepted: dict[int, str]) -> None:
