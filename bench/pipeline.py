@@ -109,20 +109,23 @@ def stack_roles(stack: Stack, procs: Sequence[WorkerProcess]) -> dict[str, list[
 class CpuMeter:
     """CPU seconds used by each role of the stack between `__init__` and `read`.
 
-    PostgreSQL backends come and go; those alive at the start are counted
-    (the workers' pooled connections live as long as the workers).
+    PostgreSQL backends come and go: those born during the run (a worker's
+    pool connecting on its first send) count all their CPU; those that ended
+    during it count nothing (the workers' pooled connections outlive a run).
     """
 
     def __init__(self, stack: Stack, procs: Sequence[WorkerProcess]) -> None:
-        self.roles = stack_roles(stack, procs)
-        self.before = pids_cpu_s([pid for pids in self.roles.values() for pid in pids])
+        self.stack = stack
+        self.procs = list(procs)
+        roles = stack_roles(stack, procs)
+        self.before = pids_cpu_s([pid for pids in roles.values() for pid in pids])
 
     def read(self) -> dict[str, float]:
         """{role: CPU seconds since the start} for worker, postgresql, redis, bench."""
-        after = pids_cpu_s([pid for pids in self.roles.values() for pid in pids])
-        return {role: sum(after[pid] - self.before[pid] for pid in pids
-                          if pid in after and pid in self.before)
-                for role, pids in self.roles.items()}
+        roles = stack_roles(self.stack, self.procs)
+        after = pids_cpu_s([pid for pids in roles.values() for pid in pids])
+        return {role: sum(after[pid] - self.before.get(pid, 0.0) for pid in pids if pid in after)
+                for role, pids in roles.items()}
 
 
 def per_unit_ms(cpu_s: dict[str, float], units: int) -> dict[str, float]:
