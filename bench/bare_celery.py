@@ -4,7 +4,9 @@
 every setting of `tasks.celery_app.create_app()` that changes how a worker
 takes, runs and acknowledges a message (pool, prefetch, late acks, events,
 serializer), so the ratio of our send rate to this one is the cost of our
-work per message, not of a different Celery configuration.
+work per message, not of a different Celery configuration. The Redis
+transport is shared too: `create_app()` registers tasks/broker_transport.py
+for this process, so the peer's channels reuse their client as ours do.
 """
 
 from __future__ import annotations

@@ -59,6 +59,10 @@ class SendRun:
     #: Redis, this process with the wires), and by everything else on the machine.
     stack_cores: float = 0.0
     other_cores: float = 0.0
+    #: CPU ms per send of each part of the stack: `worker`, `postgresql`,
+    #: `redis`, and `stack`, their sum (the wires and this process, which
+    #: stand in for the providers, are left out).
+    cpu_ms_per_send: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_s(self) -> float:
@@ -80,22 +84,55 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stack_pids(stack: Stack, procs: Sequence[WorkerProcess]) -> list[int]:
-    """This process, the workers, Redis, and the postmaster with its backends."""
-    pids = [os.getpid(), *(p.proc.pid for p in procs if p.proc)]
+def stack_roles(stack: Stack, procs: Sequence[WorkerProcess]) -> dict[str, list[int]]:
+    """The stack's processes by role: workers, postgresql (postmaster and backends),
+    redis, and bench (this process, which also runs the wires)."""
+    roles: dict[str, list[int]] = {
+        "worker": [p.proc.pid for p in procs if p.proc], "postgresql": [], "redis": [],
+        "bench": [os.getpid()],
+    }
     redis_proc = getattr(stack.redis, "_proc", None)
     if redis_proc is not None:
-        pids.append(redis_proc.pid)
+        roles["redis"].append(redis_proc.pid)
     with contextlib.suppress(OSError, ValueError, IndexError):
         postmaster = int((stack.pg.data_dir / "postmaster.pid").read_text().split()[0])
-        pids.append(postmaster)
+        roles["postgresql"].append(postmaster)
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 with contextlib.suppress(OSError, IndexError):
                     ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
                     if ppid == postmaster:
-                        pids.append(int(entry.name))
-    return pids
+                        roles["postgresql"].append(int(entry.name))
+    return roles
+
+
+class CpuMeter:
+    """CPU seconds used by each role of the stack between `__init__` and `read`.
+
+    PostgreSQL backends come and go: those born during the run (a worker's
+    pool connecting on its first send) count all their CPU; those that ended
+    during it count nothing (the workers' pooled connections outlive a run).
+    """
+
+    def __init__(self, stack: Stack, procs: Sequence[WorkerProcess]) -> None:
+        self.stack = stack
+        self.procs = list(procs)
+        roles = stack_roles(stack, procs)
+        self.before = pids_cpu_s([pid for pids in roles.values() for pid in pids])
+
+    def read(self) -> dict[str, float]:
+        """{role: CPU seconds since the start} for worker, postgresql, redis, bench."""
+        roles = stack_roles(self.stack, self.procs)
+        after = pids_cpu_s([pid for pids in roles.values() for pid in pids])
+        return {role: sum(after[pid] - self.before.get(pid, 0.0) for pid in pids if pid in after)
+                for role, pids in roles.items()}
+
+
+def per_unit_ms(cpu_s: dict[str, float], units: int) -> dict[str, float]:
+    """CPU ms per unit of work of worker, postgresql, redis and their sum, `stack`."""
+    parts = {role: 1000.0 * cpu_s.get(role, 0.0) / max(1, units)
+             for role in ("worker", "postgresql", "redis")}
+    return {**{k: round(v, 2) for k, v in parts.items()}, "stack": round(sum(parts.values()), 2)}
 
 
 def pids_cpu_s(pids: Sequence[int]) -> dict[int, float]:
@@ -161,11 +198,22 @@ def our_argv(loglevel: str) -> Callable[[int], list[str]]:
     return argv
 
 
-def measure_bare(stack: Stack, shape: WorkerShape, tasks: int) -> float:
+@dataclass(frozen=True)
+class BareRun:
+    """Bare Celery: no-op tasks per second, and the CPU ms each task cost."""
+
+    per_s: float
+    #: worker, postgresql (idle here), redis and stack, as SendRun's.
+    cpu_ms_per_task: dict[str, float]
+
+
+def measure_bare(stack: Stack, shape: WorkerShape, tasks: int) -> BareRun:
     """No-op tasks per second of bare Celery, same broker, pool and concurrency as ours.
 
     The tasks are queued first; the queue is watched from before the workers
     start, because a small batch is drained before they even answer a ping.
+    The CPU per task comes from a second batch, published to the workers once
+    they are up: the first one's CPU includes their start.
     """
     bare_celery.preload(stack.redis.url, tasks)
     app = bare_celery.make_app(stack.redis.url)
@@ -182,14 +230,19 @@ def measure_bare(stack: Stack, shape: WorkerShape, tasks: int) -> float:
     watcher.start()
     try:
         with workers(stack, app, shape,
-                     lambda threads: bare_celery.worker_argv(threads, shape.loglevel), "bare"):
+                     lambda threads: bare_celery.worker_argv(threads, shape.loglevel),
+                     "bare") as procs:
             watcher.join()
+            if failure:
+                raise failure[0]
+            meter = CpuMeter(stack, procs)
+            bare_celery.preload(stack.redis.url, tasks)
+            bare_celery.wait_drained(stack.redis.url, tasks, timeout_s=600)
+            cpu = meter.read()
     finally:
         app.close()
-    if failure:
-        raise failure[0]
     first, end = timing[0]
-    return tasks / (end - first)
+    return BareRun(tasks / (end - first), per_unit_ms(cpu, tasks))
 
 
 def accepted(stack: Stack) -> int:
@@ -216,11 +269,7 @@ def run_sends(stack: Stack, app: Celery, procs: Sequence[WorkerProcess], expecte
     before_resend = stack.resend.accepted_count()
     before = before_twilio + before_resend
     rss: dict[str, int] = {}
-    pids = [p.proc.pid for p in procs if p.proc]
-    cpu_before = sum(process_cpu_s(pid) for pid in pids)
-    # PostgreSQL backends come and go; those alive at the start are counted.
-    ours = stack_pids(stack, procs)
-    ours_before = pids_cpu_s(ours)
+    meter = CpuMeter(stack, procs)
     busy_before, total_before = machine_ticks()
     ticked = time.monotonic()
     app.send_task("process_notification_queue", kwargs={"reason": "bench"})
@@ -233,10 +282,9 @@ def run_sends(stack: Stack, app: Celery, procs: Sequence[WorkerProcess], expecte
             logs = "\n".join(p.log()[-2000:] for p in procs)
             raise TimeoutError(f"only {done} of {expected} sends in {timeout_s} s\n{logs}")
         time.sleep(0.02)
-    cpu = sum(process_cpu_s(pid) for pid in pids) - cpu_before
     busy_after, total_after = machine_ticks()
-    ours_after = pids_cpu_s(ours)
-    stack_cpu = sum(ours_after[pid] - ours_before[pid] for pid in ours_after if pid in ours_before)
+    cpu = meter.read()
+    stack_cpu = sum(cpu.values())
     if rss_after is not None:
         rss["end"] = sum(rss_kib(p.proc.pid) for p in procs if p.proc)
         rss["end_at_sends"] = accepted(stack) - before
@@ -248,6 +296,7 @@ def run_sends(stack: Stack, app: Celery, procs: Sequence[WorkerProcess], expecte
     wall = time.monotonic() - ticked
     busy_cores = busy / 100.0 * (os.cpu_count() or 1)
     stack_cores = stack_cpu / wall
-    return SendRun(len(times), seconds, times[0] - ticked, rss,
-                   round(1000.0 * cpu / max(1, len(times)), 2), round(busy, 1),
-                   round(stack_cores, 2), round(max(0.0, busy_cores - stack_cores), 2))
+    per_send = per_unit_ms(cpu, len(times))
+    return SendRun(len(times), seconds, times[0] - ticked, rss, per_send["worker"],
+                   round(busy, 1), round(stack_cores, 2),
+                   round(max(0.0, busy_cores - stack_cores), 2), per_send)

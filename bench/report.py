@@ -25,6 +25,14 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("rss_growth_pct", "worker RSS growth, %"),
     ("backlog_drain_ratio", "backlog drain / bound at default limits"),
     ("email_batch_speedup", "e-mails/s batched / one per request"),
+    ("drain_stack_cpu_ms_per_send", "drain CPU ms/send: workers+PG+Redis"),
+    ("drain_worker_cpu_ms_per_send", "  of which workers"),
+    ("drain_postgresql_cpu_ms_per_send", "  of which PostgreSQL"),
+    ("drain_redis_cpu_ms_per_send", "  of which Redis"),
+    ("bare_celery_stack_cpu_ms_per_task", "bare Celery CPU ms/task: workers+Redis"),
+    ("bare_celery_worker_cpu_ms_per_task", "  of which workers"),
+    ("bare_celery_postgresql_cpu_ms_per_task", "  of which PostgreSQL"),
+    ("bare_celery_redis_cpu_ms_per_task", "  of which Redis"),
 )
 
 

@@ -18,6 +18,10 @@ rss_growth_pct              <= 10   worker RSS at the end vs after the first 1 0
 backlog_drain_ratio         <= 1.2  1 000 e-mails + 300 texts at the default limits /
                                     the bound those limits set
 email_batch_speedup         (info)  e-mails/s batched / one per request, same limit
+*_cpu_ms_per_send           (info)  CPU ms per send of the drain: workers, PostgreSQL,
+                                    Redis, and `stack` their sum
+bare_celery_*_cpu_ms_per_   (info)  the same per bare Celery no-op task, in the same run
+task
 ==========================  ======  =================================================
 
 The run uses only the stack it starts: CELERY_BROKER_URL, DATABASE_URL and
@@ -36,11 +40,17 @@ from typing import Any
 import psycopg
 
 from bench import backlog, claim, due_to_send, pipeline, sequential, trigger, workload
-from bench.pipeline import WorkerShape
+from bench.plans import Plan
 from bench.stack import Stack, isolate_environment, private_stack
 from tasks.settings import get_settings
 
-#: The issue's keys, in its order: the last line of `regnotify bench` has exactly these.
+#: CPU per unit of work, by part of the stack (see bench.pipeline.per_unit_ms).
+CPU_PARTS = ("stack", "worker", "postgresql", "redis")
+CPU_KEYS = (*(f"drain_{part}_cpu_ms_per_send" for part in CPU_PARTS),
+            *(f"bare_celery_{part}_cpu_ms_per_task" for part in CPU_PARTS))
+
+#: The issue's keys, in its order, then the CPU figures: the last line of
+#: `regnotify bench` has exactly these.
 FIGURE_KEYS = (
     "trigger_overhead_ratio",
     "trigger_vs_seed_ratio",
@@ -54,6 +64,10 @@ FIGURE_KEYS = (
     "rss_growth_pct",
     "backlog_drain_ratio",
     "email_batch_speedup",
+    # What a send costs the machine, and what a no-op Celery task costs it,
+    # measured in the same run (bench.pipeline.CpuMeter): the ratios above
+    # are these figures' consequence on a CPU-bound machine.
+    *CPU_KEYS,
 )
 
 
@@ -94,88 +108,7 @@ GOALS: dict[str, Goal] = {
     "rss_growth_pct": Goal(10.0, at_least=False),
     "backlog_drain_ratio": Goal(1.2, at_least=False),
     "email_batch_speedup": Goal(None),
-}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How big each scenario is; `full`, `quick` and `smoke` are the three sizes."""
-
-    mode: str
-    trigger_rows: int
-    trigger_rounds: int
-    trigger_seconds: float
-    claim_rows: int
-    claim_repeats: int
-    bare_tasks: int
-    drain_notifications: int
-    rss_sends: int
-    rss_first: int
-    latency_notifications: int
-    sequential_sends: int
-    due_messages: int
-    due_window_s: float
-    due_spread_s: float
-    backlog_emails: int = 1_000
-    backlog_texts: int = 300
-    single_emails: int = 20
-    shape: WorkerShape = field(default_factory=lambda: WorkerShape(2, 32))
-    #: 0: the tick's CLAIM_BATCH_SIZE.
-    claim_batch: int = 0
-    claimers: int = 2
-    trigger_clients: int = 4
-    latency_s: float = 0.2
-
-    @property
-    def rss_notifications(self) -> int:
-        """Notifications after the drain that bring the workers to `rss_sends` sends."""
-        return max(0, self.rss_sends - 2 * self.drain_notifications) // 2
-
-    def scaled_down(self) -> list[str]:
-        """What this plan does smaller than the issue asks, for the output."""
-        full = PLANS["full"]
-        notes = []
-        for name, label in (
-            ("trigger_rows", "trigger UPDATE rows"),
-            ("claim_rows", "claimed queue rows"),
-            ("drain_notifications", "drained notifications"),
-            ("rss_sends", "sends before the final RSS reading"),
-            ("rss_first", "sends before the first RSS reading"),
-            ("latency_notifications", "200 ms notifications"),
-            ("due_messages", "due-to-send messages"),
-            ("backlog_emails", "backlog e-mails"),
-            ("backlog_texts", "backlog texts"),
-        ):
-            if getattr(self, name) != getattr(full, name):
-                notes.append(f"{label} {getattr(self, name):,} (full: {getattr(full, name):,})")
-        if (self.trigger_rounds, self.trigger_seconds) != (full.trigger_rounds,
-                                                           full.trigger_seconds):
-            notes.append(f"trigger rounds {self.trigger_rounds} x {self.trigger_seconds:g} s"
-                         f" (full: {full.trigger_rounds} x {full.trigger_seconds:g} s)")
-        return notes
-
-
-PLANS: dict[str, Plan] = {
-    "full": Plan(
-        mode="full", trigger_rows=100_000, trigger_rounds=8, trigger_seconds=4,
-        claim_rows=100_000, claim_repeats=3, bare_tasks=20_000, drain_notifications=10_000,
-        rss_sends=100_000, rss_first=1_000, latency_notifications=3_000, sequential_sends=60,
-        due_messages=200, due_window_s=2.0, due_spread_s=20.0,
-    ),
-    "quick": Plan(
-        mode="quick", trigger_rows=100_000, trigger_rounds=4, trigger_seconds=2,
-        claim_rows=100_000, claim_repeats=1, bare_tasks=3_000, drain_notifications=1_500,
-        rss_sends=6_000, rss_first=1_000, latency_notifications=800, sequential_sends=20,
-        due_messages=60, due_window_s=1.0, due_spread_s=6.0,
-    ),
-    "smoke": Plan(
-        mode="smoke", trigger_rows=5_000, trigger_rounds=1, trigger_seconds=1,
-        claim_rows=5_000, claim_repeats=1, bare_tasks=400, drain_notifications=150,
-        rss_sends=500, rss_first=100, latency_notifications=80, sequential_sends=4,
-        due_messages=10, due_window_s=0.5, due_spread_s=2.0,
-        backlog_emails=200, backlog_texts=20, single_emails=4,
-        shape=WorkerShape(1, 8),
-    ),
+    **{key: Goal(None) for key in CPU_KEYS},
 }
 
 
@@ -254,13 +187,19 @@ def _claim(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
         f" {ceiling.rows_per_s:,.0f}/s")
 
 
+def _cpu_text(ms: dict[str, float]) -> str:
+    return (f"{ms['stack']} (worker {ms['worker']}, PostgreSQL {ms['postgresql']},"
+            f" Redis {ms['redis']})")
+
+
 def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:
     """Bare Celery before and after our drain (noise falls on both), then RSS, then 200 ms."""
     from tasks.celery_app import create_app
 
     shape = plan.shape
-    bare = [pipeline.measure_bare(stack, shape, plan.bare_tasks)]
-    log(f"   bare Celery ({shape}): {bare[0]:,.0f} tasks/s")
+    bare_runs = [pipeline.measure_bare(stack, shape, plan.bare_tasks)]
+    log(f"   bare Celery ({shape}): {bare_runs[0].per_s:,.0f} tasks/s;"
+        f" CPU ms/task {_cpu_text(bare_runs[0].cpu_ms_per_task)}")
 
     total = plan.drain_notifications + plan.rss_notifications
     workload.fresh(stack.pg.url, max(total, plan.latency_notifications))
@@ -278,9 +217,9 @@ def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
                 timeout_s=1800, rss_after=plan.rss_first)
             log(f"   drain: {drain.sends:,} sends in {drain.seconds:.1f} s ="
                 f" {drain.per_s:,.0f}/s (tick to first request {drain.tick_to_first_s:.2f} s;"
-                f" worker CPU {drain.worker_cpu_ms_per_send} ms/send;"
                 f" machine {drain.machine_busy_pct:.0f} % busy: benchmark stack"
                 f" {drain.stack_cores} cores, other processes {drain.other_cores})")
+            log(f"   drain CPU ms/send {_cpu_text(drain.cpu_ms_per_send)}")
             rss_first = drain.rss_kib["first"]
             rss_end = drain.rss_kib["end"]
             sends_at_end = drain.sends
@@ -311,14 +250,16 @@ def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
                                       latency_s=plan.latency_s, timeout_s=1800)
             bound = shape.concurrency / plan.latency_s
             log(f"   {plan.latency_s * 1000:.0f} ms providers: {slow.per_s:,.0f} sends/s"
-                f" (bound {bound:,.0f}/s; worker CPU {slow.worker_cpu_ms_per_send} ms/send;"
-                f" machine {slow.machine_busy_pct:.0f} % busy: benchmark stack"
-                f" {slow.stack_cores} cores, other processes {slow.other_cores})")
+                f" (bound {bound:,.0f}/s; machine {slow.machine_busy_pct:.0f} % busy:"
+                f" benchmark stack {slow.stack_cores} cores, other processes"
+                f" {slow.other_cores}; CPU ms/send {_cpu_text(slow.cpu_ms_per_send)})")
     finally:
         app.close()
 
-    bare.append(pipeline.measure_bare(stack, shape, plan.bare_tasks))
-    log(f"   bare Celery again: {bare[1]:,.0f} tasks/s")
+    bare_runs.append(pipeline.measure_bare(stack, shape, plan.bare_tasks))
+    log(f"   bare Celery again: {bare_runs[1].per_s:,.0f} tasks/s;"
+        f" CPU ms/task {_cpu_text(bare_runs[1].cpu_ms_per_task)}")
+    bare = [run.per_s for run in bare_runs]
     bare_per_s = statistics.fmean(bare)
 
     seq = sequential.measure(stack, plan.sequential_sends)
@@ -331,9 +272,14 @@ def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
     results.figures["latency_bound_ratio"] = round(slow.per_s / bound, 3)
     results.figures["vs_sequential_ratio"] = round(slow.per_s / seq, 1)
     results.figures["rss_growth_pct"] = round(growth, 1)
+    for part in CPU_PARTS:
+        results.figures[f"drain_{part}_cpu_ms_per_send"] = drain.cpu_ms_per_send[part]
+        results.figures[f"bare_celery_{part}_cpu_ms_per_task"] = round(statistics.fmean(
+            run.cpu_ms_per_task[part] for run in bare_runs), 2)
     results.details["sends"] = {
         "shape": asdict(shape),
         "bare_celery_tasks_per_s": [round(b, 1) for b in bare],
+        "bare_celery_cpu_ms_per_task": [run.cpu_ms_per_task for run in bare_runs],
         "drain": {**asdict(drain), "per_s": round(drain.per_s, 1)},
         "extra_sends": extra,
         "duplicate_sends": duplicates,

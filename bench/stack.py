@@ -58,12 +58,19 @@ def isolate_environment() -> None:
 
 
 @contextmanager
-def private_stack(*, latency_s: float = 0.0, durable: bool = True) -> Iterator[Stack]:
-    """Start a throwaway cluster (migrated), a Redis and both wires; stop them after."""
+def private_stack(*, latency_s: float = 0.0, durable: bool = True,
+                  statements: bool = False) -> Iterator[Stack]:
+    """Start a throwaway cluster (migrated), a Redis and both wires; stop them after.
+
+    `statements`: the cluster records pg_stat_statements (extension created),
+    in place of pg_cron, which a benchmark does not need (bench.send_profile).
+    """
     root = Path(tempfile.mkdtemp(prefix="regnotify-bench-"))
     settings = {} if durable else {"synchronous_commit": "off"}
+    if statements:
+        settings["shared_preload_libraries"] = "pg_stat_statements"
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench",
-                          settings=settings)
+                          settings=settings, cron=not statements)
     pg.chown(root)
     redis_server = EmbeddedRedis(port=free_port())
     twilio = TwilioWire(latency=latency_s, max_attempts_log=2_000_000)
@@ -74,6 +81,8 @@ def private_stack(*, latency_s: float = 0.0, durable: bool = True) -> Iterator[S
         # Quiet hours off: a benchmark run at night would otherwise hold every text.
         with psycopg.connect(pg.url, autocommit=True) as conn:
             conn.execute("UPDATE notification_config SET quiet_hours_channels = '{}'")
+            if statements:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         redis_server.start()
         twilio.start()
         resend.start()

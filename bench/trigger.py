@@ -47,6 +47,7 @@ from pathlib import Path
 import psycopg
 
 from bench import workload
+from bench.plans import PLANS
 from bench.stack import Stack
 from bench.trigger_peers import (
     CPU_VARIANTS,
@@ -275,8 +276,6 @@ def floor_gap_us(cpu: dict[str, list[float]]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m bench.trigger`: the trigger variants alone, on a private cluster."""
-    from bench.runner import PLANS
-
     quick = PLANS["quick"]
     p = argparse.ArgumentParser(prog="python -m bench.trigger", description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=quick.trigger_rows)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from db import direct
 from db.queries import query
 from db.queue import DeliveryRef
 
@@ -105,8 +106,7 @@ def load(conn: Connection, delivery_id: int) -> Delivery | None:
 
 def load_many(conn: Connection, delivery_ids: list[int]) -> list[Delivery]:
     """The deliveries (with their registrations) that still exist, by id."""
-    rows = conn.exec_driver_sql(query("load_deliveries"), {"ids": delivery_ids}).mappings()
-    return [_delivery(r) for r in rows]
+    return [_delivery(r) for r in direct.fetch(conn, "load_deliveries", {"ids": delivery_ids})]
 
 
 def claim(
@@ -149,9 +149,14 @@ def claim(
 
 def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> None:
     """Record the provider's acceptance."""
-    conn.exec_driver_sql(
-        query("mark_sent"), {"id": delivery_id, "provider_message_id": provider_message_id}
-    )
+    direct.run(conn, "mark_sent", {"id": delivery_id, "provider_message_id": provider_message_id})
+
+
+def mark_sent_many(conn: Connection, accepted: dict[int, str]) -> None:
+    """Record several acceptances ({delivery id: provider message id}) in one statement."""
+    if accepted:
+        conn.exec_driver_sql(query("mark_sent_many"), {
+            "ids": list(accepted), "provider_message_ids": list(accepted.values())})
 
 
 def mark_failed(

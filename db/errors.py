@@ -29,7 +29,9 @@ exit statuses. `database_problem()` turns SQLAlchemy's and psycopg's errors
 into the family at that same place.
 
 Not in the family, on purpose: control flow that never reaches a person
-(tasks.delivery_flow.RetryLater, tasks.relay.body_limit.BodyTooLarge).
+(tasks.relay.body_limit.BodyTooLarge and BodyTooSlow). A send that must wait
+raises nothing: tasks.delivery_flow returns an Outcome that says when to run
+again.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
+from tasks import broker_transport
 from tasks.settings import get_settings
 
 #: The tick runs on its own queue so a backlog of sends never delays claiming.
@@ -36,6 +37,9 @@ def broker_url() -> str:
 
 def create_app() -> Celery:
     """Build the app from the environment's settings."""
+    # Before any connection: a Redis broker's channels then share one client
+    # each instead of building one per message (tasks/broker_transport.py).
+    broker_transport.use()
     settings = get_settings()
     app = Celery("regnotify", broker=broker_url(), include=[
         "tasks.queue_tick",

@@ -232,17 +232,19 @@ def _record(claimed: _Claimed, results: list[BatchResult]) -> Outcome:
     sent = failed = 0
     fallbacks = []
     with engine().begin() as conn:
+        accepted = {d.id: r.message_id for d, r in zip(claimed.members, results, strict=True)
+                    if r.message_id}
+        deliveries.mark_sent_many(conn, accepted)
+        sent = len(accepted)
         for d, result in zip(claimed.members, results, strict=True):
             if result.message_id:
-                deliveries.mark_sent(conn, d.id, result.message_id)
-                sent += 1
-            else:
-                deliveries.mark_failed(conn, d.id, "validation_error",
-                                       result.error or "refused by Resend")
-                # Refused for its own address, as a lone e-mail would be: the
-                # other channel, where allowed (tasks/fallback.py).
-                fallbacks.append(fall_back(conn, d.id))
-                failed += 1
+                continue
+            deliveries.mark_failed(conn, d.id, "validation_error",
+                                   result.error or "refused by Resend")
+            # Refused for its own address, as a lone e-mail would be: the
+            # other channel, where allowed (tasks/fallback.py).
+            fallbacks.append(fall_back(conn, d.id))
+            failed += 1
     dispatch_fallbacks(fallbacks)
     if failed:
         log.warning("batch %s: %d of %d refused by Resend", claimed.batch_id, failed, len(ids))

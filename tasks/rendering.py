@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,9 @@ def _text_env() -> Environment:
         undefined=StrictUndefined,
         keep_trailing_newline=False,
         trim_blocks=True,
+        # The templates ship with the code: a changed one comes with a restart,
+        # so no stat() of its file on every message.
+        auto_reload=False,
     )
 
 
@@ -88,6 +91,7 @@ def _html_env() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
 
 
@@ -141,7 +145,9 @@ def sms_opt_out(language: str) -> str:
     return catalog(language).text("sms.opt_out")
 
 
+@lru_cache(maxsize=64)
 def _fits(body: str) -> bool:
+    # render_sms asks again about a body it has not changed; one count each.
     return segment_count(body) <= MAX_SMS_SEGMENTS
 
 

@@ -188,6 +188,32 @@ def test_lookup_ignores_the_same_text_from_an_earlier_burst(twilio_wire):
     assert provider.find_sent(Sms(to=PHONE, body="Another text."), now) is None
 
 
+def test_a_text_goes_out_whole_on_the_short_post_path_and_the_sdk_path(twilio_wire):
+    # Creating a message is prepared by our HTTP client (no per-request
+    # merging); a session holding a cookie goes the SDK's own way. Both must
+    # put the same form, credentials and Retry-After handling on the wire.
+    from tasks.providers.base import ProviderError, Sms
+    from tasks.providers.registry import sms_provider
+
+    provider = sms_provider()
+    body = "Héllo & welcome = 100% ready? Reply STOP to opt out."
+    provider.send(Sms(to=PHONE, body=body, status_callback="https://relay.test/cb?x=1&y=2"))
+    sent = twilio_wire.sends()[-1]
+    assert (sent.body, sent.status_callback) == (body, "https://relay.test/cb?x=1&y=2")
+    twilio_wire.script(PHONE, ["429:7"])
+    with pytest.raises(ProviderError) as caught:
+        provider.send(Sms(to=PHONE, body="again"))
+    assert caught.value.rate_limited and caught.value.retry_after == 7
+
+    client = provider._client()
+    client.http_client.session.cookies.set("seen", "1")
+    try:
+        provider.send(Sms(to=PHONE, body=body))
+    finally:
+        client.http_client.session.cookies.clear()
+    assert twilio_wire.sends()[-1].body == body and twilio_wire.accepted_count(PHONE) == 2
+
+
 def test_twilio_dropped_connection_before_acceptance_is_sent_on_retry(conn, twilio_wire):
     twilio_wire.script(PHONE, ["drop", "accept"])
     reg = _notify(conn, notification_pref="sms")

@@ -97,6 +97,22 @@ SET status              = CASE WHEN status IN ('queued', 'sending') THEN 'sent' 
     updated_at          = now()
 WHERE id = %(id)s;
 
+-- name: mark_sent_many
+-- mark_sent for a batch's accepted e-mails, one statement for the batch.
+UPDATE public.registration_notifications AS n
+SET status              = CASE WHEN n.status IN ('queued', 'sending') THEN 'sent' ELSE n.status END,
+    provider_message_id = u.provider_message_id,
+    sent_at             = coalesce(n.sent_at, now()),
+    outcome_unknown     = false,
+    lease_until         = NULL,
+    next_attempt_at     = NULL,
+    error_code          = NULL,
+    error_message       = NULL,
+    updated_at          = now()
+FROM unnest(%(ids)s::bigint[], %(provider_message_ids)s::text[])
+     AS u (id, provider_message_id)
+WHERE n.id = u.id;
+
 -- name: mark_failed
 -- outcome_unknown survives when the last attempt may have been accepted, so
 -- a later re-drive (retry-failed) looks for the message before sending again.

@@ -41,14 +41,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         from dataclasses import replace
 
-        from bench import report, runner
+        from bench import plans, report, runner
         from bench.pipeline import WorkerShape
     except ImportError:  # bench/ (and the tests' wire servers it uses) are not in the wheel
         raise CommandError(
             "regnotify bench runs from a source checkout, not an installed package: "
             "in the checkout run `scripts/setup`, then `.venv/bin/regnotify bench`") from None
 
-    plan = runner.PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
+    plan = plans.PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.processes or args.threads:
         plan = replace(plan, shape=WorkerShape(args.processes or plan.shape.processes,
                                                args.threads or plan.shape.threads))

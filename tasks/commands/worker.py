@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     use_database_url(args)
     print(f"regnotify worker: {providers}", file=sys.stderr, flush=True)
     from tasks.celery_app import ALL_QUEUES, app
+    from tasks.log_hygiene import quiet_per_task_lines
+
+    quiet_per_task_lines(args.loglevel)
 
     argv = ["worker", "-Q", args.queues or ",".join(ALL_QUEUES), "-l", args.loglevel, "-E"]
     if args.concurrency:

@@ -1,0 +1,60 @@
+"""The send path's statements on the psycopg connection itself, under SQLAlchemy's checkout.
+
+`Connection.exec_driver_sql` builds a result's column map afresh for every
+statement (there is no compiled statement to cache it on), and wraps each
+call in its event and context machinery: together a tenth of a busy worker's
+CPU, for the three statements every send runs (load, claim, mark sent).
+These run here on the same pooled connection, inside the SQLAlchemy
+connection's transaction (begun here when it has none, so its commit or
+rollback still applies) or in its autocommit; psycopg prepares them
+server-side after a few runs, as before.
+
+psycopg's own errors come out unwrapped: the tasks' retry policy
+(tasks/retry_policy.py) and `db.errors.database_problem` know them. A lost
+connection is invalidated, as SQLAlchemy does with the ones it sees fail, so
+the pool never hands it out again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import Connection
+
+from db.queries import query
+
+
+def _driver(conn: Connection) -> Any:
+    if not conn.in_transaction():
+        # What exec_driver_sql's autobegin does: the caller's commit() or its
+        # `with engine().begin()` block then covers this statement.
+        conn.begin()
+    return conn.connection.driver_connection
+
+
+def fetch(conn: Connection, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of named query `name` as dicts."""
+    try:
+        with _driver(conn).cursor(row_factory=dict_row) as cursor:
+            cursor.execute(query(name), params)
+            return cursor.fetchall() if cursor.description else []
+    except psycopg.OperationalError as exc:
+        _invalidate_if_lost(conn, exc)
+        raise
+
+
+def run(conn: Connection, name: str, params: dict[str, Any]) -> None:
+    """Run named query `name` for its effect."""
+    try:
+        with _driver(conn).cursor() as cursor:
+            cursor.execute(query(name), params)
+    except psycopg.OperationalError as exc:
+        _invalidate_if_lost(conn, exc)
+        raise
+
+
+def _invalidate_if_lost(conn: Connection, exc: psycopg.OperationalError) -> None:
+    if conn.connection.driver_connection.closed or conn.connection.driver_connection.broken:
+        conn.invalidate(exc)
