@@ -427,3 +427,81 @@ def test_a_registration_that_needs_attention_says_so(portal_client, regs, capsys
     assert page.status_code == 200
     assert "Needs your attention. The dealership needs something from you" in page.text
     assert 'aria-current="step"' not in page.text and "Step " not in page.text
+
+
+# ── The language of the customer's messages ──────────────────────────────────
+
+
+def lang_row(conn, reg: str) -> dict[str, Any]:
+    return conn.execute("SELECT language, notification_pref, updated_at FROM registrations "
+                        "WHERE id = %s", (reg,)).fetchone()
+
+
+def test_customer_chooses_spanish_messages_through_rls_and_the_guard(
+        portal_client, regs, capsys, conn, monkeypatch):
+    from tasks.portal import data
+
+    monkeypatch.setattr(data, "_defaults_cache", {})  # the default read afresh
+    conn.execute("UPDATE notification_config SET default_language = 'es'")
+    client = portal_client()
+    console_sign_in(client, capsys)
+    home = client.get("/portal").text
+    assert "Not chosen yet: we write to you in Spanish, the dealership&#39;s default." in home
+    assert '<legend>Send my messages in</legend>' in home
+    assert 'name="language" value="en">' in home and 'name="language" value="es">' in home
+    assert '<label for="l-es-' in home and 'lang="es">Español</label>' in home
+    # Saving only the preference leaves an unchosen language unchosen.
+    assert post(client, "/portal/preference", {"registration_id": regs["ana"], "pref": "both"},
+                home).status_code == 303
+    before = lang_row(conn, regs["ana"])
+    assert before["language"] is None
+    saved = post(client, "/portal/preference",
+                 {"registration_id": regs["ana"], "pref": "both", "language": "es"}, home)
+    assert saved.status_code == 303 and saved.headers["location"] == "/portal?saved=1"
+    after = lang_row(conn, regs["ana"])
+    assert after["language"] == "es" and after["notification_pref"] == "both"
+    assert after["updated_at"] > before["updated_at"]  # the guard trigger let it through
+    audit = conn.execute("SELECT count(*) AS n FROM notification_pref_changes "
+                         "WHERE registration_id = %s", (regs["ana"],)).fetchone()["n"]
+    assert audit == 0  # the preference did not change, so nothing to audit
+    page = client.get("/portal?saved=1").text
+    assert "Saved." in page and 'value="es" checked' in page and "Not chosen yet" not in page
+    es = client.get("/portal?lang=es").text
+    assert "Enviarme los mensajes en" in es and 'lang="en">English</label>' in es
+    # The next save of the preference alone keeps the chosen language.
+    post(client, "/portal/preference", {"registration_id": regs["ana"], "pref": "sms"}, home)
+    assert (lang_row(conn, regs["ana"])["language"], pref_of(conn, regs["ana"])) == ("es", "sms")
+    assert lang_row(conn, regs["ben"])["language"] is None
+
+
+def test_another_customers_language_is_refused_and_unchanged(portal_client, regs, capsys, conn):
+    client = portal_client()
+    console_sign_in(client, capsys)  # Ana
+    home = client.get("/portal").text
+    answer = post(client, "/portal/preference",
+                  {"registration_id": regs["ben"], "pref": "both", "language": "es"}, home)
+    assert answer.status_code == 404 and "not on this account" in answer.text
+    assert lang_row(conn, regs["ben"])["language"] is None
+
+
+@pytest.mark.parametrize("bad", ["fr", "ES", "es'; --", "spanish"])
+def test_a_language_not_offered_is_refused_without_change(portal_client, regs, capsys, conn,
+                                                           bad):
+    conn.execute("UPDATE registrations SET language = 'en' WHERE id = %s", (regs["ana"],))
+    client = portal_client()
+    console_sign_in(client, capsys)
+    answer = post(client, "/portal/preference",
+                  {"registration_id": regs["ana"], "pref": "email", "language": bad})
+    assert answer.status_code == 404
+    row = lang_row(conn, regs["ana"])
+    assert (row["language"], row["notification_pref"]) == ("en", "both")
+
+
+def test_a_language_without_the_csrf_token_is_refused(portal_client, regs, capsys, conn):
+    client = portal_client()
+    console_sign_in(client, capsys)
+    answer = post(client, "/portal/preference",
+                  {"registration_id": regs["ana"], "pref": "both", "language": "es"},
+                  with_csrf=False)
+    assert answer.status_code == 403
+    assert lang_row(conn, regs["ana"])["language"] is None

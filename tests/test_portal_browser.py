@@ -21,6 +21,7 @@ import pytest
 
 from tasks.local.embedded_postgres import free_port
 from tasks.portal.i18n import Words
+from tasks.rendering import sms_opt_out
 from tests.conftest import provider_env
 from tests.flow import change_stage, make_due
 from tests.pg import new_registration
@@ -183,7 +184,7 @@ def stack(tmp_path, broker_app, clean_db, conn, redis_server, twilio_wire,
                                       start_new_session=True)
         _wait_http(url + "/healthz")
         yield {"url": url, "relay_log": relay_log, "broker": broker_app, "conn": conn,
-               "twilio": twilio_wire, "tmp": tmp_path}
+               "twilio": twilio_wire, "resend": resend_wire, "tmp": tmp_path}
     finally:
         relay.stop()
         worker.stop()
@@ -256,23 +257,35 @@ def test_customer_follows_a_registration_on_a_phone(stack, lang):
         assert f"{w('channel.email')}: {submitted}" in page
         browser.shot(step(4, "stage-changed"))
 
-        browser.choose(w("pref.email"))
+        # Until the customer chooses, texts go in the dealership's default, English.
+        assert stack["twilio"].sends(phone)[-1].body.endswith(sms_opt_out("en"))
+        # Texts only, and in Spanish from now on: both in one save.
+        browser.choose(w("pref.sms"))
+        browser.choose(w("msg_lang.es"))
         browser.press(w("home.pref_save"))
         assert w("home.pref_saved") in browser.text()
-        assert conn.execute("SELECT notification_pref FROM registrations WHERE id = %s",
-                            (reg,)).fetchone()["notification_pref"] == "email"
+        row = conn.execute("SELECT notification_pref, language FROM registrations WHERE id = %s",
+                           (reg,)).fetchone()
+        assert (row["notification_pref"], row["language"]) == ("sms", "es")
         browser.shot(step(5, "preference"))
 
-        texts_before = len(stack["twilio"].sends(phone))
-        _stage(stack, reg, "dmv_processing", {"email"})
+        email = f"{lang}@example.com"
+        emails_before = len(stack["resend"].sends(email))
+        _stage(stack, reg, "dmv_processing", {"sms"})
+        text = stack["twilio"].sends(phone)[-1].body
+        assert text.endswith(sms_opt_out("es")), text
+        went = conn.execute("SELECT language FROM registration_notifications WHERE "
+                            "registration_id = %s AND new_stage = 'dmv_processing' AND "
+                            "channel = 'sms'", (reg,)).fetchone()["language"]
+        assert went == "es"
         browser.driver.get(stack["url"] + "/portal")
         page = browser.text()
         processing = w.stage("dmv_processing", "")
         assert w("home.step_of", n=4, total=6, stage=processing) in page
-        assert f"{w('channel.email')}: {processing}" in page
-        # The text the preference left out is there, as not sent by the customer's choice.
-        assert f"{w('channel.sms')}: {processing} {w('status.skipped_preference')}" in page
-        assert len(stack["twilio"].sends(phone)) == texts_before
+        assert f"{w('channel.sms')}: {processing}" in page
+        # The e-mail the preference left out is there, as not sent by the customer's choice.
+        assert f"{w('channel.email')}: {processing} {w('status.skipped_preference')}" in page
+        assert len(stack["resend"].sends(email)) == emails_before
         browser.shot(step(6, "next-stage"))
         size = browser.driver.execute_script(
             "return performance.getEntriesByType('navigation')[0].decodedBodySize")

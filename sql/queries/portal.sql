@@ -3,7 +3,8 @@
 
 -- name: portal_registrations
 SELECT r.id, r.vehicle_year, r.vehicle_make, r.vehicle_model, r.plate_number,
-       r.current_stage, r.notification_pref, r.updated_at, r.time_zone
+       r.current_stage, r.notification_pref, r.updated_at, r.time_zone,
+       r.language
 FROM public.registrations r
 ORDER BY r.created_at, r.id;
 
@@ -18,11 +19,16 @@ ORDER BY n.created_at DESC, n.id DESC
 LIMIT 100;
 
 -- name: portal_set_pref
-UPDATE public.registrations SET notification_pref = %(pref)s
+-- The language only when the form carries one: an unchosen language (NULL,
+-- the dealership's default) stays unchosen when just the preference is saved.
+UPDATE public.registrations
+SET notification_pref = %(pref)s,
+    language = CASE WHEN %(set_language)s THEN %(language)s ELSE language END
 WHERE id = %(id)s
 RETURNING id;
 
--- name: portal_default_zone
--- The dealership's zone, for registrations without their own. Read as the
--- relay's login role: configuration, not a customer's data.
-SELECT default_time_zone FROM public.notification_config LIMIT 1;
+-- name: portal_defaults
+-- The dealership's zone, for registrations without their own, and its default
+-- language, named beside an unchosen one. Read as the relay's login role:
+-- configuration, not a customer's data (RLS hides the row from customers).
+SELECT default_time_zone, default_language FROM public.notification_config LIMIT 1;

@@ -16,6 +16,8 @@ from db.as_caller import as_caller
 from db.queries import query
 
 PREFERENCES = ("sms", "email", "both", "none")
+#: The languages a customer's messages can go in (registrations.language).
+MESSAGE_LANGUAGES = ("en", "es")
 #: Stages off the road from sale to plates: shown as a notice, not a step.
 SIDE_STAGES = frozenset({"needs_attention"})
 
@@ -29,6 +31,8 @@ class Registration:
     pref: str
     updated_at: datetime
     zone: str | None
+    #: None: not chosen, messages follow the dealership's default language.
+    language: str | None = None
     deliveries: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -37,6 +41,8 @@ class Overview:
     stages: list[dict[str, Any]]
     registrations: list[Registration]
     zone: str | None = None
+    #: notification_config.default_language; None when the relay may not read it.
+    default_language: str | None = None
 
 
 def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
@@ -52,40 +58,46 @@ def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
         registrations.append(Registration(
             id=str(row["id"]), vehicle=vehicle, plate=row["plate_number"],
             stage=row["current_stage"], pref=row["notification_pref"],
-            updated_at=row["updated_at"], zone=row["time_zone"],
+            updated_at=row["updated_at"], zone=row["time_zone"], language=row["language"],
             deliveries=[dict(d) for d in deliveries if d["registration_id"] == row["id"]]))
+    zone, language = _defaults(engine)
     return Overview([s for s in stages if s["stage"] not in SIDE_STAGES], registrations,
-                    _default_zone(engine))
+                    zone, language)
 
 
-_zone_cache: dict[int, tuple[float, str | None]] = {}
+_defaults_cache: dict[int, tuple[float, tuple[str | None, str | None]]] = {}
 
 
-def _default_zone(engine: Engine) -> str | None:
-    """notification_config.default_time_zone, read at most once a minute per engine."""
+def _defaults(engine: Engine) -> tuple[str | None, str | None]:
+    """The dealership's default zone and language, read at most once a minute per engine."""
     now = time.monotonic()
-    cached = _zone_cache.get(id(engine))
+    cached = _defaults_cache.get(id(engine))
     if cached is not None and now - cached[0] < 60:
         return cached[1]
     try:
         with engine.connect() as conn:
-            zone = conn.exec_driver_sql(query("portal_default_zone")).scalar()
+            row = conn.exec_driver_sql(query("portal_defaults")).first()
+        found = (row[0], row[1]) if row is not None else (None, None)
     except SQLAlchemyError:
-        # A login role that may not read the configuration: dates in UTC.
-        zone = None
-    _zone_cache[id(engine)] = (now, zone)
-    return zone
+        # A login role that may not read the configuration: dates in UTC, and
+        # an unchosen language is named only as the dealership's default.
+        found = (None, None)
+    _defaults_cache[id(engine)] = (now, found)
+    return found
 
 
 def set_preference(engine: Engine, claims: Mapping[str, Any], registration_id: str,
-                   pref: str) -> bool:
-    """Change one registration's preference as the customer; False when RLS hides it."""
-    if pref not in PREFERENCES:
+                   pref: str, language: str | None = None) -> bool:
+    """Change one registration's preference, and its messages' language when given, as the
+    customer (RLS, the column grant and the guard trigger decide); False when refused."""
+    if pref not in PREFERENCES or (language is not None and language not in MESSAGE_LANGUAGES):
         return False
     try:
         reg = str(uuid.UUID(registration_id))
     except (ValueError, AttributeError):
         return False
     with as_caller(engine, claims) as conn:
-        changed = conn.exec_driver_sql(query("portal_set_pref"), {"pref": pref, "id": reg})
+        changed = conn.exec_driver_sql(query("portal_set_pref"), {
+            "pref": pref, "set_language": language is not None, "language": language,
+            "id": reg})
         return changed.first() is not None

@@ -156,7 +156,8 @@ async def _home(request: Request, portal: Portal, claims: dict[str, Any], status
     return _render(request, portal, "home.html.j2", status, overview=overview,
                    positions={s["stage"]: i for i, s in enumerate(overview.stages)},
                    labels={s["stage"]: s["label"] for s in overview.stages},
-                   preferences=data.PREFERENCES, masked=mask_phone("+" + claims["phone"]),
+                   preferences=data.PREFERENCES, message_languages=data.MESSAGE_LANGUAGES,
+                   masked=mask_phone("+" + claims["phone"]),
                    **ctx)
 
 
@@ -216,7 +217,8 @@ async def sign_in(request: Request) -> Response:
 
 
 async def preference(request: Request) -> Response:
-    """POST /portal/preference: the customer's own preference, through RLS and the column grant."""
+    """POST /portal/preference: the customer's own preference and messages' language, through
+    RLS and the column grant (a form without a language leaves it as it is)."""
     portal = portal_for(request)
     form = await _form(request, portal)
     if form is None:
@@ -227,7 +229,8 @@ async def preference(request: Request) -> Response:
     reg, pref = form.get("registration_id", ""), form.get("pref", "")
     engine = request.app.state.relay.engine()
     try:
-        changed = await run_in_threadpool(data.set_preference, engine, claims, reg, pref)
+        changed = await run_in_threadpool(data.set_preference, engine, claims, reg, pref,
+                                          form.get("language"))
     except (SQLAlchemyError, DatabaseUnavailable) as exc:
         log.warning("portal: preference not saved (%s)", type(exc).__name__)
         changed = False
