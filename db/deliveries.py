@@ -126,8 +126,9 @@ def claim(
     Refused: skipped in the claim (or its address changed since the render);
     None: another worker holds it or it moved on.
     """
-    row = conn.exec_driver_sql(
-        query("claim_delivery"),
+    rows = direct.fetch(
+        conn,
+        "claim_delivery",
         {
             "id": delivery_id,
             "lease_s": lease_s,
@@ -138,13 +139,14 @@ def claim(
             "template_used": template_used,
             "language": language,
         },
-    ).first()
-    if row is None:
+    )
+    if not rows:
         return None
-    if row.attempts is None:
-        return Refused(row.skip_reason)
-    return Claim(int(row.attempts), int(row.attempts_this_run), row.last_attempt_at,
-                 bool(row.was_unknown), row.previous_attempt_at)
+    row = rows[0]
+    if row["attempts"] is None:
+        return Refused(row["skip_reason"])
+    return Claim(int(row["attempts"]), int(row["attempts_this_run"]), row["last_attempt_at"],
+                 bool(row["was_unknown"]), row["previous_attempt_at"])
 
 
 def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> None:

@@ -82,9 +82,11 @@ def test_the_claim_itself_refuses_when_the_preference_changed_after_the_load(con
     conn.execute("UPDATE registrations SET notification_pref = 'none' WHERE id = %s", (reg,))
     with autocommit_engine().connect() as c:
         claimed = deliveries.claim(c, ids["sms"], lease_s=30, recipient=PHONE,
-                                   provider="twilio", body="b", subject=None, template_used="t")
+                                   provider="twilio", body="b", subject=None, template_used="t",
+                                   language="en")
         moved = deliveries.claim(c, ids["email"], lease_s=30, recipient="old@example.com",
-                                 provider="resend", body="b", subject="s", template_used="t")
+                                 provider="resend", body="b", subject="s", template_used="t",
+                                 language="en")
     assert claimed == deliveries.Refused("preference")
     assert moved == deliveries.Refused("preference")
     assert _row(conn, ids["sms"])["status"] == "skipped"
@@ -92,7 +94,8 @@ def test_the_claim_itself_refuses_when_the_preference_changed_after_the_load(con
     _reg2, ids2 = _queued(conn, customer_phone="+15553210002")
     with autocommit_engine().connect() as c:
         stale = deliveries.claim(c, ids2["email"], lease_s=30, recipient="old@example.com",
-                                 provider="resend", body="b", subject="s", template_used="t")
+                                 provider="resend", body="b", subject="s", template_used="t",
+                                 language="en")
     assert stale == deliveries.Refused(None)
     assert _row(conn, ids2["email"])["status"] == "queued"
 

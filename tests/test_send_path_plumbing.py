@@ -38,7 +38,8 @@ def _queued_delivery(conn, sa_engine) -> int:
 
 def _claim(c, delivery_id: int) -> deliveries.Claim | None:
     return deliveries.claim(c, delivery_id, lease_s=30, recipient="+15551237001",
-                            provider="twilio", body="b", subject=None, template_used="t")
+                            provider="twilio", body="b", subject=None, template_used="t",
+                            language="en")
 
 
 def test_direct_statements_roll_back_with_the_transaction(conn, sa_engine):
