@@ -113,7 +113,16 @@ def _compiled(language: str, key: str) -> Template:
 
 
 def _say(ctx: MessageContext, key: str, **values: Any) -> str:
-    return _compiled(_words(ctx).language, key).render(values).strip()
+    language = _words(ctx).language
+    if not values:
+        return _fixed(language, key)
+    return _compiled(language, key).render(values).strip()
+
+
+@cache
+def _fixed(language: str, key: str) -> str:
+    # A text with no values reads the same for every message: rendered once.
+    return _compiled(language, key).render({}).strip()
 
 
 def _stage_parts(
