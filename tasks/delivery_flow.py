@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
+from sqlalchemy import Connection
+
 from db import deliveries
+from db.connection import PING_AFTER_IDLE_S
 from db.deliveries import Claim, Delivery, Refused
 from tasks.broker_redis import coordination_redis_url
 from tasks.celery_app import BROKER_HORIZON_S, app
@@ -114,7 +117,7 @@ class Slot:
 
 
 def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
-              reason: str) -> Slot:
+              reason: str, *, conn: Connection | None = None) -> Slot:
     """This run's slot: the one reserved for it, one close enough, or a later run.
 
     The slot is reserved here, before the claim, so a claimed delivery never
@@ -127,15 +130,22 @@ def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
     # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
     if app.conf.task_always_eager or wait_s <= MAX_RATE_SLEEP_S:
         return Slot(go_at=time.time() + wait_s)
-    return Slot(later=wait_later(delivery_ids, wait_s, reason))
+    return Slot(later=wait_later(delivery_ids, wait_s, reason, conn=conn))
 
 
-def wait_later(delivery_ids: list[int], wait_s: float, reason: str) -> Outcome:
-    """A reserved slot `wait_s` away: publish the task again a little before it, or park."""
+def wait_later(delivery_ids: list[int], wait_s: float, reason: str, *,
+               conn: Connection | None = None) -> Outcome:
+    """A reserved slot `wait_s` away: publish the task again a little before it, or park.
+
+    `conn`: an autocommit connection the caller holds (else one is checked out).
+    """
     slot_at = time.time() + wait_s
     parked = wait_s > BROKER_HORIZON_S and not app.conf.task_always_eager
-    with autocommit_engine().connect() as conn:
+    if conn is not None:
         deliveries.note_wait(conn, delivery_ids, wait_s, parked=parked)
+    else:
+        with autocommit_engine().connect() as own:
+            deliveries.note_wait(own, delivery_ids, wait_s, parked=parked)
     if parked:
         arm_wakeup(wait_s - BROKER_HORIZON_S / 2)
         return Outcome("parked", f"{reason}: slot in {wait_s:.1f}s")
@@ -259,31 +269,82 @@ def _prepare(d: Delivery, settings: Settings) -> Prepared:
 def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome:
     """Carry one delivery as far as it can go now; the outcome may ask for a later run."""
     settings = get_settings()
-    # Single statements run in autocommit (see tasks.database.autocommit_engine).
-    # One checkout serves every statement before the provider call; the
-    # connection goes back to the pool while the provider answers.
-    with autocommit_engine().connect() as conn:
-        d = deliveries.load(conn, delivery_id)
-        if d is None:
-            return Outcome("gone", "the delivery or its registration was deleted")
-        if d.channel != channel:
-            return Outcome("ignored", f"delivery {delivery_id} is {d.channel}, not {channel}")
-        if not d.in_flight:
-            return Outcome("done", f"already {d.status}")
-        if d.leased:
-            return Outcome("busy", "another worker holds this delivery")
+    # One checkout serves the send's statements (load, claim, mark sent):
+    # checking a connection out and in again between them was a tenth of a
+    # busy worker's CPU. Each worker thread holds at most one connection at a
+    # time either way (the pool is sized for it); a failed call's bookkeeping
+    # below runs after this one went back.
+    with _HeldConnection() as held:
+        step = _send(held, delivery_id, channel, slot_at, settings)
+    if isinstance(step, Outcome):
+        return step
+    d, claim, error = step
+    if error.rate_limited:
+        return after_rate_limit(d.channel, [d.id], error, outcome_unknown=claim.was_unknown)
+    return _after_error(d, claim.attempts_this_run, error, settings)
 
-        reason = skip_reason(d)
-        if reason:
-            deliveries.mark_skipped(conn, delivery_id, reason)
-            return Outcome("skipped", reason)
+
+class _HeldConnection:
+    """A send's pooled autocommit connection, kept from one statement to the next.
+
+    The pool pings a connection that sat idle longer than PING_AFTER_IDLE_S
+    when it is checked out; a held one can sit that long too (a rate slot, a
+    slow provider), so it is pinged the same way before its next statement,
+    and replaced when the ping fails.
+    """
+
+    def __init__(self) -> None:
+        self._conn: Connection | None = None
+        self._used = 0.0
+
+    def __enter__(self) -> _HeldConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def get(self) -> Connection:
+        now = time.monotonic()
+        conn = self._conn
+        if conn is not None and now - self._used > PING_AFTER_IDLE_S:
+            try:
+                conn.dialect.do_ping(conn.connection.driver_connection)
+            except Exception as error:  # any failed ping: a new connection
+                conn.invalidate(error)
+                conn.close()
+                conn = self._conn = None
+        if conn is None:
+            conn = self._conn = autocommit_engine().connect()
+        self._used = now
+        return conn
+
+
+def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float | None,
+          settings: Settings) -> Outcome | tuple[Delivery, Claim, ProviderError]:
+    """run() up to the provider's answer: an outcome, or the claim and the provider's error."""
+    d = deliveries.load(held.get(), delivery_id)
+    if d is None:
+        return Outcome("gone", "the delivery or its registration was deleted")
+    if d.channel != channel:
+        return Outcome("ignored", f"delivery {delivery_id} is {d.channel}, not {channel}")
+    if not d.in_flight:
+        return Outcome("done", f"already {d.status}")
+    if d.leased:
+        return Outcome("busy", "another worker holds this delivery")
+
+    reason = skip_reason(d)
+    if reason:
+        deliveries.mark_skipped(held.get(), delivery_id, reason)
+        return Outcome("skipped", reason)
 
     if channel == "email" and d.email_batch_id is not None:
         # Claimed into a batch before: only the batch's own key may resend it
         # (the send_email task hands it to tasks.email_batch).
         return Outcome("in-batch", d.email_batch_id, ids=(delivery_id,))
 
-    slot = plan_slot(channel, [delivery_id], slot_at, "provider rate limit")
+    slot = plan_slot(channel, [delivery_id], slot_at, "provider rate limit", conn=held.get())
     if slot.later is not None:
         return slot.later
     prepared = _prepare(d, settings)
@@ -293,27 +354,20 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
     # its lease waiting its turn, and the sweep never hands it to a second task.
     slot.wait(channel)
     with _limiter(channel).call():
-        with autocommit_engine().connect() as conn:
-            claim = deliveries.claim(
-                conn, d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
-                provider=prepared.provider, body=prepared.body, subject=prepared.subject,
-                template_used=prepared.template, language=d.language,
-            )
+        claim = deliveries.claim(
+            held.get(), d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
+            provider=prepared.provider, body=prepared.body, subject=prepared.subject,
+            template_used=prepared.template, language=d.language,
+        )
         if claim is None:
             return Outcome("busy", "another worker took this delivery")
         if isinstance(claim, Refused):
             return _refused(d, claim)
-        found, message_id, error = None, "", None
         try:
             found, message_id = _call_provider(claim, prepared)
         except ProviderError as exc:
-            error = exc
-    if error is not None:
-        if error.rate_limited:
-            return after_rate_limit(d.channel, [d.id], error, outcome_unknown=claim.was_unknown)
-        return _after_error(d, claim.attempts_this_run, error, settings)
-    with autocommit_engine().connect() as conn:
-        deliveries.mark_sent(conn, d.id, message_id)
+            return d, claim, exc
+    deliveries.mark_sent(held.get(), d.id, message_id)
     if found:
         return Outcome("sent", f"adopted {found} from an earlier attempt")
     return Outcome("sent", message_id)

@@ -113,18 +113,37 @@ def _compiled(language: str, key: str) -> Template:
 
 
 def _say(ctx: MessageContext, key: str, **values: Any) -> str:
-    return _compiled(_words(ctx).language, key).render(values).strip()
+    language = _words(ctx).language
+    if not values:
+        return _fixed(language, key)
+    return _compiled(language, key).render(values).strip()
+
+
+@cache
+def _fixed(language: str, key: str) -> str:
+    # A text with no values reads the same for every message: rendered once.
+    return _compiled(language, key).render({}).strip()
 
 
 def _stage_parts(
     ctx: MessageContext, vehicle: str, label: str | None = None
 ) -> tuple[str, str, str]:
     """(headline, detail, template name) from the stage's catalog entry, or the default one."""
+    key, name = _stage_entry(ctx)
+    values = {"vehicle": vehicle, "stage_label": label or ctx.stage_label or ctx.stage}
+    return (_say(ctx, f"{key}.headline", **values), _say(ctx, f"{key}.detail", **values), name)
+
+
+def _stage_entry(ctx: MessageContext) -> tuple[str, str]:
+    """(the stage's catalog key, its template name)."""
     words = _words(ctx)
     key = f"stages.{words.stage_key(ctx.stage)}"
-    values = {"vehicle": vehicle, "stage_label": label or ctx.stage_label or ctx.stage}
-    name = f"{words.language}/{key.replace('.', '/')}"
-    return (_say(ctx, f"{key}.headline", **values), _say(ctx, f"{key}.detail", **values), name)
+    return key, f"{words.language}/{key.replace('.', '/')}"
+
+
+def _headline(ctx: MessageContext, vehicle: str, label: str) -> str:
+    key, _name = _stage_entry(ctx)
+    return _say(ctx, f"{key}.headline", vehicle=vehicle, stage_label=label)
 
 
 def _common(ctx: MessageContext) -> dict[str, Any]:
@@ -196,13 +215,14 @@ def render_sms(ctx: MessageContext) -> RenderedSms:
     label = ctx.stage_label or ctx.stage
     dealership = ctx.dealership
     link = ctx.portal_url
-    _headline, _detail, name = _stage_parts(ctx, vehicle)
+    _key, name = _stage_entry(ctx)
 
+    # Only what the layout shows is rendered: a text may be rendered several
+    # times while it is fitted, and each render of a catalog text costs.
     def body_for(*, vehicle: str, label: str, dealership: str, link: str | None) -> str:
-        headline, _detail, _name = _stage_parts(ctx, vehicle, label)
-        message = layout.render(_common(ctx) | {
-            "headline": headline, "dealership": dealership, "portal_url": link,
-            "fallback_line": fallback_line,
+        message = layout.render({
+            "headline": _headline(ctx, vehicle, label or ctx.stage), "dealership": dealership,
+            "portal_url": link, "fallback_line": fallback_line,
         }).strip()
         return f"{message} {opt_out}"
 

@@ -114,3 +114,33 @@ def test_other_brokers_keep_their_own_transport():
     assert isinstance(Connection("redis://127.0.0.1:1/0").transport, Transport)
     assert isinstance(Connection("rediss://127.0.0.1:1/0").transport, Transport)
     assert not isinstance(Connection("amqp://guest@127.0.0.1:1//").transport, Transport)
+
+
+@pytest.fixture()
+def task_db(clean_db, monkeypatch):
+    """The tasks' own engine (tasks.database) on the test database."""
+    from tests.conftest import reset_process_state
+
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    reset_process_state()
+    yield clean_db
+    monkeypatch.undo()
+    reset_process_state()
+
+
+def test_a_send_keeps_one_connection_and_replaces_it_when_lost_while_idle(
+        conn, task_db, monkeypatch):
+    from tasks import delivery_flow
+
+    with delivery_flow._HeldConnection() as held:
+        first = held.get()
+        pid = first.connection.driver_connection.info.backend_pid
+        # Between statements a send keeps its checkout.
+        assert held.get() is first
+        # The server drops it while the send waits (a restart, a slot, a slow provider).
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        monkeypatch.setattr(delivery_flow, "PING_AFTER_IDLE_S", 0.0)
+        again = held.get()
+        # The ping found it gone: the next statement runs on a live connection.
+        assert again.connection.driver_connection.info.backend_pid != pid
+        assert deliveries.load_many(again, [-1]) == []
