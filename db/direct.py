@@ -39,7 +39,11 @@ def fetch(conn: Connection, name: str, params: dict[str, Any]) -> list[dict[str,
     try:
         with _driver(conn).cursor(row_factory=dict_row) as cursor:
             cursor.execute(query(name), params)
-            return cursor.fetchall() if cursor.description else []
+            # Not `cursor.description`: it builds a Column (and looks up its
+            # type) for every column of every statement, a few percent of a
+            # busy worker's CPU, only to say whether there are rows.
+            result = cursor.pgresult
+            return cursor.fetchall() if result is not None and result.nfields else []
     except psycopg.OperationalError as exc:
         _invalidate_if_lost(conn, exc)
         raise

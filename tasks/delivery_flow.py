@@ -95,11 +95,13 @@ class Slot:
     `later` set: not in this run (published again, or parked). Otherwise the
     run renders, waits for its slot and the gate, and only then claims:
     `go_at` is the slot reserved for it (epoch s), or None to reserve one at
-    the wait.
+    the wait. `departed`: the gate admitted the call along with the slot
+    (RateLimiter.reserve_and_depart); the call must follow at once.
     """
 
     later: Outcome | None = None
     go_at: float | None = None
+    departed: str | None = None
 
     def wait(self, channel: str) -> None:
         """Sleep until the slot (taking it now when none was reserved).
@@ -117,19 +119,23 @@ class Slot:
 
 
 def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
-              reason: str, *, conn: Connection | None = None) -> Slot:
+              reason: str, *, conn: Connection | None = None, depart: bool = False) -> Slot:
     """This run's slot: the one reserved for it, one close enough, or a later run.
 
     The slot is reserved here, before the claim, so a claimed delivery never
     waits longer than MAX_RATE_SLEEP_S for it: a wait longer than that is a
-    later run, with no lease held meanwhile.
+    later run, with no lease held meanwhile. `depart`: the caller claims and
+    calls right after this, so a slot that is now also passes the gate here,
+    in the same round trip (the caller then passes `departed` to `call`).
     """
     if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
         return Slot(go_at=slot_at)
-    wait_s = _limiter(channel).reserve(math.inf).wait_s
+    lim = _limiter(channel)
+    reservation = lim.reserve_and_depart() if depart else lim.reserve(math.inf)
+    wait_s = reservation.wait_s
     # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
     if app.conf.task_always_eager or wait_s <= MAX_RATE_SLEEP_S:
-        return Slot(go_at=time.time() + wait_s)
+        return Slot(go_at=time.time() + wait_s, departed=reservation.departed)
     return Slot(later=wait_later(delivery_ids, wait_s, reason, conn=conn))
 
 
@@ -344,16 +350,19 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
         # (the send_email task hands it to tasks.email_batch).
         return Outcome("in-batch", d.email_batch_id, ids=(delivery_id,))
 
-    slot = plan_slot(channel, [delivery_id], slot_at, "provider rate limit", conn=held.get())
+    # Rendered before the slot is taken: from the slot on, nothing may fail
+    # before the call, which holds its place at the gate (see plan_slot).
+    prepared = _prepare(d, settings)
+    slot = plan_slot(channel, [delivery_id], slot_at, "provider rate limit", conn=held.get(),
+                     depart=True)
     if slot.later is not None:
         return slot.later
-    prepared = _prepare(d, settings)
     # Every wait comes before the claim (the slot, then the gate, which holds
     # this call's place from here), so the lease only has to cover the claim,
     # a lookup and a send, each bounded: a claimed delivery can never outlive
     # its lease waiting its turn, and the sweep never hands it to a second task.
     slot.wait(channel)
-    with _limiter(channel).call():
+    with _limiter(channel).call(departed=slot.departed):
         claim = deliveries.claim(
             held.get(), d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
             provider=prepared.provider, body=prepared.body, subject=prepared.subject,

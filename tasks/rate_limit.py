@@ -21,6 +21,7 @@ in-process limiter keeps the process polite until it does.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -90,6 +91,38 @@ local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now)
 """
 
+# _GCRA and, when the slot is now, _GATE in the same round trip: a send in
+# steady flow reserves its slot and departs at once, so one script call
+# serves both. KEYS: the slot, the gate's log; ARGV: _GCRA's three, then
+# _GATE's four. Answers {granted, wait, gate}: gate '0' admitted, '-1' not
+# tried (the slot is later, or none), else the gate's wait.
+_RESERVE_AND_DEPART = """
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+if wait > max_wait then return {0, tostring(wait), '-1'} end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+if wait > 0 then return {1, tostring(wait), '-1'} end
+local limit = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+if redis.call('ZCARD', KEYS[2]) < limit then
+  local hold = tonumber(ARGV[7])
+  redis.call('ZADD', KEYS[2], now + hold, ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], math.ceil((window + hold) * 1000) + 1000)
+  return {1, '0', '0'}
+end
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {1, '0', tostring(tonumber(oldest[2]) + window - now)}
+"""
+
 # The call's answer is back: log member ARGV[1] at this moment.
 _LANDED = """
 local t = redis.call('TIME')
@@ -108,10 +141,16 @@ HOLD_PAST_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class Reservation:
-    """`granted`: the slot is `wait_s` away; send then. Otherwise none within reach."""
+    """`granted`: the slot is `wait_s` away; send then. Otherwise none within reach.
+
+    `departed`: the gate already admitted a call under this token (see
+    RateLimiter.reserve_and_depart); pass it to `call`, which then does not
+    ask the gate again and logs the answer under it.
+    """
 
     granted: bool
     wait_s: float
+    departed: str | None = None
 
 
 class _LocalGcra:
@@ -130,6 +169,29 @@ class _LocalGcra:
                 return Reservation(False, wait)
             self._tat = tat + interval
             return Reservation(True, wait)
+
+    def reserve_and_depart(self) -> Reservation:
+        """Reserve the next slot and, when it is now, pass the gate in the same round trip.
+
+        The caller must then make the call with `call(departed=...)` right
+        away: from here the call holds its place in the gate's log. Only the
+        Redis store combines the two; the others reserve as `reserve` does.
+        """
+        if self._redis is None:
+            return self.reserve(math.inf)
+        token = uuid.uuid4().hex
+        try:
+            granted, wait, gate = self._reserve_depart_script(
+                keys=[self._key, self._gate_key],
+                args=[self.interval, self.tolerance, 1e9, self.limit_per_window, GATE_WINDOW_S,
+                      token, self.hold_s],
+            )
+            self._warned = False
+        except redis.RedisError as exc:
+            self._warn(exc)
+            return self._local.reserve(self.interval, self.tolerance, 1e9)
+        admitted = float(gate) == 0.0
+        return Reservation(bool(int(granted)), float(wait), token if admitted else None)
 
     def defer(self, seconds: float) -> None:
         with self._lock:
@@ -189,6 +251,7 @@ class RateLimiter:
             self._defer_script = self._redis.register_script(_DEFER)
             self._gate_script = self._redis.register_script(_GATE)
             self._landed_script = self._redis.register_script(_LANDED)
+            self._reserve_depart_script = self._redis.register_script(_RESERVE_AND_DEPART)
         self._warned = False
 
     @property
@@ -220,6 +283,29 @@ class RateLimiter:
             self._warn(exc)
         return self._local.reserve(self.interval, self.tolerance, max_wait)
 
+    def reserve_and_depart(self) -> Reservation:
+        """Reserve the next slot and, when it is now, pass the gate in the same round trip.
+
+        The caller must then make the call with `call(departed=...)` right
+        away: from here the call holds its place in the gate's log. Only the
+        Redis store combines the two; the others reserve as `reserve` does.
+        """
+        if self._redis is None:
+            return self.reserve(math.inf)
+        token = uuid.uuid4().hex
+        try:
+            granted, wait, gate = self._reserve_depart_script(
+                keys=[self._key, self._gate_key],
+                args=[self.interval, self.tolerance, 1e9, self.limit_per_window, GATE_WINDOW_S,
+                      token, self.hold_s],
+            )
+            self._warned = False
+        except redis.RedisError as exc:
+            self._warn(exc)
+            return self._local.reserve(self.interval, self.tolerance, 1e9)
+        admitted = float(gate) == 0.0
+        return Reservation(bool(int(granted)), float(wait), token if admitted else None)
+
     def defer(self, seconds: float) -> None:
         """The provider said 'not before `seconds`': no slot for anyone sooner."""
         self._local.defer(seconds)
@@ -233,14 +319,15 @@ class RateLimiter:
             self._warn(exc)
 
     @contextmanager
-    def call(self) -> Iterator[None]:
+    def call(self, departed: str | None = None) -> Iterator[None]:
         """Around one provider call: wait at the gate, hold a place while out, log the answer.
 
         The slots already space the calls; the gate catches the ones that
         leave late (a busy thread, a slow render) and would crowd a second.
+        `departed`: the token the gate admitted in `reserve_and_depart`.
         """
-        token = uuid.uuid4().hex
-        while True:
+        token = departed or uuid.uuid4().hex
+        while departed is None:
             wait = self._try_depart(token)
             if wait <= 0:
                 break

@@ -116,6 +116,43 @@ def test_redis_gate_holds_a_place_while_a_call_is_out(redis_server) -> None:
     _second_call_waits_for_the_first_answer(a, RateLimiter(name, 1, redis_url=redis_server.url))
 
 
+def test_redis_reserve_and_depart_takes_the_slot_and_the_gate_in_one_call(redis_server) -> None:
+    from tasks.rate_limit import GATE_WINDOW_S, RateLimiter
+
+    name = f"depart-{uuid.uuid4().hex[:6]}"
+    # Two a second with a burst of five: slots are free at once for a while,
+    # but the gate lets only two calls out in any window.
+    a = RateLimiter(name, 2, redis_url=redis_server.url, burst=5)
+    b = RateLimiter(name, 2, redis_url=redis_server.url, burst=5)
+    started = time.monotonic()
+    first, second = a.reserve_and_depart(), b.reserve_and_depart()
+    assert (first.wait_s, second.wait_s) == (0.0, 0.0)
+    assert first.departed and second.departed and first.departed != second.departed
+    # Both are out, in the gate's log under their own tokens, until they land.
+    with a.call(departed=first.departed), b.call(departed=second.departed):
+        pass
+    assert time.monotonic() - started < 0.5
+    # The third slot is now too, but the gate is full: not admitted here,
+    # and the call then waits at the gate for the window to move on.
+    third = a.reserve_and_depart()
+    assert third.granted and third.wait_s == 0.0 and third.departed is None
+    with a.call(departed=third.departed):
+        assert time.monotonic() - started >= GATE_WINDOW_S - 0.1
+    # A slot in the future is reserved, and the gate is left to the call.
+    slow = RateLimiter(f"{name}-slow", 1, redis_url=redis_server.url)
+    assert slow.reserve_and_depart().departed is not None
+    later = slow.reserve_and_depart()
+    assert later.wait_s > 0.9 and later.departed is None
+
+
+def test_reserve_and_depart_without_redis_only_reserves(on_rabbitmq: str) -> None:
+    from tasks.rate_limit import RateLimiter
+
+    lim = RateLimiter(f"depart-pg-{uuid.uuid4().hex[:6]}", 5, redis_url=None)
+    reservation = lim.reserve_and_depart()
+    assert reservation.granted and reservation.departed is None
+
+
 def test_process_gate_holds_a_place_while_a_call_is_out() -> None:
     from tasks.rate_limit import RateLimiter
 

@@ -189,8 +189,8 @@ def test_lookup_ignores_the_same_text_from_an_earlier_burst(twilio_wire):
 
 
 def test_a_text_goes_out_whole_on_the_short_post_path_and_the_sdk_path(twilio_wire):
-    # Creating a message is prepared by our HTTP client (no per-request
-    # merging); a session holding a cookie goes the SDK's own way. Both must
+    # Creating a message goes straight to the session's urllib3 pool (no
+    # per-request merging); a session holding a cookie goes the SDK's own way. Both must
     # put the same form, credentials and Retry-After handling on the wire.
     from tasks.providers.base import ProviderError, Sms
     from tasks.providers.registry import sms_provider

@@ -6,15 +6,18 @@ import logging
 import threading
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
-import requests.models
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 from requests.auth import _basic_auth_str
-from requests.structures import CaseInsensitiveDict
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
+from urllib3 import HTTPConnectionPool
+from urllib3.util import Retry, Timeout
 
 from tasks.providers.base import ProviderError, Sms, parse_retry_after
 from tasks.providers.http_env import pin_environment
@@ -32,26 +35,30 @@ LOOKUP_PAGE = 50
 #: Where the SDK sends Messages requests unless TWILIO_API_BASE_URL says otherwise.
 TWILIO_API_URL = "https://api.twilio.com"
 _FORM = "application/x-www-form-urlencoded"
+#: requests' HTTPAdapter default: never retry, and raise a read error as it is.
+_NO_RETRIES = Retry(0, read=False)
 
 
 class _HeaderKeepingHttpClient(TwilioHttpClient):
     """Keeps the last response's headers (TwilioRestException drops Retry-After), and
-    sends a form POST (creating a message) without requests' per-request merging.
+    sends a form POST (creating a message) on the session's own urllib3 pool.
 
-    requests' Session.request merges the session's cookies, headers, auth and
-    environment into every request and parses the URL again: a third of a
-    text's HTTP CPU. Our session's environment is pinned (pin_environment)
-    and Twilio sets no cookies, so a POST is prepared here directly, with the
-    URL parsed once per URL and the Basic credentials encoded once. Anything
-    else (a lookup with query parameters, a session holding cookies) goes the
-    SDK's own way.
+    requests' Session and HTTPAdapter merge the session's cookies, headers,
+    auth and environment into every request, parse the URL again, look the
+    connection pool up again and wrap the answer: a third of a text's HTTP
+    CPU. Our session's environment is pinned (pin_environment) and Twilio
+    sets no cookies, so a POST goes straight to the pool the adapter chose
+    for that URL the first time (the same pool, TLS settings and keep-alive
+    connections requests uses), with the Basic credentials encoded once.
+    Anything else (a lookup with query parameters, a proxy, a session
+    holding cookies) goes the SDK's own way.
     """
 
     last_headers: dict[str, str]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._urls: dict[str, str] = {}
+        self._targets: dict[str, tuple[HTTPConnectionPool, str]] = {}
         self._basic: dict[tuple[str, str], str] = {}
 
     def request(self, method: str, url: str, params: dict[str, object] | None = None,
@@ -60,7 +67,7 @@ class _HeaderKeepingHttpClient(TwilioHttpClient):
                 allow_redirects: bool = False) -> Response:
         self.last_headers = {}
         if (method.upper() == "POST" and not params and self.session is not None
-                and not self.session.cookies
+                and not self.session.cookies and not self.proxy
                 and (headers or {}).get("Content-Type", _FORM) == _FORM):
             response = self._post_form(url, data or {}, headers or {}, auth, timeout)
         else:
@@ -72,7 +79,6 @@ class _HeaderKeepingHttpClient(TwilioHttpClient):
 
     def _post_form(self, url: str, data: dict[str, object], headers: dict[str, str],
                    auth: tuple[str, str] | None, timeout: float | None) -> Response:
-        assert self.session is not None
         if timeout is None:
             timeout = self.timeout
         elif timeout <= 0:
@@ -83,33 +89,45 @@ class _HeaderKeepingHttpClient(TwilioHttpClient):
             self.log_request({"method": "POST", "url": url, "params": None, "headers": headers,
                               "auth": auth, "data": data})
         self._test_only_last_response = None
-        prepared = requests.PreparedRequest()
-        prepared.method = "POST"
-        prepared.url = self._prepared_url(url)
-        body = requests.models.RequestEncodingMixin._encode_params(data).encode("utf-8")
-        prepared.headers = CaseInsensitiveDict(self.session.headers)
-        prepared.headers.update({k: v for k, v in headers.items() if v is not None})
-        prepared.headers["Content-Type"] = _FORM
-        prepared.headers["Content-Length"] = str(len(body))
+        pool, target = self._target(url)
+        body = urlencode(data, doseq=True).encode("utf-8")
+        sent = dict(self._session_headers())
+        sent.update({k: v for k, v in headers.items() if v is not None})
+        sent["Content-Type"] = _FORM
+        sent["Content-Length"] = str(len(body))
         if auth is not None:
-            prepared.headers["Authorization"] = self._authorization(auth)
-        prepared.body = body
-        prepared.prepare_hooks(self.request_hooks)
-        response = self.session.send(prepared, allow_redirects=False, timeout=timeout,
-                                     proxies=self.proxy)
+            sent["Authorization"] = self._authorization(auth)
+        # What HTTPAdapter.send passes, without its wrapping: no retries (a
+        # retried POST could create a second message), no redirects.
+        answer = pool.urlopen(
+            "POST", target, body=body, headers=sent, redirect=False, assert_same_host=False,
+            retries=_NO_RETRIES, timeout=Timeout(connect=timeout, read=timeout),
+            preload_content=True, decode_content=True,
+        )
+        response = Response(int(answer.status), answer.data.decode("utf-8", errors="replace"),
+                            dict(answer.headers))
         if chatty:
             self.log_response(response.status_code, response)
-        self._test_only_last_response = Response(int(response.status_code), response.text,
-                                                 response.headers)
-        return self._test_only_last_response
+        self._test_only_last_response = response
+        return response
 
-    def _prepared_url(self, url: str) -> str:
-        prepared = self._urls.get(url)
-        if prepared is None:
+    def _session_headers(self) -> dict[str, str]:
+        assert self.session is not None
+        return {k: v for k, v in self.session.headers.items() if v is not None}
+
+    def _target(self, url: str) -> tuple[HTTPConnectionPool, str]:
+        """The adapter's pool for `url` and the request target, resolved once per URL."""
+        found = self._targets.get(url)
+        if found is None:
+            assert self.session is not None
             probe = requests.PreparedRequest()
-            probe.prepare_url(url, None)
-            prepared = self._urls[url] = str(probe.url)
-        return prepared
+            probe.prepare(method="POST", url=url)
+            adapter = self.session.get_adapter(str(probe.url))
+            assert isinstance(adapter, HTTPAdapter)
+            pool = adapter.get_connection_with_tls_context(
+                probe, self.session.verify, proxies=None, cert=self.session.cert)
+            found = self._targets[url] = (pool, probe.path_url)
+        return found
 
     def _authorization(self, auth: tuple[str, str]) -> str:
         value = self._basic.get(auth)
@@ -170,7 +188,8 @@ class TwilioSms:
             )
         except TwilioRestException as exc:
             raise self._classify(exc) from exc
-        except (requests.RequestException, TwilioException, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, TwilioException,
+                OSError) as exc:
             # The request may have reached Twilio before the connection broke.
             raise ProviderError(
                 "network", _describe(exc), transient=True, outcome_unknown=True
@@ -203,7 +222,8 @@ class TwilioSms:
                     return str(message.sid)
         except TwilioRestException as exc:
             raise self._classify(exc, lookup=True) from exc
-        except (requests.RequestException, TwilioException, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, TwilioException,
+                OSError) as exc:
             raise ProviderError(
                 "network", _describe(exc), transient=True, outcome_unknown=True
             ) from exc
