@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection
@@ -100,8 +101,26 @@ def _delivery(row: Any) -> Delivery:
 
 def load(conn: Connection, delivery_id: int) -> Delivery | None:
     """The delivery and its registration, or None when either is gone."""
-    found = load_many(conn, [delivery_id])
-    return found[0] if found else None
+    found = direct.fetch_sql(conn, _load_one_sql(), {"id": delivery_id})
+    return _delivery(found[0]) if found else None
+
+
+@cache
+def _load_one_sql() -> str:
+    """load_deliveries for a single id: `n.id =` the id, not `= ANY` of an array.
+
+    With `= ANY(array)` PostgreSQL plans the prepared statement afresh on
+    every run (a generic plan must allow for many ids, so it never looks
+    cheaper than a custom one for a single id): 0.35 ms of server CPU per
+    send, where the single-id form settles on its generic plan after five
+    runs and costs 0.07. Derived here rather than copied, so the two
+    cannot drift apart.
+    """
+    many = query("load_deliveries")
+    one = many.replace("WHERE n.id = ANY(%(ids)s)", "WHERE n.id = %(id)s")
+    if one == many:
+        raise RuntimeError("load_deliveries no longer reads `WHERE n.id = ANY(%(ids)s)`")
+    return one
 
 
 def load_many(conn: Connection, delivery_ids: list[int]) -> list[Delivery]:

@@ -36,9 +36,14 @@ def _driver(conn: Connection) -> Any:
 
 def fetch(conn: Connection, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of named query `name` as dicts."""
+    return fetch_sql(conn, query(name), params)
+
+
+def fetch_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of `sql` (a named query's text, or one derived from it) as dicts."""
     try:
         with _driver(conn).cursor(row_factory=dict_row) as cursor:
-            cursor.execute(query(name), params)
+            cursor.execute(sql, params)
             # Not `cursor.description`: it builds a Column (and looks up its
             # type) for every column of every statement, a few percent of a
             # busy worker's CPU, only to say whether there are rows.

@@ -144,3 +144,24 @@ def test_a_send_keeps_one_connection_and_replaces_it_when_lost_while_idle(
         # The ping found it gone: the next statement runs on a live connection.
         assert again.connection.driver_connection.info.backend_pid != pid
         assert deliveries.load_many(again, [-1]) == []
+
+
+def test_a_single_load_settles_on_one_plan_per_connection(conn, sa_engine):
+    # A send loads one delivery. PostgreSQL plans a prepared statement afresh
+    # on each run until a generic plan looks as cheap as a custom one; the
+    # batch form (`= ANY` of an array) never does, and planning its six-way
+    # join on every send cost five times its execution. The single-id form
+    # must reach its generic plan, and still load what the batch form loads.
+    delivery_id = _queued_delivery(conn, sa_engine)
+    with sa_engine.connect() as c:
+        # psycopg prepares a statement on its sixth run; PostgreSQL then
+        # tries five custom plans before it may settle.
+        for _ in range(20):
+            one = deliveries.load(c, delivery_id)
+        many = deliveries.load_many(c, [delivery_id])
+        plans = c.exec_driver_sql(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        ).all()
+    assert one is not None and [one] == many
+    [(_, generic, custom)] = [p for p in plans if "WHERE n.id = $1" in p[0]]
+    assert (generic, custom) == (10, 5), plans

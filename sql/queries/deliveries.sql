@@ -369,8 +369,10 @@ WHERE t.skip_reason IS NOT NULL OR t.moved;
 
 -- name: load_deliveries
 -- What a send task needs to decide and render, with the registration's
--- current contact details (they may have changed since the claim). One
--- delivery or a batch's worth: `= ANY` of one id plans as `= id` does.
+-- current contact details (they may have changed since the claim). A
+-- batch's worth; a single send runs it with `n.id =` its one id
+-- (db.deliveries.load), which PostgreSQL plans once per connection where
+-- `= ANY` of one id is planned again on every run.
 SELECT n.id,
        n.registration_id,
        n.channel,
