@@ -63,11 +63,18 @@ class SendRun:
     #: `redis`, and `stack`, their sum (the wires and this process, which
     #: stand in for the providers, are left out).
     cpu_ms_per_send: dict[str, float] = field(default_factory=dict)
+    #: Provider requests: a batch of e-mails is one request of many sends.
+    requests: int = 0
 
     @property
     def per_s(self) -> float:
         """Sends per second from the first request to the last answer."""
         return self.sends / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def requests_per_s(self) -> float:
+        """Provider requests per second over the same time."""
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
 
 
 def rss_kib(pid: int) -> int:
@@ -297,6 +304,8 @@ def run_sends(stack: Stack, app: Celery, procs: Sequence[WorkerProcess], expecte
     busy_cores = busy / 100.0 * (os.cpu_count() or 1)
     stack_cores = stack_cpu / wall
     per_send = per_unit_ms(cpu, len(times))
+    # A batch's members arrive in one request, at one moment.
+    requests = len({(s.provider, s.received_mono) for s in sends})
     return SendRun(len(times), seconds, times[0] - ticked, rss, per_send["worker"],
                    round(busy, 1), round(stack_cores, 2),
-                   round(max(0.0, busy_cores - stack_cores), 2), per_send)
+                   round(max(0.0, busy_cores - stack_cores), 2), per_send, requests)

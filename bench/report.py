@@ -19,6 +19,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("claim_rows_per_s", "claim rows/s, 2 claimers"),
     ("drain_vs_bare_celery_ratio", "drain sends/s / bare Celery tasks/s"),
     ("latency_bound_ratio", "200 ms sends/s / (concurrency / 0.2 s)"),
+    ("latency_requests_bound_ratio", "the same, provider requests/s"),
     ("vs_sequential_ratio", "200 ms sends/s / sequential sends/s"),
     ("p99_due_to_send_s", "due to send p99, s"),
     ("p50_due_to_send_s", "due to send p50, s"),

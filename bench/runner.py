@@ -11,6 +11,8 @@ trigger_vs_seed_plan_ratio  (info)  the same / the seed plan's as the plan lists
 claim_rows_per_s            >= 50k  due queue rows closed per second, two claimers
 drain_vs_bare_celery_ratio  >= 0.5  sends/s at zero latency / bare Celery no-op tasks/s
 latency_bound_ratio         >= 0.8  sends/s with 200 ms providers / (concurrency / 0.2 s)
+latency_requests_bound_     (info)  the same with provider requests in place of sends (a
+ratio                               batch of 100 e-mails is one request of 100 sends)
 vs_sequential_ratio         >= 50   the same 200 ms sends/s / a one-at-a-time sender
 p99_due_to_send_s           <= 2    send_after -> provider request, with wake-ups
 p50_due_to_send_s           (info)  the same, median
@@ -58,6 +60,7 @@ FIGURE_KEYS = (
     "claim_rows_per_s",
     "drain_vs_bare_celery_ratio",
     "latency_bound_ratio",
+    "latency_requests_bound_ratio",
     "vs_sequential_ratio",
     "p99_due_to_send_s",
     "p50_due_to_send_s",
@@ -102,6 +105,10 @@ GOALS: dict[str, Goal] = {
     "claim_rows_per_s": Goal(50_000),
     "drain_vs_bare_celery_ratio": Goal(0.5),
     "latency_bound_ratio": Goal(0.8),
+    # No goal: the ratio counts sends, and half of the workload's
+    # sends are e-mails that go a hundred to a request; this one counts what
+    # holds a worker thread for the 200 ms, so it shows the bound itself.
+    "latency_requests_bound_ratio": Goal(None),
     "vs_sequential_ratio": Goal(50),
     "p99_due_to_send_s": Goal(2.0, at_least=False),
     "p50_due_to_send_s": Goal(None),
@@ -249,8 +256,9 @@ def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
             slow = pipeline.run_sends(stack, app, procs, 2 * plan.latency_notifications,
                                       latency_s=plan.latency_s, timeout_s=1800)
             bound = shape.concurrency / plan.latency_s
-            log(f"   {plan.latency_s * 1000:.0f} ms providers: {slow.per_s:,.0f} sends/s"
-                f" (bound {bound:,.0f}/s; machine {slow.machine_busy_pct:.0f} % busy:"
+            log(f"   {plan.latency_s * 1000:.0f} ms providers: {slow.per_s:,.0f} sends/s in"
+                f" {slow.requests_per_s:,.0f} requests/s (bound {bound:,.0f}/s; machine"
+                f" {slow.machine_busy_pct:.0f} % busy:"
                 f" benchmark stack {slow.stack_cores} cores, other processes"
                 f" {slow.other_cores}; CPU ms/send {_cpu_text(slow.cpu_ms_per_send)})")
     finally:
@@ -270,6 +278,7 @@ def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
 
     results.figures["drain_vs_bare_celery_ratio"] = round(drain.per_s / bare_per_s, 3)
     results.figures["latency_bound_ratio"] = round(slow.per_s / bound, 3)
+    results.figures["latency_requests_bound_ratio"] = round(slow.requests_per_s / bound, 3)
     results.figures["vs_sequential_ratio"] = round(slow.per_s / seq, 1)
     results.figures["rss_growth_pct"] = round(growth, 1)
     for part in CPU_PARTS:
@@ -284,7 +293,7 @@ def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None
         "extra_sends": extra,
         "duplicate_sends": duplicates,
         "latency_run": {**asdict(slow), "per_s": round(slow.per_s, 1),
-                        "bound_per_s": bound},
+                        "requests_per_s": round(slow.requests_per_s, 1), "bound_per_s": bound},
         "sequential_per_s": round(seq, 2),
         "rss_kib": {"first": rss_first, "first_at_sends": drain.rss_kib["first_at_sends"],
                     "end": rss_end, "end_at_sends": sends_at_end},

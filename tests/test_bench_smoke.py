@@ -39,6 +39,8 @@ def test_bench_smoke_prints_every_figure_as_the_last_line(tmp_path: Path) -> Non
         assert parts[0] > 0 and parts[2] > 0, unit
         assert figures[unit.format("stack")] == pytest.approx(sum(parts), abs=0.02)
     assert figures["drain_postgresql_cpu_ms_per_send"] > 0
+    # E-mails go in batches: fewer provider requests than sends, never more.
+    assert 0 < figures["latency_requests_bound_ratio"] < figures["latency_bound_ratio"]
     assert len(list(tmp_path.glob("bench-smoke-*.json"))) == 1
     assert len(list(tmp_path.glob("bench-smoke-*.png"))) == 1
 
