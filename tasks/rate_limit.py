@@ -43,26 +43,51 @@ log = logging.getLogger(__name__)
 #: so in steady flow the gate seldom has to hold a call back.
 SLOT_MARGIN = 1.08
 
-_GCRA = """
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then tat = now end
-local wait = tat - tolerance - now
-if wait < 0 then wait = 0 end
-if wait > max_wait then return {0, tostring(wait)} end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-return {1, tostring(wait)}
+# What the scripts share: the server's clock, the GCRA and the departure gate.
+_LUA = """
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- Reserve the next slot of `key`, `interval` apart: {granted, wait}.
+local function gcra(key, interval, tolerance, max_wait, now)
+  local tat = tonumber(redis.call('GET', key))
+  if not tat or tat < now then tat = now end
+  local wait = tat - tolerance - now
+  if wait < 0 then wait = 0 end
+  if wait > max_wait then return 0, wait end
+  local new_tat = tat + interval
+  redis.call('SET', key, tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+  return 1, wait
+end
+
+-- The gate's log `key` holds the calls out or answered within the last
+-- `window` seconds. Admit `member` when fewer than `limit` are in it,
+-- logged `hold` seconds ahead (it is out: see _LANDED), and answer '0';
+-- else how long until the oldest leaves the window (never '0').
+local function gate(key, limit, window, member, hold, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) < limit then
+    redis.call('ZADD', key, now + hold, member)
+    redis.call('PEXPIRE', key, math.ceil((window + hold) * 1000) + 1000)
+    return '0'
+  end
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return tostring(math.max(tonumber(oldest[2]) + window - now, 0.000001))
+end
+"""
+
+# A slot: ARGV interval, tolerance, max_wait. Answers {granted, wait}.
+_GCRA = _LUA + """
+local granted, wait = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+                           clock())
+return {granted, tostring(wait)}
 """
 
 # Push the next free slot to at least ARGV[1] seconds from now.
-_DEFER = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+_DEFER = _LUA + """
+local now = clock()
 local target = now + tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if tat and tat >= target then return 0 end
@@ -70,64 +95,28 @@ redis.call('SET', KEYS[1], tostring(target), 'PX', math.ceil((target - now) * 10
 return 1
 """
 
-
-# The gate right before a call: a log of the calls out or answered within
-# the last ARGV[2] seconds. Admit this one when fewer than ARGV[1] are in it,
-# logging it as member ARGV[3] held ARGV[4] seconds ahead (it is out: see
-# _LANDED); else answer how long until the oldest leaves the window.
-_GATE = """
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  local hold = tonumber(ARGV[4])
-  redis.call('ZADD', KEYS[1], now + hold, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil((window + hold) * 1000) + 1000)
-  return '0'
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(tonumber(oldest[2]) + window - now)
+# The gate right before a call: ARGV limit, window, member, hold.
+_GATE = _LUA + """
+return gate(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), clock())
 """
 
-# _GCRA and, when the slot is now, _GATE in the same round trip: a send in
+# The slot and, when it is now, the gate in the same round trip: a send in
 # steady flow reserves its slot and departs at once, so one script call
 # serves both. KEYS: the slot, the gate's log; ARGV: _GCRA's three, then
 # _GATE's four. Answers {granted, wait, gate}: gate '0' admitted, '-1' not
 # tried (the slot is later, or none), else the gate's wait.
-_RESERVE_AND_DEPART = """
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then tat = now end
-local wait = tat - tolerance - now
-if wait < 0 then wait = 0 end
-if wait > max_wait then return {0, tostring(wait), '-1'} end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-if wait > 0 then return {1, tostring(wait), '-1'} end
-local limit = tonumber(ARGV[4])
-local window = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-if redis.call('ZCARD', KEYS[2]) < limit then
-  local hold = tonumber(ARGV[7])
-  redis.call('ZADD', KEYS[2], now + hold, ARGV[6])
-  redis.call('PEXPIRE', KEYS[2], math.ceil((window + hold) * 1000) + 1000)
-  return {1, '0', '0'}
-end
-local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return {1, '0', tostring(tonumber(oldest[2]) + window - now)}
+_RESERVE_AND_DEPART = _LUA + """
+local now = clock()
+local granted, wait = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+                           now)
+if granted == 0 or wait > 0 then return {granted, tostring(wait), '-1'} end
+return {1, '0', gate(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]),
+                     now)}
 """
 
 # The call's answer is back: log member ARGV[1] at this moment.
-_LANDED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+_LANDED = _LUA + """
+return redis.call('ZADD', KEYS[1], 'XX', clock(), ARGV[1])
 """
 
 #: The departure gate's window. A second is enough, because a call is logged
@@ -169,29 +158,6 @@ class _LocalGcra:
                 return Reservation(False, wait)
             self._tat = tat + interval
             return Reservation(True, wait)
-
-    def reserve_and_depart(self) -> Reservation:
-        """Reserve the next slot and, when it is now, pass the gate in the same round trip.
-
-        The caller must then make the call with `call(departed=...)` right
-        away: from here the call holds its place in the gate's log. Only the
-        Redis store combines the two; the others reserve as `reserve` does.
-        """
-        if self._redis is None:
-            return self.reserve(math.inf)
-        token = uuid.uuid4().hex
-        try:
-            granted, wait, gate = self._reserve_depart_script(
-                keys=[self._key, self._gate_key],
-                args=[self.interval, self.tolerance, 1e9, self.limit_per_window, GATE_WINDOW_S,
-                      token, self.hold_s],
-            )
-            self._warned = False
-        except redis.RedisError as exc:
-            self._warn(exc)
-            return self._local.reserve(self.interval, self.tolerance, 1e9)
-        admitted = float(gate) == 0.0
-        return Reservation(bool(int(granted)), float(wait), token if admitted else None)
 
     def defer(self, seconds: float) -> None:
         with self._lock:
@@ -303,8 +269,7 @@ class RateLimiter:
         except redis.RedisError as exc:
             self._warn(exc)
             return self._local.reserve(self.interval, self.tolerance, 1e9)
-        admitted = float(gate) == 0.0
-        return Reservation(bool(int(granted)), float(wait), token if admitted else None)
+        return Reservation(bool(int(granted)), float(wait), token if gate in (b"0", "0") else None)
 
     def defer(self, seconds: float) -> None:
         """The provider said 'not before `seconds`': no slot for anyone sooner."""
