@@ -89,7 +89,6 @@ class _HeaderKeepingHttpClient(TwilioHttpClient):
             self.log_request({"method": "POST", "url": url, "params": None, "headers": headers,
                               "auth": auth, "data": data})
         self._test_only_last_response = None
-        pool, target = self._target(url)
         body = urlencode(data, doseq=True).encode("utf-8")
         sent = dict(self._session_headers())
         sent.update({k: v for k, v in headers.items() if v is not None})
@@ -99,6 +98,7 @@ class _HeaderKeepingHttpClient(TwilioHttpClient):
             sent["Authorization"] = self._authorization(auth)
         # What HTTPAdapter.send passes, without its wrapping: no retries (a
         # retried POST could create a second message), no redirects.
+        pool, target = self._target(url)
         answer = pool.urlopen(
             "POST", target, body=body, headers=sent, redirect=False, assert_same_host=False,
             retries=_NO_RETRIES, timeout=Timeout(connect=timeout, read=timeout),
@@ -116,7 +116,11 @@ class _HeaderKeepingHttpClient(TwilioHttpClient):
         return {k: v for k, v in self.session.headers.items() if v is not None}
 
     def _target(self, url: str) -> tuple[HTTPConnectionPool, str]:
-        """The adapter's pool for `url` and the request target, resolved once per URL."""
+        """The adapter's pool for `url` and the request target, resolved once per URL.
+
+        Held here for good: urllib3 2 never closes a pool its manager lets go
+        (it keeps ten hosts; this session talks to one), it only forgets it.
+        """
         found = self._targets.get(url)
         if found is None:
             assert self.session is not None
