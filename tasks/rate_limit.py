@@ -269,7 +269,7 @@ class RateLimiter:
         except redis.RedisError as exc:
             self._warn(exc)
             return self._local.reserve(self.interval, self.tolerance, 1e9)
-        return Reservation(bool(int(granted)), float(wait), token if gate in (b"0", "0") else None)
+        return Reservation(bool(int(granted)), float(wait), token if gate == b"0" else None)
 
     def defer(self, seconds: float) -> None:
         """The provider said 'not before `seconds`': no slot for anyone sooner."""
