@@ -116,13 +116,20 @@ class Browser:
 
     def press(self, label: str) -> None:
         """Click a form's button and wait for the page it leads to."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.wait import WebDriverWait
 
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        # A mark on the old page's window, gone once the next page loads. Waiting
+        # for the old <html> element to go stale raced chromedriver mid-navigation
+        # ("Node with given id does not belong to the document"), so every probe
+        # that fails while the page is swapping is simply tried again.
+        self.driver.execute_script("window.__regnotifyLeaving = true;")
         self.driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(old))
+        WebDriverWait(self.driver, 15, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script(
+                "return window.__regnotifyLeaving === undefined"
+                " && document.readyState === 'complete';"))
 
     def choose(self, label: str) -> None:
         from selenium.webdriver.common.by import By
