@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 #: window and a quick answer's time, which a call also holds its place for,
 #: so in steady flow the gate seldom has to hold a call back.
 SLOT_MARGIN = 1.08
+#: "Any wait" (a caller's float('inf')) as every store is given it: one finite bound.
+ANY_WAIT_S = 1e9
 
 # What the scripts share: the server's clock, the GCRA and the departure gate.
 _LUA = """
@@ -229,7 +231,7 @@ class RateLimiter:
 
     def reserve(self, max_wait_s: float) -> Reservation:
         """Reserve a slot no more than `max_wait_s` away (float('inf'): any)."""
-        max_wait = min(max_wait_s, 1e9)
+        max_wait = min(max_wait_s, ANY_WAIT_S)
         try:
             if self._redis is not None:
                 granted, wait = self._script(
@@ -262,13 +264,13 @@ class RateLimiter:
         try:
             granted, wait, gate = self._reserve_depart_script(
                 keys=[self._key, self._gate_key],
-                args=[self.interval, self.tolerance, 1e9, self.limit_per_window, GATE_WINDOW_S,
-                      token, self.hold_s],
+                args=[self.interval, self.tolerance, ANY_WAIT_S, self.limit_per_window,
+                      GATE_WINDOW_S, token, self.hold_s],
             )
             self._warned = False
         except redis.RedisError as exc:
             self._warn(exc)
-            return self._local.reserve(self.interval, self.tolerance, 1e9)
+            return self._local.reserve(self.interval, self.tolerance, ANY_WAIT_S)
         return Reservation(bool(int(granted)), float(wait), token if gate == b"0" else None)
 
     def defer(self, seconds: float) -> None:
