@@ -40,7 +40,8 @@ def as_caller(engine: Engine, claims: Mapping[str, Any]) -> Iterator[Connection]
             # to fix once, not the caller's fault.
             raise DatabaseUnavailable(
                 f"the database login cannot SET ROLE {role}: run `GRANT authenticated, "
-                "service_role TO <the relay's login role>` (see README, The API)") from None
+                "service_role TO <the relay's login role>` (see docs/api.md, "
+                "\"The relay's database login\")") from None
         conn.execute(text("SELECT set_config('request.jwt.claims', :claims, true)"),
                      {"claims": json.dumps(dict(claims))})
         yield conn

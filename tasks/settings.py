@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     send_retry_backoff_base: float = Field(default=2.0, gt=0)
     send_retry_backoff_max: int = Field(default=600, ge=1, le=3000)
     provider_timeout_s: float = Field(default=10.0, gt=0)
-    # Provider requests per second, shared by every worker (see README,
-    # "Rate limits"). Resend: the documented default team limit is 2
+    # Provider requests per second, shared by every worker (see
+    # docs/rate-limits.md). Resend: the documented default team limit is 2
     # requests/s (a batch of up to 100 e-mails is one request). Twilio: the
     # API queues messages above a sender's throughput (long code 1 MPS,
     # toll-free 3 MPS, short code 100 MPS, a Messaging Service the sum of its
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     sweep_after_s: int = Field(default=120, ge=5)
     worker_concurrency: int = Field(default=16, ge=1)
 
-    # The API and the customer page (see README, "The API").
+    # The API and the customer page (see docs/api.md).
     supabase_url: str | None = None
     # Public by design (browsers carry it); kept out of logs all the same.
     supabase_anon_key: SecretStr | None = None

@@ -176,6 +176,7 @@ def test_the_first_steps_quote_the_demo_and_call_commands_from_the_venv():
     prints = re.findall(r'console\.print\((?:f?"([^"]*)"|(_portal_hint)\()', demo)
     # The timeline line is printed second to last, before the portal hint, as step 2 says.
     assert [p[0] or p[1] for p in prints[-2:]] == [quoted + " ", "_portal_hint"]
+    assert not re.search(r"last line[^.]*See one timeline", steps, re.S)
     # Every command a step asks you to type runs from .venv/bin/ (the quoted demo line aside).
     typed = re.findall(r"`((?:\S+/)?regnotify (?:up|demo|status|send)\b[^`]*)`",
                        steps.replace(f"`{quoted} <id>`", ""))

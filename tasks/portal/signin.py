@@ -3,8 +3,8 @@
 Each sender answers `send(phone, ip)` and `check(phone, code, ip)`; a check
 that passes carries the session token. What each sender already limits
 (code lifetime, single use, checks per code, sends per number and per IP)
-is left to it; `OWN_LIMITS` names what regnotify adds (see README,
-"Customer page").
+is left to it; `OWN_LIMITS` names what regnotify adds (see
+docs/portal.md).
 """
 
 from __future__ import annotations
