@@ -41,8 +41,9 @@ def read_phone(raw: str | None) -> str | PhoneProblem:
     if text.startswith("+") and not digits.startswith("1"):
         phone = "+" + digits
         return phone if _E164.match(phone) else PhoneProblem("phone_country_length", {})
-    # North America, with or without its country code 1.
-    national = digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+    # North America, with or without its country code 1: no area code starts
+    # with 1, so a leading 1 is always the country code.
+    national = digits[1:] if digits.startswith("1") else digits
     if len(national) != 10:
         return PhoneProblem("phone_us_length", {"n": len(national)})
     return "+1" + national
