@@ -64,6 +64,10 @@ def test_stage_changed_at_moves_with_the_stage_only(conn, ana):
     conn.execute("UPDATE registrations SET current_stage = 'documents_collected' WHERE id = %s",
                  (ana,))
     assert stamp() > before
+    # Staff move the stage; only the trigger writes when (no grant to forge it).
+    assert not conn.execute(
+        "SELECT has_column_privilege('authenticated', 'public.registrations', "
+        "'stage_changed_at', 'UPDATE') AS ok").fetchone()["ok"]
 
 
 def test_last_change_stays_when_the_customer_saves_a_preference(portal_client, ana, capsys,

@@ -47,4 +47,6 @@ CREATE TRIGGER registrations_stage_changed_at
 -- Only the trigger calls it; Supabase's default privileges would let anyone.
 REVOKE ALL ON FUNCTION public.registrations_stage_changed_at()
     FROM PUBLIC, anon, authenticated, service_role;
--- No UPDATE grant on the column: staff move the stage, the trigger stamps it.
+-- No UPDATE on the column: staff move the stage, the trigger stamps it. 12's
+-- loop grants every column it finds when files are applied again; taken back.
+REVOKE UPDATE (stage_changed_at) ON public.registrations FROM authenticated;
