@@ -10,7 +10,7 @@ import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.errors import RegnotifyError, database_problem
-from tasks.commands import COMMANDS
+from tasks.commands import COMMANDS, dev_token
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
+    dev_token.register(sub)  # a development aid, listed last
     return parser
 
 

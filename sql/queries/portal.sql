@@ -3,7 +3,7 @@
 
 -- name: portal_registrations
 SELECT r.id, r.vehicle_year, r.vehicle_make, r.vehicle_model, r.plate_number,
-       r.current_stage, r.notification_pref, r.updated_at, r.time_zone,
+       r.current_stage, r.notification_pref, r.stage_changed_at, r.time_zone,
        r.language
 FROM public.registrations r
 ORDER BY r.created_at, r.id;
@@ -12,9 +12,13 @@ ORDER BY r.created_at, r.id;
 SELECT stage, position, label FROM public.registration_stages ORDER BY position;
 
 -- name: portal_deliveries
+-- Only what the page can explain in the customer's words: a message not sent
+-- because staff silenced it, because the changes ended where they began, or
+-- because a newer one replaced it is no news to the customer and is left out.
 SELECT n.registration_id, n.channel, n.status, n.skip_reason, n.new_stage, n.created_at, n.sent_at,
        n.delivered_at, n.held_until, n.hold_reason, n.hold_zone
 FROM public.registration_notifications n
+WHERE n.status <> 'skipped' OR n.skip_reason IN ('preference', 'no_contact', 'opted_out')
 ORDER BY n.created_at DESC, n.id DESC
 LIMIT 100;
 
@@ -31,4 +35,7 @@ RETURNING id;
 -- The dealership's zone, for registrations without their own, and its default
 -- language, named beside an unchosen one. Read as the relay's login role:
 -- configuration, not a customer's data (RLS hides the row from customers).
-SELECT default_time_zone, default_language FROM public.notification_config LIMIT 1;
+-- dealership_phone: the number the page gives a customer whose registration
+-- needs their attention.
+SELECT default_time_zone, default_language, dealership_phone
+FROM public.notification_config LIMIT 1;

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+# One zone for every time of `status` (the machine's, named), not the database session's.
+from tasks.commands.printing import when
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -30,7 +33,7 @@ def describe(change: PrefChange) -> str:
     if change.changed_by:
         who += f" ({change.changed_by})"
     old = change.old_pref or "(unset)"
-    return f"{change.changed_at:%Y-%m-%d %H:%M:%S %Z}  {old} -> {change.new_pref}  by {who}"
+    return f"{when(change.changed_at)}  {old} -> {change.new_pref}  by {who}"
 
 
 def preference_changed_while_waiting(d: DeliveryEntry) -> str:
@@ -44,7 +47,7 @@ def preference_changed_while_waiting(d: DeliveryEntry) -> str:
     who = KIND_LABELS.get(d.pref_changed_by_kind or "", d.pref_changed_by_kind or "someone")
     old = d.pref_changed_from or "(unset)"
     return (f"{who} changed the preference {old} -> {d.pref_changed_to} at "
-            f"{d.pref_changed_at:%Y-%m-%d %H:%M:%S %Z} while it waited; not sent")
+            f"{when(d.pref_changed_at)} while it waited; not sent")
 
 
 def pref_changes_json(changes: Sequence[PrefChange]) -> list[dict[str, Any]]:

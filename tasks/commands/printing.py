@@ -104,10 +104,15 @@ def print_rows(
 
 
 def when(value: datetime | None) -> str:
-    """A timestamp in local time, to the second."""
+    """A timestamp in local time, to the second, with its zone: `2026-01-02 10:00:00 UTC`.
+
+    The zone is always said: a line may also carry a customer's local time
+    (`held ... until 08:00 America/Chicago`), and a bare time beside it reads
+    as the same zone.
+    """
     if value is None:
         return ""
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def duration(seconds: float | None) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from tasks.commands.printing import when
 from tasks.masking import mask_recipient
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def _forwarded(reply: TimelineReply) -> str:
         return KEYWORD_EFFECTS.get(reply.keyword_kind, reply.keyword_kind)
     to = mask_recipient("email", reply.forwarded_to) if reply.forwarded_to else "staff"
     if reply.forwarded_status == "sent":
-        return f"e-mailed to {to} at {reply.forwarded_at:%H:%M:%S %Z}"
+        return f"e-mailed to {to} at {when(reply.forwarded_at)}"
     if reply.forwarded_status in ("pending", "sending"):
         return "to be e-mailed to staff"
     if reply.forwarded_status == "failed":
@@ -43,7 +44,7 @@ def describe(reply: TimelineReply) -> str:
     quoted = reply.body.replace("\n", " ")
     if len(quoted) > 200:
         quoted = quoted[:199] + "…"
-    return f'{reply.received_at:%Y-%m-%d %H:%M:%S %Z}  "{quoted}"  {_forwarded(reply)}'
+    return f'{when(reply.received_at)}  "{quoted}"  {_forwarded(reply)}'
 
 
 def replies_json(found: Sequence[TimelineReply]) -> list[dict[str, Any]]:

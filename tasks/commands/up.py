@@ -167,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
                    else made.relay_token)
     flower_auth = (settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth
                    else made.flower_basic_auth)
+    # Kept like Flower's password: portal sessions survive a restart, and the
+    # relay's /api accepts what the portal and `regnotify dev-token` sign.
+    session_secret = (settings.session_secret.get_secret_value() if settings.session_secret
+                      else made.session_secret)
 
     stopping = False
 
@@ -206,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         # password would show in `ps` to every user of the machine.
         env = {**os.environ, "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker,
                "RELAY_TOKEN": relay_token, "FLOWER_BASIC_AUTH": flower_auth,
+               "SESSION_SECRET": session_secret,
                "PORTAL_URL": settings.portal_url or f"http://127.0.0.1:{port['relay']}/portal",
                "PYTHONUNBUFFERED": "1", UP_CHILD_ENV: "1"}
         if os.geteuid() == 0:
@@ -213,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
                                "about it is silenced here), not for production")
         state.write_env({k: env[k] for k in
                          ("DATABASE_URL", "CELERY_BROKER_URL", "RELAY_TOKEN", "FLOWER_BASIC_AUTH",
-                          "PORTAL_URL")})
+                          "PORTAL_URL", "SESSION_SECRET")})
         py = sys.executable
         for name, argv in (
             ("worker", [py, "-m", "tasks.cli", "worker", "-c", str(args.concurrency)]),
@@ -242,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
                 "regnotify is up",
                 f"  relay   {relay_url}  (POST /tick, GET /healthz, /metrics, /docs)",
                 f"  portal  {env['PORTAL_URL']}  (customers sign in with a code printed here)",
+                "  api     a token for /api: `regnotify dev-token --customer PHONE` "
+                "(or --staff EMAIL) in this folder",
                 f"  flower  {flower_url}  user {user}  password {password}",
                 f"          (the login is kept in {login_kept_in})",
                 f"  database {redacted(database_url)}",

@@ -22,6 +22,9 @@ class UpSecrets:
     relay_token: str
     flower_user: str
     flower_password: str
+    #: Signs the portal's sessions and the tokens `regnotify dev-token` prints,
+    #: so both outlive a restart and the relay's /api accepts them.
+    session_secret: str = ""
 
     @property
     def flower_basic_auth(self) -> str:
@@ -111,9 +114,18 @@ class UpState:
         path = self.root / "secrets.json"
         if path.exists():
             data = json.loads(path.read_text())
-            return UpSecrets(data["relay_token"], data["flower_user"], data["flower_password"])
-        made = UpSecrets(secrets.token_urlsafe(32), "admin", secrets.token_urlsafe(12))
+            kept = UpSecrets(data["relay_token"], data["flower_user"], data["flower_password"],
+                             data.get("session_secret", ""))
+            if kept.session_secret:
+                return kept
+            # A folder from before SESSION_SECRET was kept: add one, keep the rest.
+            made = UpSecrets(kept.relay_token, kept.flower_user, kept.flower_password,
+                             secrets.token_urlsafe(48))
+        else:
+            made = UpSecrets(secrets.token_urlsafe(32), "admin", secrets.token_urlsafe(12),
+                             secrets.token_urlsafe(48))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # O_CREAT's mode applies to a new file only
         with os.fdopen(fd, "w") as fh:
             json.dump(made.__dict__, fh)
         return made

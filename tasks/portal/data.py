@@ -29,7 +29,9 @@ class Registration:
     plate: str | None
     stage: str
     pref: str
-    updated_at: datetime
+    #: When current_stage last changed (migration 26): what "Last change" means
+    #: to a customer; a saved preference does not move it.
+    stage_changed_at: datetime
     zone: str | None
     #: None: not chosen, messages follow the dealership's default language.
     language: str | None = None
@@ -43,6 +45,17 @@ class Overview:
     zone: str | None = None
     #: notification_config.default_language; None when the relay may not read it.
     default_language: str | None = None
+    #: notification_config.dealership_phone; None when unset or unreadable.
+    dealership_phone: str | None = None
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The dealership's configuration the page shows, read as the relay's login role."""
+
+    zone: str | None = None
+    language: str | None = None
+    phone: str | None = None
 
 
 def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
@@ -58,18 +71,19 @@ def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
         registrations.append(Registration(
             id=str(row["id"]), vehicle=vehicle, plate=row["plate_number"],
             stage=row["current_stage"], pref=row["notification_pref"],
-            updated_at=row["updated_at"], zone=row["time_zone"], language=row["language"],
+            stage_changed_at=row["stage_changed_at"], zone=row["time_zone"],
+            language=row["language"],
             deliveries=[dict(d) for d in deliveries if d["registration_id"] == row["id"]]))
-    zone, language = _defaults(engine)
+    found = _defaults(engine)
     return Overview([s for s in stages if s["stage"] not in SIDE_STAGES], registrations,
-                    zone, language)
+                    found.zone, found.language, (found.phone or "").strip() or None)
 
 
-_defaults_cache: dict[int, tuple[float, tuple[str | None, str | None]]] = {}
+_defaults_cache: dict[int, tuple[float, Defaults]] = {}
 
 
-def _defaults(engine: Engine) -> tuple[str | None, str | None]:
-    """The dealership's default zone and language, read at most once a minute per engine."""
+def _defaults(engine: Engine) -> Defaults:
+    """The dealership's zone, language and phone, read at most once a minute per engine."""
     now = time.monotonic()
     cached = _defaults_cache.get(id(engine))
     if cached is not None and now - cached[0] < 60:
@@ -77,11 +91,11 @@ def _defaults(engine: Engine) -> tuple[str | None, str | None]:
     try:
         with engine.connect() as conn:
             row = conn.exec_driver_sql(query("portal_defaults")).first()
-        found = (row[0], row[1]) if row is not None else (None, None)
+        found = Defaults(row[0], row[1], row[2]) if row is not None else Defaults()
     except SQLAlchemyError:
-        # A login role that may not read the configuration: dates in UTC, and
-        # an unchosen language is named only as the dealership's default.
-        found = (None, None)
+        # A login role that may not read the configuration: dates in UTC, an
+        # unchosen language named only as the dealership's default, no number.
+        found = Defaults()
     _defaults_cache[id(engine)] = (now, found)
     return found
 

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_time
+from markupsafe import Markup, escape
 
 LANGUAGES = ("en", "es")
 DEFAULT = "en"
@@ -54,6 +55,11 @@ class Words:
         for part in key.split("."):
             node = node[part]
         return str(node).format(**values) if values else str(node)
+
+    def html(self, key: str, **values: Markup) -> Markup:
+        """A sentence with markup in its place-holders (a link): the words escaped, the
+        values as given, so a translation can put the link where its grammar wants it."""
+        return Markup(escape(self(key))).format(**values)
 
     def stage(self, stage: str, fallback: str) -> str:
         return str(_table(self.lang).get("stages", {}).get(stage, fallback))

@@ -23,6 +23,7 @@ from tasks.exceptions import InvalidToken
 from tasks.masking import mask_phone
 from tasks.portal import data
 from tasks.portal.i18n import LANGUAGES, Words, pick_language
+from tasks.portal.phone import PhoneProblem, display_phone, normalize_phone, read_phone, tel_href
 from tasks.portal.signin import SESSION_TTL_S, Outcome, Result
 from tasks.portal.state import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Portal, portal_for
 
@@ -41,19 +42,6 @@ _HERE = Path(__file__).parent
 _CSS = (_HERE / "portal.css").read_bytes()
 _env = Environment(loader=FileSystemLoader(_HERE / "templates"),
                    autoescape=select_autoescape(["j2"]), trim_blocks=True, lstrip_blocks=True)
-_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
-
-
-def normalize_phone(raw: str) -> str | None:
-    """E.164 from what a person types; ten digits without a country code are +1 (US)."""
-    digits = re.sub(r"\D", "", raw or "")
-    if not raw.strip().startswith("+"):
-        if len(digits) == 10:
-            digits = "1" + digits
-        elif not (len(digits) == 11 and digits.startswith("1")):
-            return None
-    phone = "+" + digits
-    return phone if _PHONE.match(phone) else None
 
 
 def _words(request: Request) -> Words:
@@ -71,7 +59,7 @@ def _render(request: Request, portal: Portal, template: str, status: int = 200,
     words: Words = ctx.pop("w", None) or _words(request)
     html = _env.get_template(template).render(
         w=words, base=BASE, csrf=portal.csrf_token(nonce),
-        dealership=portal.settings.dealership_name, **ctx)
+        dealership=_brand(portal, words), **ctx)
     response = HTMLResponse(html, status_code=status, headers=HEADERS)
     if fresh:
         _cookie(response, portal, CSRF_COOKIE, nonce, None)
@@ -79,6 +67,13 @@ def _render(request: Request, portal: Portal, template: str, status: int = 200,
     if lang in LANGUAGES:
         _cookie(response, portal, LANG_COOKIE, lang, 365 * 86400)
     return response
+
+
+def _brand(portal: Portal, words: Words) -> str:
+    """DEALERSHIP_NAME; left at its default, the page's own words for "your dealership"."""
+    name = portal.settings.dealership_name
+    default = type(portal.settings).model_fields["dealership_name"].default
+    return words("default_brand") if name == default else name
 
 
 def _cookie(response: Response, portal: Portal, key: str, value: str,
@@ -158,6 +153,9 @@ async def _home(request: Request, portal: Portal, claims: dict[str, Any], status
                    labels={s["stage"]: s["label"] for s in overview.stages},
                    preferences=data.PREFERENCES, message_languages=data.MESSAGE_LANGUAGES,
                    masked=mask_phone("+" + claims["phone"]),
+                   call=({"href": tel_href(overview.dealership_phone),
+                          "text": display_phone(overview.dealership_phone)}
+                         if overview.dealership_phone else None),
                    **ctx)
 
 
@@ -171,10 +169,13 @@ async def send_code(request: Request) -> Response:
     if portal.sender is None:
         return _render(request, portal, "signin.html.j2", 503, w=words, configured=False,
                        phone=None)
-    phone = normalize_phone(form.get("phone", ""))
-    if phone is None:
+    typed = form.get("phone", "")
+    phone = read_phone(typed)
+    if isinstance(phone, PhoneProblem):
+        # What was typed stays in the field, so the customer fixes it, not retypes it.
         return _render(request, portal, "signin.html.j2", 422, w=words, configured=True,
-                       phone=None, error=words("signin.bad_phone"))
+                       phone=None, typed=typed[:24],
+                       error=words("signin." + phone.key, **phone.values))
     started = time.monotonic()
     ip = _client_ip(request)
     if ((portal.own("sends_per_ip") and not portal.sends_per_ip.allow(ip))

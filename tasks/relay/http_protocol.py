@@ -46,12 +46,15 @@ class HeaderDeadlineProtocol(H11Protocol):
 
     header_timeout_s: float = 10.0
     _header_timer: asyncio.TimerHandle | None = None
+    #: Whether the connection has sent anything at all.
+    _spoke: bool = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        self._spoke = self._spoke or bool(data)
         if self._header_timer is None and self.conn.their_state is h11.IDLE:
             self._arm_header_timer()
         super().data_received(data)
@@ -76,7 +79,13 @@ class HeaderDeadlineProtocol(H11Protocol):
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
-        log.warning("%s: request headers not complete within %gs; answered 408 and closed",
-                    client, self.header_timeout_s)
+        if self._spoke:
+            log.warning("%s: request headers not complete within %gs; answered 408 and closed",
+                        client, self.header_timeout_s)
+        else:
+            # Browsers open spare connections they may never use (Chromium keeps
+            # one ready for the next click): closing one is routine, not a warning.
+            log.debug("%s: connection left silent for %gs; answered 408 and closed",
+                      client, self.header_timeout_s)
         self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()
