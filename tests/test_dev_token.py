@@ -1,4 +1,4 @@
-"""An API token on a local stack (issue 37 #1): `regnotify up` keeps a SESSION_SECRET as it
+"""An API token on a local stack: `regnotify up` keeps a SESSION_SECRET as it
 keeps Flower's password, and `regnotify dev-token` prints a customer's or a staff member's
 token that the local relay's /api accepts, refused with one line anywhere else."""
 
@@ -126,7 +126,7 @@ def test_tokens_from_dev_token_and_the_portal_are_accepted_by_the_local_api(stat
             reg = str(conn.execute(
                 "INSERT INTO registrations (customer_name, customer_phone) "
                 "VALUES ('Token Tess', '+15557770003') RETURNING id").fetchone()["id"])
-            # Where staff are kept in SQL (issue 32), an admin token needs an active one.
+            # Where staff are kept in SQL, an admin token needs an active one.
             if conn.execute("SELECT to_regclass('public.staff_members') AS t").fetchone()["t"]:
                 conn.execute("INSERT INTO staff_members (email, name) "
                              "VALUES ('desk@dealer.example', 'Desk')")

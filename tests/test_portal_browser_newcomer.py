@@ -1,4 +1,4 @@
-"""The customer page's first-hour surprises (issue 37) in a real browser at a phone's width
+"""The customer page's first-hour surprises in a real browser at a phone's width
 (390 px): the phone field, the stages as a named list, "Last change", the messages list, the
 dealership's number when it needs attention, and the Spanish page. Screenshots go to
 test-artifacts/portal/ (newcomer-*), axe-core checks each page."""

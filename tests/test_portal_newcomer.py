@@ -1,4 +1,4 @@
-"""The customer page's first-hour surprises (issue 37), through its HTTP door: "Last change"
+"""The customer page's first-hour surprises, through its HTTP door: "Last change"
 is the stage's, the messages list explains each entry, "call them" gives a number, the phone
 field says what is wrong and keeps what was typed, and the Spanish page's default brand."""
 

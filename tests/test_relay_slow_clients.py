@@ -223,7 +223,7 @@ def test_keep_alive_still_works_for_requests_with_and_without_bodies(relay):
 
 
 def test_an_idle_spare_connection_is_closed_without_a_warning(relay):
-    # What a browser leaves open beside the page it loaded (issue 37 #9): no byte
+    # What a browser leaves open beside the page it loaded: no byte
     # ever comes. It is closed as before, but that is routine, not a WARNING in `up`.
     client = SlowClient(relay.port, b"", b"")
     try:

@@ -1,5 +1,5 @@
 """`regnotify status` says the zone of every time it prints, and uses one zone for all of
-them: the machine's (issue 37 #7). A held message's local opening keeps the customer's zone,
+them: the machine's. A held message's local opening keeps the customer's zone,
 named beside it."""
 
 from __future__ import annotations
