@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tasks.exceptions import ProviderConfigError
+from tasks.exceptions import ProviderConfigError, RelayConfigError
 
 #: Written by `regnotify up` (relative to the folder it runs in).
 UP_ENV_FILE = ".regnotify/up.env"
@@ -209,6 +209,36 @@ def get_settings() -> Settings:
 
 #: What .env.example's placeholder secrets contain.
 PLACEHOLDER_MARK = "change-me"
+
+
+#: The shortest signing secret accepted: HS256 keys shorter than the hash's
+#: 32 bytes fall to an offline guess of the secret from one captured token.
+MIN_SECRET_BYTES = 32
+#: Secrets that sign tokens: checked whenever something verifies or makes one.
+SIGNING_SECRETS = ("session_secret", "supabase_jwt_secret")
+
+
+def refuse_weak_secrets(settings: Settings) -> None:
+    """Refuse a signing secret that is a placeholder or shorter than 32 bytes.
+
+    A token signed with a guessable secret is anyone's token: the check runs
+    at start (the relay, `regnotify up`) so the relay never serves with one.
+    """
+    for name in SIGNING_SECRETS:
+        value = getattr(settings, name)
+        if value is None or not value.get_secret_value():
+            continue
+        raw = value.get_secret_value()
+        if PLACEHOLDER_MARK in raw:
+            raise RelayConfigError(
+                f"{name.upper()} is still the change-me placeholder from .env.example: set "
+                "it to a secret of your own (python3 -c \"import secrets; "
+                "print(secrets.token_urlsafe(32))\")")
+        if len(raw.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise RelayConfigError(
+                f"{name.upper()} is {len(raw.encode('utf-8'))} bytes, under the "
+                f"{MIN_SECRET_BYTES} it needs: set a longer random one (python3 -c \"import "
+                "secrets; print(secrets.token_urlsafe(32))\")")
 
 
 def refuse_placeholders(settings: Settings, names: tuple[str, ...] = (
