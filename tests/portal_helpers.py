@@ -18,6 +18,8 @@ from tests.wire.supabase_auth_wire import SupabaseAuthWire
 from tests.wire.twilio_verify_wire import TwilioVerifyWire
 
 SESSION_SECRET = "portal-test-session-secret-0123456789abcdef"
+#: The session cookie's name on the https page the test clients use.
+SESSION_COOKIE = "__Host-rn_session"
 CODE_LINE = re.compile(r"sign-in code for (\+\*+\d{4}): (\d{6})")
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 

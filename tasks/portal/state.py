@@ -18,6 +18,12 @@ from tasks.settings import Settings
 SESSION_COOKIE = "rn_session"
 CSRF_COOKIE = "rn_csrf"
 LANG_COOKIE = "rn_lang"
+#: Over https the session and CSRF cookies are `__Host-` ones: the browser then takes it only
+#: from this very origin, with Path=/ and Secure, so a sibling subdomain or a
+#: plain-http page cannot plant one.
+HOST_PREFIX = "__Host-"
+#: Where the cookies live without the prefix (a plain-http relay on loopback).
+PLAIN_PATH = "/portal"
 
 _lock = threading.Lock()
 
@@ -36,13 +42,49 @@ class Portal:
         """Whether regnotify keeps `limit` itself for this sender."""
         return self.sender is not None and limit in OWN_LIMITS[self.sender.name]
 
-    def csrf_token(self, nonce: str) -> str:
-        return hmac.new(self.csrf_key, b"csrf|" + nonce.encode(), hashlib.sha256).hexdigest()
+    def cookie_name(self, name: str) -> str:
+        """A cookie's name as this portal sets and reads it (`__Host-` over https)."""
+        return HOST_PREFIX + name if self._host_only(name) else name
 
-    def csrf_ok(self, nonce: str | None, given: str | None) -> bool:
-        if not nonce or not given:
+    def cookie_path(self, name: str) -> str:
+        # `__Host-` requires Path=/.
+        return "/" if self._host_only(name) else PLAIN_PATH
+
+    def _host_only(self, name: str) -> bool:
+        # The language choice guards nothing; it keeps its plain name.
+        return self.secure_cookies and name in (SESSION_COOKIE, CSRF_COOKIE)
+
+    def _mac(self, purpose: bytes, value: str) -> str:
+        return hmac.new(self.csrf_key, purpose + b"|" + value.encode(), hashlib.sha256).hexdigest()
+
+    # CSRF. Signed in, the token is bound to the session cookie itself, which
+    # another site can neither read nor plant a valid one of. Before sign-in
+    # it is bound to a nonce the server made and signed: a nonce a client
+    # invents (or one planted in a cookie without the server's mark) is
+    # never adopted, a fresh one replaces it.
+    def new_nonce(self) -> str:
+        """A server-made nonce with the server's mark, for the CSRF cookie."""
+        nonce = secrets.token_urlsafe(24)
+        return f"{nonce}.{self._mac(b'nonce', nonce)}"
+
+    def nonce_ok(self, cookie: str | None) -> bool:
+        """Whether a CSRF cookie holds a nonce this server made."""
+        nonce, _, mark = (cookie or "").partition(".")
+        return bool(nonce and mark) and hmac.compare_digest(
+            self._mac(b"nonce", nonce).encode(), mark.encode())
+
+    def csrf_token(self, *, session: str | None, nonce: str | None) -> str:
+        """The form token: bound to the session when there is one, else to the nonce."""
+        if session:
+            return self._mac(b"csrf-session",
+                             hashlib.sha256(session.encode()).hexdigest())
+        return self._mac(b"csrf-nonce", nonce or "")
+
+    def csrf_ok(self, *, session: str | None, nonce: str | None, given: str | None) -> bool:
+        if not given or (not session and not self.nonce_ok(nonce)):
             return False
-        return hmac.compare_digest(self.csrf_token(nonce).encode(), given.encode())
+        expected = self.csrf_token(session=session, nonce=nonce)
+        return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def portal_for(request: Request) -> Portal:

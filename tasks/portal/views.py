@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -64,17 +63,19 @@ def _words(request: Request) -> Words:
 
 def _render(request: Request, portal: Portal, template: str, status: int = 200,
             **ctx: Any) -> HTMLResponse:
-    nonce = request.cookies.get(CSRF_COOKIE) or ""
-    fresh = len(nonce) < 32
+    session = _session(portal, request)
+    nonce = request.cookies.get(portal.cookie_name(CSRF_COOKIE))
+    # Never adopt a nonce the server did not make (see Portal.csrf_token).
+    fresh = not session and not portal.nonce_ok(nonce)
     if fresh:
-        nonce = secrets.token_urlsafe(32)
+        nonce = portal.new_nonce()
     words: Words = ctx.pop("w", None) or _words(request)
     html = _env.get_template(template).render(
-        w=words, base=BASE, csrf=portal.csrf_token(nonce),
+        w=words, base=BASE, csrf=portal.csrf_token(session=session, nonce=nonce),
         dealership=portal.settings.dealership_name, **ctx)
     response = HTMLResponse(html, status_code=status, headers=HEADERS)
     if fresh:
-        _cookie(response, portal, CSRF_COOKIE, nonce, None)
+        _cookie(response, portal, CSRF_COOKIE, str(nonce), None)
     lang = request.query_params.get("lang")
     if lang in LANGUAGES:
         _cookie(response, portal, LANG_COOKIE, lang, 365 * 86400)
@@ -83,8 +84,14 @@ def _render(request: Request, portal: Portal, template: str, status: int = 200,
 
 def _cookie(response: Response, portal: Portal, key: str, value: str,
             max_age: int | None) -> None:
-    response.set_cookie(key, value, max_age=max_age, path=BASE, httponly=True,
-                        samesite="lax", secure=portal.secure_cookies)
+    response.set_cookie(portal.cookie_name(key), value, max_age=max_age,
+                        path=portal.cookie_path(key), httponly=True, samesite="lax",
+                        secure=portal.secure_cookies)
+
+
+def _forget(response: Response, portal: Portal, key: str) -> None:
+    response.delete_cookie(portal.cookie_name(key), path=portal.cookie_path(key), httponly=True,
+                           samesite="lax", secure=portal.secure_cookies)
 
 
 def _redirect(portal: Portal, to: str = BASE) -> Response:
@@ -93,7 +100,10 @@ def _redirect(portal: Portal, to: str = BASE) -> Response:
 
 def _claims(portal: Portal, request: Request) -> dict[str, Any] | None:
     """The verified claims of the session cookie, when it holds a customer's."""
-    token = request.cookies.get(SESSION_COOKIE)
+    if hasattr(request.state, "portal_claims"):  # checked once per request
+        return request.state.portal_claims  # type: ignore[no-any-return]
+    request.state.portal_claims = None
+    token = request.cookies.get(portal.cookie_name(SESSION_COOKIE))
     if not token:
         return None
     try:
@@ -103,14 +113,24 @@ def _claims(portal: Portal, request: Request) -> dict[str, Any] | None:
         return None
     if claims.get("role") != "authenticated" or not claims.get("phone"):
         return None
+    request.state.portal_claims = claims
     return claims
+
+
+def _session(portal: Portal, request: Request) -> str | None:
+    """The session cookie when it holds a valid customer session (CSRF binds to it)."""
+    if _claims(portal, request) is None:
+        return None
+    return request.cookies.get(portal.cookie_name(SESSION_COOKIE))
 
 
 async def _form(request: Request, portal: Portal) -> dict[str, str] | None:
     """The posted form when its CSRF token matches this browser's cookie; else None."""
     body = (await request.body()).decode("utf-8", "replace")
     form = {k: v[0] for k, v in parse_qs(body).items()}
-    if not portal.csrf_ok(request.cookies.get(CSRF_COOKIE), form.get("csrf")):
+    if not portal.csrf_ok(session=_session(portal, request),
+                          nonce=request.cookies.get(portal.cookie_name(CSRF_COOKIE)),
+                          given=form.get("csrf")):
         return None
     return form
 
@@ -132,12 +152,12 @@ async def page(request: Request) -> Response:
     claims = _claims(portal, request)
     if claims is None:
         words = _words(request)
-        expired = bool(request.cookies.get(SESSION_COOKIE))
+        expired = bool(request.cookies.get(portal.cookie_name(SESSION_COOKIE)))
         response = _render(request, portal, "signin.html.j2", configured=portal.sender is not None,
                            phone=None, w=words,
                            error=words("signin.expired") if expired else None)
         if expired:
-            response.delete_cookie(SESSION_COOKIE, path=BASE)
+            _forget(response, portal, SESSION_COOKIE)
         return response
     saved = request.query_params.get("saved") == "1"
     return await _home(request, portal, claims,
@@ -245,8 +265,7 @@ async def sign_out(request: Request) -> Response:
     if await _form(request, portal) is None:
         return _refused(request, portal)
     response = _redirect(portal)
-    response.delete_cookie(SESSION_COOKIE, path=BASE, httponly=True, samesite="lax",
-                           secure=portal.secure_cookies)
+    _forget(response, portal, SESSION_COOKIE)
     return response
 
 
