@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # Keys are fetched again on an unknown kid at most this often, so tokens
     # with made-up kids cannot turn the relay into a JWKS flood.
     supabase_jwks_cooldown_s: float = Field(default=30.0, ge=0)
+    # Proxies whose X-Forwarded-For names the customer's address (comma-separated
+    # IPs or networks, "*" for any): the sign-in limits count per address.
+    # Uvicorn's own name for the same thing; the relay leaves it to us.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
     @field_validator("twilio_api_base_url", "resend_api_base_url", "relay_public_url",
                      "supabase_url", "portal_url")

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
@@ -80,6 +81,7 @@ def verify_settings(wire: TwilioVerifyWire) -> dict[str, Any]:
 def portal_client(clean_db: str) -> Iterator[Callable[..., TestClient]]:
     """A relay app (no lifespan) as the page's browser sees it over https."""
     made: list[TestClient] = []
+    forget_signin_counters(clean_db)
 
     def make(*, loopback: bool = True, **overrides: Any) -> TestClient:
         overrides.setdefault("database_url", clean_db)
@@ -94,3 +96,10 @@ def portal_client(clean_db: str) -> Iterator[Callable[..., TestClient]]:
     for client in made:
         client.app.state.relay.stop()  # type: ignore[attr-defined]
         client.close()
+    forget_signin_counters(clean_db)
+
+
+def forget_signin_counters(database_url: str) -> None:
+    """Start a test with no sign-in counted (they live in the database, shared by relays)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM public.coordination_slots WHERE name LIKE 'regnotify:signin:%'")

@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = app.state.relay.settings
+    # proxy_headers off: the customer page reads X-Forwarded-For itself, from
+    # FORWARDED_ALLOW_IPS only (tasks.portal.limits.client_address).
     uvicorn.run(app, host=host, port=args.port, log_level=args.log_level, server_header=False,
+                proxy_headers=False,
                 http=header_deadline_protocol(settings.relay_header_timeout_s))
     return 0

@@ -16,13 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from db import customer_subjects
 from db.errors import DatabaseUnavailable
 from tasks.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
 from tasks.masking import mask_phone
 from tasks.portal import data
 from tasks.portal.i18n import LANGUAGES, Words, pick_language
-from tasks.portal.signin import SESSION_TTL_S, Outcome, Result
+from tasks.portal.signin import SESSION_TTL_S, Outcome, Result, Sender, own_session
 from tasks.portal.state import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Portal, portal_for
 
 log = logging.getLogger(__name__)
@@ -142,10 +143,6 @@ def _refused(request: Request, portal: Portal) -> Response:
                    error=words("signin.form_expired"))
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def page(request: Request) -> Response:
     """GET /portal: the sign-in form, or the customer's registrations."""
     portal = portal_for(request)
@@ -196,12 +193,17 @@ async def send_code(request: Request) -> Response:
         return _render(request, portal, "signin.html.j2", 422, w=words, configured=True,
                        phone=None, error=words("signin.bad_phone"))
     started = time.monotonic()
-    ip = _client_ip(request)
-    if ((portal.own("sends_per_ip") and not portal.sends_per_ip.allow(ip))
-            or (portal.own("sends_per_number") and not portal.sends_per_number.allow(phone))):
-        result = Result(Outcome.TOO_MANY)
-    else:
-        result = await run_in_threadpool(portal.sender.send, phone, ip)
+    ip = portal.client_ip(request)
+    sender = portal.sender
+
+    def attempt() -> Result:
+        # Counted the same for every number before the sender is asked, so
+        # a number the sender does not know is refused exactly when a known one is.
+        if not portal.may_send(phone, ip):
+            return Result(Outcome.TOO_MANY)
+        return sender.send(phone, ip)
+
+    result = await run_in_threadpool(attempt)
     await asyncio.sleep(max(0.0, SEND_FLOOR_S - (time.monotonic() - started)))
     if result.outcome is Outcome.SENT:
         return _render(request, portal, "signin.html.j2", w=words, configured=True, phone=phone,
@@ -223,7 +225,11 @@ async def sign_in(request: Request) -> Response:
     code = re.sub(r"\s", "", form.get("code", ""))[:10]
     if portal.sender is None or phone is None:
         return _redirect(portal)
-    result = await run_in_threadpool(portal.sender.check, phone, code, _client_ip(request))
+    started = time.monotonic()
+    result = await run_in_threadpool(_check, portal, portal.sender, phone, code,
+                                     portal.client_ip(request))
+    # The same floor as a send's: how long a check takes says nothing either.
+    await asyncio.sleep(max(0.0, SEND_FLOOR_S - (time.monotonic() - started)))
     if result.outcome is Outcome.OK and result.token:
         response = _redirect(portal)
         _cookie(response, portal, SESSION_COOKIE, result.token, SESSION_TTL_S)
@@ -234,6 +240,29 @@ async def sign_in(request: Request) -> Response:
     }.get(result.outcome, (503, "signin.unavailable", phone))
     return _render(request, portal, "signin.html.j2", status, w=words, configured=True,
                    phone=again, error=words(key))
+
+
+def _check(portal: Portal, sender: Sender, phone: str, code: str, ip: str) -> Result:
+    """Count the check, ask the sender, and make regnotify's session for a good code."""
+    if not portal.may_check(phone):
+        # Used up: the console's code goes too (a resend does not refill).
+        forget = getattr(sender, "forget", None)
+        if forget is not None:
+            forget(phone)
+        return Result(Outcome.TOO_MANY)
+    result = sender.check(phone, code, ip)
+    if result.outcome is not Outcome.OK:
+        return result
+    portal.signed_in(phone)
+    if result.token:
+        return result
+    try:
+        with portal.engine().begin() as conn:
+            subject = customer_subjects.subject_for(conn, phone)
+    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        log.warning("portal: no session made, database unavailable (%s)", type(exc).__name__)
+        return Result(Outcome.UNAVAILABLE)
+    return Result(Outcome.OK, own_session(portal.settings, phone, subject))
 
 
 async def preference(request: Request) -> Response:
