@@ -76,15 +76,16 @@ def test_previous_holders_id_is_nowhere_in_the_new_holders_answers(portal_client
     page = new.get("/portal")
     assert timeline.status_code == mine.status_code == page.status_code == 200
     changes = [e for e in timeline.json()["events"] if e["kind"] == "preference_change"]
-    assert [c["changed_by"] for c in changes] == ["the dealership"]
+    assert [(c["changed_by"], c["changed_by_label"]) for c in changes] == [
+        (None, "the dealership")]
     for answer in (timeline.text, mine.text, page.text):
         assert old_sub not in answer and OLD[1:] not in answer
     # The earlier holder's own change reads "you" to them while it was theirs.
     conn.execute("UPDATE registrations SET customer_phone = %s WHERE id = %s", (OLD, reg))
     theirs = old.get(f"/api/registrations/{reg}/timeline",
                      headers={"Authorization": f"Bearer {old_token}"}).json()
-    assert [e["changed_by"] for e in theirs["events"]
-            if e["kind"] == "preference_change"] == ["you"]
+    assert [(e["changed_by"], e["changed_by_label"]) for e in theirs["events"]
+            if e["kind"] == "preference_change"] == [("you", "you")]
 
 
 # ── 6. counters every relay shares, kept across restarts ────────────────────

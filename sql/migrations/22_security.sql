@@ -13,9 +13,9 @@
 --   digests e-mailed to staff per hour; what passes it waits for one summary
 --   e-mail per hour (nothing is dropped). NULL: no cap.
 -- * timeline_preference_changes: a customer reads "you", "staff" or "the
---   dealership" for who changed a preference, never an id (a registration's
---   earlier holder's id among them). Only this piece of notification_timeline
---   is redefined.
+--   dealership" (changed_by_label) for who changed a preference, never an id
+--   (a registration's earlier holder's id among them). Only this piece of
+--   notification_timeline is redefined.
 
 -- 1 ─ Session subjects ────────────────────────────────────────────────────────
 
@@ -97,10 +97,18 @@ AS $fn$
         'old_pref', c.old_pref,
         'new_pref', c.new_pref,
         'changed_by_kind', c.changed_by_kind,
-        -- Staff and the backend see who; a customer sees only whether it was
-        -- them (by their token's sub), staff, or anyone else: "the dealership".
+        -- Staff and the backend see who. A customer sees no id at all, not
+        -- even an earlier holder's of the registration: `changed_by` is
+        -- "you" for their own change (by their token's sub) and NULL
+        -- otherwise; `changed_by_label` says it in words: "you", "staff" or
+        -- "the dealership" (anyone else: the backend, a direct connection,
+        -- a customer who held the registration before).
         'changed_by', CASE
             WHEN NOT public.timeline_caller_is_customer() THEN c.changed_by
+            WHEN c.changed_by_kind = 'customer'
+                 AND c.changed_by IS NOT DISTINCT FROM (auth.jwt() ->> 'sub') THEN 'you'
+            END,
+        'changed_by_label', CASE
             WHEN c.changed_by_kind = 'customer'
                  AND c.changed_by IS NOT DISTINCT FROM (auth.jwt() ->> 'sub') THEN 'you'
             WHEN c.changed_by_kind = 'staff' THEN 'staff'
