@@ -158,6 +158,10 @@ WHERE c.id
   AND d.id = ANY (ARRAY(
       SELECT o.id FROM public.reply_digests AS o
       WHERE (o.status = 'pending' AND o.send_after <= now()
+             -- only once the hour's own e-mails reached the cap
+             AND (SELECT count(*) FROM public.reply_digests AS h
+                  WHERE NOT h.in_summary AND h.claimed_at > now() - interval '1 hour')
+                 >= c.staff_digest_hourly_cap
              AND NOT EXISTS (SELECT 1 FROM public.reply_digests AS s
                              WHERE s.in_summary AND s.claimed_at > now() - interval '1 hour'))
          OR (o.status = 'sending' AND o.in_summary AND o.lease_until < now())
