@@ -10,6 +10,8 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tasks.portal import views
 from tests.pg import new_registration
@@ -221,3 +223,58 @@ def test_console_known_and_unknown_numbers_answer_alike(portal_client, conn, mon
     a = _sequence(portal_client(), "+15553330040", "111111")
     b = _sequence(portal_client(), "+15553330041", "111111")
     _same(a, b, 0.05)
+
+
+# Any sequence of sends and wrong checks, not just the one above: a number
+# with a Supabase account and one without are answered alike at every step.
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.sampled_from(["send", "check"]), min_size=1, max_size=14))
+def test_any_sequence_answers_known_and_unknown_alike(portal_client, supabase_auth, clean_db,
+                                                      monkeypatch, steps):
+    from tests.portal_helpers import forget_signin_counters
+
+    monkeypatch.setattr(views, "SEND_FLOOR_S", 0.0)
+    supabase_auth.reset(config=True)
+    forget_signin_counters(clean_db)
+    supabase_auth.allow_signups = False
+    try:
+        known, unknown = "+15553330050", "+15553330051"
+        supabase_auth.add_user(known)
+        seen = {}
+        for n, phone in enumerate((known, unknown)):
+            # Each from an address of its own (behind a trusted proxy), so the
+            # per-address count of one does not reach the other.
+            client = portal_client(forwarded_allow_ips="*", **supabase_settings(supabase_auth))
+            client.headers["X-Forwarded-For"] = f"203.0.113.{n + 1}"
+            answers = []
+            for step in steps:
+                path, fields = (("/portal/code", {"phone": phone}) if step == "send"
+                                else ("/portal/sign-in", {"phone": phone, "code": "111111"}))
+                answer = post(client, path, fields)
+                body = _CSRF_VALUE.sub("CSRF", answer.text.replace(phone, "N")
+                                       .replace(phone[-4:], "#"))
+                answers.append((answer.status_code, body))
+            seen[phone] = answers
+        assert seen[known] == seen[unknown]
+    finally:
+        supabase_auth.allow_signups = True
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "allow", "expected"), [
+    ("10.0.0.5", "198.51.100.7", "10.0.0.0/8", "198.51.100.7"),
+    # A client's own header sits left of what the proxy appended: ignored.
+    ("10.0.0.5", "1.2.3.4, 198.51.100.7", "10.0.0.0/8", "198.51.100.7"),
+    # Two proxies in a row, both trusted.
+    ("10.0.0.5", "198.51.100.7, 10.0.0.9", "10.0.0.0/8", "198.51.100.7"),
+    # An untrusted peer's header is never read.
+    ("198.51.100.9", "10.1.1.1", "10.0.0.0/8", "198.51.100.9"),
+    ("127.0.0.1", "198.51.100.7", "127.0.0.1,::1", "198.51.100.7"),
+    ("::1", "2001:db8::5", "127.0.0.1,::1", "2001:db8::5"),
+    ("10.0.0.5", None, "10.0.0.0/8", "10.0.0.5"),
+    ("10.0.0.5", "198.51.100.7", "", "10.0.0.5"),
+])
+def test_client_address_rules(peer, forwarded, allow, expected):
+    from tasks.portal.limits import client_address, trusted_networks
+
+    assert client_address(peer, forwarded, trusted_networks(allow)) == expected
