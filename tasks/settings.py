@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cache
 from typing import Literal
@@ -243,6 +244,26 @@ def refuse_weak_secrets(settings: Settings) -> None:
                 f"{name.upper()} is {len(raw.encode('utf-8'))} bytes, under the "
                 f"{MIN_SECRET_BYTES} it needs: set a longer random one (python3 -c \"import "
                 "secrets; print(secrets.token_urlsafe(32))\")")
+
+
+def refuse_bad_proxies(settings: Settings) -> None:
+    """Refuse a FORWARDED_ALLOW_IPS entry that is neither an address, a network nor `*`."""
+    for item in (part.strip() for part in settings.forwarded_allow_ips.split(",")):
+        if not item or item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise RelayConfigError(
+                f"FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network: list your "
+                "proxies' addresses (e.g. 10.0.0.0/8,192.168.1.5), or * if only proxies reach "
+                "the relay") from None
+
+
+def refuse_unsafe_settings(settings: Settings) -> None:
+    """What the relay checks at start: signing secrets and trusted proxies."""
+    refuse_weak_secrets(settings)
+    refuse_bad_proxies(settings)
 
 
 def refuse_placeholders(settings: Settings, names: tuple[str, ...] = (

@@ -64,6 +64,12 @@ def test_relay_refuses_to_start_with_a_weak_signing_secret(name, value, said):
     assert value not in line  # the secret itself is never said
 
 
+def test_a_proxy_setting_that_is_no_address_stops_the_relay_in_one_line():
+    with pytest.raises(RelayConfigError) as caught:
+        create_app(relay_settings(forwarded_allow_ips="10.0.0.0/8, proxy.internal"))
+    assert "\n" not in str(caught.value) and "'proxy.internal'" in str(caught.value)
+
+
 def test_regnotify_relay_command_says_it_in_one_line(monkeypatch, capsys):
     from tasks.settings import get_settings
     from tests.cli_runner import cli

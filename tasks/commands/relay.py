@@ -51,11 +51,11 @@ def is_loopback(host: str) -> bool:
 
 def prepare(args: argparse.Namespace) -> tuple[Starlette, str]:
     """Check the configuration and build the app; returns it with the host to bind."""
-    from tasks.settings import get_settings, refuse_placeholders, refuse_weak_secrets
+    from tasks.settings import get_settings, refuse_placeholders, refuse_unsafe_settings
 
     settings = get_settings()
     refuse_placeholders(settings, ("relay_token",))
-    refuse_weak_secrets(settings)
+    refuse_unsafe_settings(settings)
     has_token = bool(settings.relay_token and settings.relay_token.get_secret_value())
     if not has_token and not args.local_only:
         raise CommandError(
