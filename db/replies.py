@@ -54,6 +54,8 @@ class Digest:
     recipient: str | None
     attempts: int
     first_at: datetime
+    #: Held back by the hourly cap: e-mailed inside the hour's one summary.
+    in_summary: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,14 +96,20 @@ def lock_number(conn: Connection, from_phone: str) -> None:
 
 
 def record(conn: Connection, *, message_sid: str, from_phone: str, to_phone: str | None,
-           body: str, twilio_kind: str | None) -> Inbound:
-    """Store the text (once per MessageSid) and say what it is."""
+           body: str, twilio_kind: str | None) -> Inbound | None:
+    """Store the text (once per MessageSid) and say what it is.
+
+    None: the MessageSid was seen before and its row is gone (retention pruned
+    it), so this is a replay of an old request: there is nothing to do.
+    """
     params = {"message_sid": message_sid, "from_phone": from_phone, "to_phone": to_phone,
               "body": body, "twilio_kind": twilio_kind}
     row = conn.exec_driver_sql(query("reply_insert"), params).first()
     new = row is not None
     if row is None:
-        row = conn.exec_driver_sql(query("reply_by_sid"), {"message_sid": message_sid}).one()
+        row = conn.exec_driver_sql(query("reply_by_sid"), {"message_sid": message_sid}).first()
+        if row is None:
+            return None
     return Inbound(int(row.id), None if row.registration_id is None else str(row.registration_id),
                    row.keyword, row.keyword_kind, row.acknowledged_at, new)
 
@@ -127,9 +135,26 @@ def acknowledge(conn: Connection, inbound_id: int) -> bool:
 
 
 def claim_digests(conn: Connection, *, limit: int, lease_s: float, token: str) -> list[int]:
-    """Due digests (and lapsed sends), leased for the send task that carries `token`."""
+    """Due digests (and lapsed sends), leased for the send task that carries `token`.
+
+    New digests only up to notification_config.staff_digest_hourly_cap e-mails
+    an hour; call claim_summary next, in the same transaction, for the rest.
+    """
+    conn.exec_driver_sql(query("reply_digests_claim_lock"))
     rows = conn.exec_driver_sql(query("reply_digests_claim"),
                                 {"limit": limit, "lease_s": lease_s, "token": token}).all()
+    return [int(r.id) for r in rows]
+
+
+def claim_summary(conn: Connection, *, lease_s: float, token: str) -> list[int]:
+    """The due digests the hourly cap held back, for ONE summary e-mail (at most one an hour).
+
+    Within the hour after a summary they wait, due again when the next may go.
+    """
+    conn.exec_driver_sql(query("reply_digests_claim_lock"))
+    rows = conn.exec_driver_sql(query("reply_summary_claim"),
+                                {"lease_s": lease_s, "token": token}).all()
+    conn.exec_driver_sql(query("reply_summary_defer"))
     return [int(r.id) for r in rows]
 
 
@@ -144,7 +169,8 @@ def take(conn: Connection, ids: Sequence[int], *, token: str, lease_s: float) ->
     rows = conn.exec_driver_sql(query("reply_digests_take"),
                                 {"ids": list(ids), "token": token, "lease_s": lease_s}).all()
     return [Digest(int(r.id), r.from_phone, None if r.registration_id is None
-                   else str(r.registration_id), r.recipient, int(r.attempts), r.first_at)
+                   else str(r.registration_id), r.recipient, int(r.attempts), r.first_at,
+                   bool(r.in_summary))
             for r in sorted(rows, key=lambda r: r.id)]
 
 

@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 import jwt
-from jwt import PyJWKClient
 
 from tasks.exceptions import InvalidToken, RelayConfigError
+from tasks.jwks_keys import JwksKeys
 from tasks.settings import Settings
 
 #: Seconds of clock skew forgiven on exp/iat/nbf.
@@ -31,7 +31,7 @@ ROLES = frozenset({"anon", "authenticated", "service_role"})
 JWKS_LIFESPAN_S = 600
 JWKS_TIMEOUT_S = 5
 
-_clients: dict[tuple[str, float], PyJWKClient] = {}
+_clients: dict[tuple[str, float], JwksKeys] = {}
 _clients_lock = threading.Lock()
 
 
@@ -44,14 +44,14 @@ def jwks_url(supabase_url: str) -> str:
     return supabase_issuer(supabase_url) + "/.well-known/jwks.json"
 
 
-def _jwks_client(settings: Settings) -> PyJWKClient:
+def _jwks_client(settings: Settings) -> JwksKeys:
     assert settings.supabase_url
     key = (jwks_url(settings.supabase_url), settings.supabase_jwks_cooldown_s)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = PyJWKClient(key[0], cache_jwk_set=True, lifespan=JWKS_LIFESPAN_S,
-                                 timeout=JWKS_TIMEOUT_S, cooldown_duration=key[1])
+            client = JwksKeys(key[0], lifespan_s=JWKS_LIFESPAN_S, timeout_s=JWKS_TIMEOUT_S,
+                              cooldown_s=key[1])
             _clients[key] = client
         return client
 
@@ -68,6 +68,10 @@ def verify_token(token: str, settings: Settings) -> dict[str, Any]:
         raise InvalidToken(f"{type(exc).__name__}: {exc}") from None
     if claims.get("role") not in ROLES:
         raise InvalidToken("role claim is not anon, authenticated or service_role")
+    if claims.get("iss") == OWN_ISSUER and claims.get("role") != "authenticated":
+        # regnotify only ever issues `authenticated` tokens; any other role in
+        # one is a forgery with a leaked secret, or a bug: never service_role.
+        raise InvalidToken("regnotify's own tokens carry role authenticated only")
     return claims
 
 
@@ -78,7 +82,7 @@ def _verify(token: str, settings: Settings) -> dict[str, Any]:
     if alg in ASYMMETRIC:
         if not settings.supabase_url:
             raise InvalidToken(f"{alg} token but SUPABASE_URL is not set")
-        signing_key = _jwks_client(settings).get_signing_key_from_jwt(token)
+        signing_key = _jwks_client(settings).signing_key(header.get("kid"))
         # The key decides the algorithm, never the token's header alone.
         if signing_key.algorithm_name not in ASYMMETRIC:
             raise InvalidToken(f"JWKS key {header.get('kid')!r} is not ES256/RS256")

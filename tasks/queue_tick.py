@@ -107,7 +107,20 @@ def _reply_digests(limit: int) -> int:
     token = uuid.uuid4().hex
     with engine().begin() as conn:
         ids = replies.claim_digests(conn, limit=limit, lease_s=lease_s, token=token)
-    return dispatch_reply_digests(ids, token)
+        # What the hourly cap held back: one summary e-mail, one task.
+        summary = replies.claim_summary(conn, lease_s=lease_s, token=token)
+    return dispatch_reply_digests(ids, token) + _publish_summary(summary, token)
+
+
+def _publish_summary(digest_ids: list[int], token: str) -> int:
+    """One task for the whole summary: it is one e-mail, so never split into batches."""
+    if digest_ids:
+        if "send_reply_digests" not in app.tasks:
+            app.loader.import_default_modules()
+        app.tasks["send_reply_digests"].apply_async(
+            (digest_ids, token), argsrepr=f"(reply_summary={len(digest_ids)} digests)",
+            add_to_parent=False)
+    return len(digest_ids)
 
 
 @app.task(name="process_notification_queue", bind=True, acks_late=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from html import escape
 
@@ -64,3 +65,38 @@ def passed_on(dealership: str, phone: str | None) -> str:
     """What a customer hears back (at most once a day): a person will read their text."""
     reach = f" To reach us: {phone}." if phone else ""
     return f"{dealership}: thanks, we passed your message on to our team.{reach}"
+
+
+def summary_key(digest_ids: Sequence[int]) -> str:
+    """The Idempotency-Key of an hour's summary: the same for the same digests."""
+    members = ",".join(str(i) for i in sorted(digest_ids))
+    return "regnotify-reply-summary-" + hashlib.sha256(members.encode()).hexdigest()[:32]
+
+
+def summary_email(parts: Sequence[tuple[Digest, Sender | None, Sequence[QuotedReply]]],
+                  dealership: str) -> Email:
+    """One e-mail with every digest the hourly cap held back (staff_digest_hourly_cap)."""
+    recipient = parts[0][0].recipient
+    assert recipient is not None
+    texts = sum(len(quoted) for _, _, quoted in parts)
+    intro = (f"More customers of {dealership} wrote back than the hourly limit of e-mails "
+             f"to staff allows (notification_config.staff_digest_hourly_cap): here are the "
+             f"other {texts} texts from {len(parts)} numbers, all of them.")
+    text_lines = [intro, ""]
+    html = [f"<p>{escape(intro)}</p>"]
+    for digest, sender, quoted in parts:
+        about = _about(digest, sender)
+        stamped = [(f"{r.received_at:%Y-%m-%d %H:%M %Z}", r.body) for r in quoted]
+        text_lines += ["---", *about, "",
+                       *[f"{at}:\n> " + body.replace("\n", "\n> ") for at, body in stamped], ""]
+        html += ["<hr><p>" + "<br>".join(escape(line) for line in about) + "</p>",
+                 *[f"<p><small>{escape(at)}</small></p><blockquote>"
+                   f"{escape(body).replace(chr(10), '<br>')}</blockquote>"
+                   for at, body in stamped]]
+    ending = "Answer them from the dealership's phone; replies to this e-mail reach nobody."
+    text_lines.append(ending)
+    html.append(f"<p>{escape(ending)}</p>")
+    ids = [digest.id for digest, _, _ in parts]
+    return Email(to=recipient, subject=f"{texts} more customer texts from {len(parts)} numbers",
+                 html="".join(html), text="\n".join(text_lines), idempotency_key=summary_key(ids),
+                 tags=(("reply_summary", str(min(ids))),))

@@ -36,7 +36,7 @@ from tasks.delivery_flow import (
 )
 from tasks.providers.base import BatchResult, Email, ProviderError
 from tasks.providers.registry import email_provider
-from tasks.reply_mail import digest_email
+from tasks.reply_mail import digest_email, summary_email
 from tasks.retry_policy import INFRASTRUCTURE_RETRY
 from tasks.settings import get_settings
 from tasks.worker_metrics import record_retry
@@ -105,6 +105,8 @@ def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> Dige
                                     "notification_config.staff_email is not set")
     if not ready:
         return DigestOutcome("done", "nothing left to send")
+    if any(d.in_summary for d in ready):
+        return _run_summary(ready, slot_at)
     ids = [d.id for d in ready]
     # Render before the wait, so the request leaves on its slot.
     mails = _emails(ready, settings.dealership_name)
@@ -134,6 +136,31 @@ def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> Dige
                 log.warning("reply digest %d: refused by the provider (check staff_email)",
                             d.id)
     return DigestOutcome("sent", f"{sent} of {len(mails)} digests")
+
+
+def _run_summary(ready: list[Digest], slot_at: float | None) -> DigestOutcome:
+    """The hour's summary: every digest the cap held back, in ONE e-mail."""
+    settings = get_settings()
+    ids = [d.id for d in ready]
+    with engine().connect() as conn:
+        quoted = replies.messages(conn, ids)
+        parts = [(d, replies.sender(conn, d.registration_id) if d.registration_id else None,
+                  quoted.get(d.id, [])) for d in ready]
+    mail = summary_email(parts, settings.dealership_name)
+    later = _wait_for_slot(ids, slot_at)
+    if later is not None:
+        return later
+    with engine().begin() as conn:
+        attempts = replies.count_attempt(conn, ids)
+    try:
+        with limiter("email").call():
+            message_id = email_provider().send(mail)
+    except ProviderError as exc:
+        return _after_error(ids, attempts, exc)
+    with engine().begin() as conn:
+        for i in ids:
+            replies.mark_sent(conn, i, message_id)
+    return DigestOutcome("sent", f"summary of {len(ids)} digests")
 
 
 def _after_error(ids: list[int], attempts: int, exc: ProviderError) -> DigestOutcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cache
 from typing import Literal
@@ -9,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tasks.exceptions import ProviderConfigError
+from tasks.exceptions import ProviderConfigError, RelayConfigError
 
 #: Written by `regnotify up` (relative to the folder it runs in).
 UP_ENV_FILE = ".regnotify/up.env"
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
     # Keys are fetched again on an unknown kid at most this often, so tokens
     # with made-up kids cannot turn the relay into a JWKS flood.
     supabase_jwks_cooldown_s: float = Field(default=30.0, ge=0)
+    # Proxies whose X-Forwarded-For names the customer's address (comma-separated
+    # IPs or networks, "*" for any): the sign-in limits count per address.
+    # Uvicorn's own name for the same thing; the relay leaves it to us.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
     @field_validator("twilio_api_base_url", "resend_api_base_url", "relay_public_url",
                      "supabase_url", "portal_url")
@@ -209,6 +214,56 @@ def get_settings() -> Settings:
 
 #: What .env.example's placeholder secrets contain.
 PLACEHOLDER_MARK = "change-me"
+
+
+#: The shortest signing secret accepted: HS256 keys shorter than the hash's
+#: 32 bytes fall to an offline guess of the secret from one captured token.
+MIN_SECRET_BYTES = 32
+#: Secrets that sign tokens: checked whenever something verifies or makes one.
+SIGNING_SECRETS = ("session_secret", "supabase_jwt_secret")
+
+
+def refuse_weak_secrets(settings: Settings) -> None:
+    """Refuse a signing secret that is a placeholder or shorter than 32 bytes.
+
+    A token signed with a guessable secret is anyone's token: the check runs
+    at start (the relay, `regnotify up`) so the relay never serves with one.
+    """
+    for name in SIGNING_SECRETS:
+        value = getattr(settings, name)
+        if value is None or not value.get_secret_value():
+            continue
+        raw = value.get_secret_value()
+        if PLACEHOLDER_MARK in raw:
+            raise RelayConfigError(
+                f"{name.upper()} is still the change-me placeholder from .env.example: set "
+                "it to a secret of your own (python3 -c \"import secrets; "
+                "print(secrets.token_urlsafe(32))\")")
+        if len(raw.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise RelayConfigError(
+                f"{name.upper()} is {len(raw.encode('utf-8'))} bytes, under the "
+                f"{MIN_SECRET_BYTES} it needs: set a longer random one (python3 -c \"import "
+                "secrets; print(secrets.token_urlsafe(32))\")")
+
+
+def refuse_bad_proxies(settings: Settings) -> None:
+    """Refuse a FORWARDED_ALLOW_IPS entry that is neither an address, a network nor `*`."""
+    for item in (part.strip() for part in settings.forwarded_allow_ips.split(",")):
+        if not item or item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise RelayConfigError(
+                f"FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network: list your "
+                "proxies' addresses (e.g. 10.0.0.0/8,192.168.1.5), or * if only proxies reach "
+                "the relay") from None
+
+
+def refuse_unsafe_settings(settings: Settings) -> None:
+    """What the relay checks at start: signing secrets and trusted proxies."""
+    refuse_weak_secrets(settings)
+    refuse_bad_proxies(settings)
 
 
 def refuse_placeholders(settings: Settings, names: tuple[str, ...] = (

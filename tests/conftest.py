@@ -34,6 +34,7 @@ _TABLES = (
     "webhook_events",
     "inbound_messages",
     "reply_digests",
+    "seen_message_sids",
 )
 
 

@@ -53,6 +53,8 @@ class JwksServer:
 
     keys: list[SigningKey] = field(default_factory=list)
     fetches: int = 0
+    #: Seconds each fetch hangs before answering (an outage: 0 answers at once).
+    delay_s: float = 0.0
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -74,6 +76,8 @@ class JwksServer:
                     self.send_error(404)
                     return
                 outer.fetches += 1
+                if outer.delay_s:
+                    time.sleep(outer.delay_s)
                 body = json.dumps({"keys": [k.public_jwk() for k in outer.keys]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
@@ -18,6 +19,8 @@ from tests.wire.supabase_auth_wire import SupabaseAuthWire
 from tests.wire.twilio_verify_wire import TwilioVerifyWire
 
 SESSION_SECRET = "portal-test-session-secret-0123456789abcdef"
+#: The session cookie's name on the https page the test clients use.
+SESSION_COOKIE = "__Host-rn_session"
 CODE_LINE = re.compile(r"sign-in code for (\+\*+\d{4}): (\d{6})")
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
@@ -78,6 +81,7 @@ def verify_settings(wire: TwilioVerifyWire) -> dict[str, Any]:
 def portal_client(clean_db: str) -> Iterator[Callable[..., TestClient]]:
     """A relay app (no lifespan) as the page's browser sees it over https."""
     made: list[TestClient] = []
+    forget_signin_counters(clean_db)
 
     def make(*, loopback: bool = True, **overrides: Any) -> TestClient:
         overrides.setdefault("database_url", clean_db)
@@ -92,3 +96,10 @@ def portal_client(clean_db: str) -> Iterator[Callable[..., TestClient]]:
     for client in made:
         client.app.state.relay.stop()  # type: ignore[attr-defined]
         client.close()
+    forget_signin_counters(clean_db)
+
+
+def forget_signin_counters(database_url: str) -> None:
+    """Start a test with no sign-in counted (they live in the database, shared by relays)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM public.coordination_slots WHERE name LIKE 'regnotify:signin:%'")

@@ -45,12 +45,18 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return cli(capsys, "dev-token", *argv)
 
 
-def test_a_customer_token_on_a_local_setup(bare_env, capsys):
+def test_a_customer_token_on_a_local_setup(bare_env, capsys, clean_db):
+    # The subject is the number's random one, kept in the database the portal also uses.
+    bare_env.setenv("DATABASE_URL", clean_db)
     code, out, err = run_cli(capsys, "--customer", "(555) 111-0001")
     assert code == 0, err
     claims = jwt.decode(out.strip(), SECRET, algorithms=["HS256"], audience="authenticated",
                         issuer="regnotify")
     assert (claims["role"], claims["phone"]) == ("authenticated", "15551110001")
+    with connect(clean_db) as conn:
+        kept = conn.execute("SELECT subject::text AS s FROM public.customer_subjects "
+                            "WHERE phone = '+15551110001'").fetchone()
+    assert kept is not None and claims["sub"] == kept["s"]
     assert "/api/me/registrations" in err and out.count("\n") == 1
 
 

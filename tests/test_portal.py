@@ -14,6 +14,7 @@ from tasks.portal import limits, views
 from tests.pg import new_registration
 from tests.portal_helpers import (
     CODE_LINE,
+    SESSION_COOKIE,
     SESSION_SECRET,
     csrf,
     post,
@@ -91,7 +92,7 @@ def test_console_code_signs_in_and_shows_only_the_customers_registration(
     assert "Step 1 of 6: Sale complete" in home.text
     assert 'aria-current="step"' in home.text
     # The claims have Supabase's shape, phone without '+', an hour to live.
-    token = client.cookies.get("rn_session")
+    token = client.cookies.get(SESSION_COOKIE)
     claims = jwt.decode(token, SESSION_SECRET, algorithms=["HS256"], audience="authenticated")
     assert claims["phone"] == ANA[1:] and claims["role"] == "authenticated"
     assert 3500 <= claims["exp"] - time.time() <= 3600
@@ -186,7 +187,7 @@ def test_wrong_code_six_times_then_even_the_right_one_is_refused(portal_client, 
     answers = [check(client, ANA, wrong).status_code for _ in range(6)]
     assert answers == [401] * 5 + [429]
     assert check(client, ANA, code).status_code in (401, 429)
-    assert "rn_session" not in client.cookies
+    assert SESSION_COOKIE not in client.cookies
     assert 'name="phone"' in client.get("/portal").text
 
 
@@ -197,7 +198,7 @@ def test_a_code_works_once(portal_client, regs, capsys):
     assert check(client, ANA, code).status_code == 303
     other = portal_client()
     replay = check(other, ANA, code)
-    assert replay.status_code == 401 and "rn_session" not in other.cookies
+    assert replay.status_code == 401 and SESSION_COOKIE not in other.cookies
 
 
 def test_an_expired_code_is_refused(portal_client, regs, capsys, monkeypatch):
@@ -207,11 +208,11 @@ def test_an_expired_code_is_refused(portal_client, regs, capsys, monkeypatch):
     code = console_code(capsys)
     time.sleep(0.1)
     assert check(client, ANA, code).status_code == 401
-    assert "rn_session" not in client.cookies
+    assert SESSION_COOKIE not in client.cookies
 
 
 def _with_session(client, token: str) -> None:
-    client.cookies.set("rn_session", token, domain="testserver.local", path="/portal")
+    client.cookies.set(SESSION_COOKIE, token, domain="testserver.local", path="/portal")
 
 
 @pytest.mark.parametrize("kind", ["forged", "expired", "garbage"])
@@ -305,7 +306,7 @@ def test_supabase_sign_in_uses_its_session_and_the_customers_ip(
     client = portal_client(**supabase_settings(supabase_auth))
     assert send(client, ANA).status_code == 200
     assert check(client, ANA, supabase_auth.last_code(ANA)).status_code == 303
-    claims = jwt.decode(client.cookies.get("rn_session"), options={"verify_signature": False})
+    claims = jwt.decode(client.cookies.get(SESSION_COOKIE), options={"verify_signature": False})
     assert claims["iss"] == supabase_auth.url + "/auth/v1"  # Supabase's own token
     assert "2022 Toyota Corolla" in client.get("/portal").text
     assert supabase_auth.client_ips == ["testclient", "testclient"]  # Sb-Forwarded-For
@@ -322,7 +323,7 @@ def test_supabase_errors_are_refusals(portal_client, regs, supabase_auth):
     assert check(client, ANA, code).status_code == 401
     supabase_auth.script(ANA, ["429"])
     assert check(client, ANA, code).status_code == 429
-    assert "rn_session" not in client.cookies
+    assert SESSION_COOKIE not in client.cookies
 
 
 def test_supabase_six_wrong_codes_stop_at_five_checks(portal_client, regs, supabase_auth):
@@ -360,7 +361,7 @@ def test_twilio_verify_sign_in(portal_client, regs, twilio_verify):
     assert send(client, ANA).status_code == 200
     assert check(client, ANA, twilio_verify.last_code(ANA)).status_code == 303
     assert "2022 Toyota Corolla" in client.get("/portal").text
-    claims = jwt.decode(client.cookies.get("rn_session"), SESSION_SECRET, algorithms=["HS256"],
+    claims = jwt.decode(client.cookies.get(SESSION_COOKIE), SESSION_SECRET, algorithms=["HS256"],
                         audience="authenticated")
     assert claims["phone"] == ANA[1:]
 
@@ -379,7 +380,7 @@ def test_twilio_verify_errors_are_refusals(portal_client, regs, twilio_verify):
     assert check(client, BEN, ben_code).status_code == 401
     twilio_verify.script("+15559990003", ["429"])
     assert send(client, "+15559990003").status_code == 429
-    assert "rn_session" not in client.cookies
+    assert SESSION_COOKIE not in client.cookies
 
 
 def test_twilio_verify_max_sends_is_its_own(portal_client, twilio_verify):

@@ -10,7 +10,15 @@ SELECT pg_advisory_xact_lock(hashtextextended('regnotify-reply:' || %(from_phone
 -- already stored. The keyword is the trimmed body, any case, in one of the
 -- configured lists; Twilio's OptOutType (Advanced Opt-Out, which knows the
 -- Messaging Service's own keywords) wins when it came.
-WITH cfg AS (
+-- A MessageSid is stored only the first time it is ever seen: seen_message_sids
+-- (migration 22) remembers it after retention prunes the row, so a captured
+-- request replayed later stores nothing (Twilio's signatures carry no time).
+WITH seen AS (
+    INSERT INTO public.seen_message_sids (sid_digest)
+    VALUES (substring(sha256(convert_to(%(message_sid)s, 'UTF8')) FROM 1 FOR 16))
+    ON CONFLICT (sid_digest) DO NOTHING
+    RETURNING 1
+), cfg AS (
     SELECT c.opt_out_keywords, c.opt_in_keywords, c.help_keywords
     FROM public.notification_config AS c
     WHERE c.id
@@ -39,6 +47,7 @@ SELECT %(message_sid)s, %(from_phone)s, %(to_phone)s, %(body)s,
        CASE WHEN kind.k IS NOT NULL THEN left(kind.w, 64) END,
        kind.k
 FROM kind
+WHERE EXISTS (SELECT 1 FROM seen)
 ON CONFLICT (message_sid) DO NOTHING
 RETURNING id, registration_id, keyword, keyword_kind, acknowledged_at;
 
@@ -92,25 +101,84 @@ WHERE m.id = %(id)s
         AND o.acknowledged_at > now() - c.reply_ack_every)
 RETURNING m.acknowledged_at;
 
+-- name: reply_digests_claim_lock
+-- One claim at a time: the hourly cap counts what the claims before took.
+SELECT pg_advisory_xact_lock(hashtextextended('regnotify-reply-digest-claim', 0));
+
 -- name: reply_digests_claim
 -- Due digests, and digests whose send lost its lease (a worker died): taken
--- for one send task, with the staff address of this moment.
+-- for one send task, with the staff address of this moment. New ones only
+-- while the hour's e-mails to staff stay under notification_config's
+-- staff_digest_hourly_cap (migration 22); the rest wait for the summary.
+-- A lapsed summary digest is the summary's to take again (reply_summary_claim).
 UPDATE public.reply_digests AS d
 SET status = 'sending',
     recipient = coalesce(d.recipient, c.staff_email),
     claim_token = %(token)s,
     lease_until = now() + make_interval(secs => %(lease_s)s),
+    claimed_at = coalesce(d.claimed_at, now()),
     updated_at = now()
 FROM public.notification_config AS c
 WHERE c.id
   AND d.id = ANY (ARRAY(
       SELECT o.id FROM public.reply_digests AS o
-      WHERE (o.status = 'pending' AND o.send_after <= now())
-         OR (o.status = 'sending' AND o.lease_until < now())
+      WHERE o.status = 'sending' AND o.lease_until < now() AND NOT o.in_summary
       ORDER BY o.send_after
       LIMIT %(limit)s
+      FOR UPDATE SKIP LOCKED)
+    || ARRAY(
+      SELECT o.id FROM public.reply_digests AS o
+      WHERE o.status = 'pending' AND o.send_after <= now()
+      ORDER BY o.send_after
+      LIMIT (SELECT CASE WHEN k.staff_digest_hourly_cap IS NULL THEN %(limit)s
+                         ELSE greatest(0, least(%(limit)s, k.staff_digest_hourly_cap - (
+                             SELECT count(*) FROM public.reply_digests AS h
+                             WHERE NOT h.in_summary
+                               AND h.claimed_at > now() - interval '1 hour')))
+                    END
+             FROM public.notification_config AS k WHERE k.id)
       FOR UPDATE SKIP LOCKED))
 RETURNING d.id, d.recipient;
+
+-- name: reply_summary_claim
+-- What the cap held back, taken as ONE summary e-mail, at most one an hour:
+-- every due digest still pending after reply_digests_claim, and a lapsed
+-- summary's digests. Nothing when a summary went out within the hour.
+UPDATE public.reply_digests AS d
+SET status = 'sending',
+    in_summary = true,
+    recipient = coalesce(d.recipient, c.staff_email),
+    claim_token = %(token)s,
+    lease_until = now() + make_interval(secs => %(lease_s)s),
+    claimed_at = coalesce(d.claimed_at, now()),
+    updated_at = now()
+FROM public.notification_config AS c
+WHERE c.id
+  AND c.staff_digest_hourly_cap IS NOT NULL
+  AND d.id = ANY (ARRAY(
+      SELECT o.id FROM public.reply_digests AS o
+      WHERE (o.status = 'pending' AND o.send_after <= now()
+             -- only once the hour's own e-mails reached the cap
+             AND (SELECT count(*) FROM public.reply_digests AS h
+                  WHERE NOT h.in_summary AND h.claimed_at > now() - interval '1 hour')
+                 >= c.staff_digest_hourly_cap
+             AND NOT EXISTS (SELECT 1 FROM public.reply_digests AS s
+                             WHERE s.in_summary AND s.claimed_at > now() - interval '1 hour'))
+         OR (o.status = 'sending' AND o.in_summary AND o.lease_until < now())
+      ORDER BY o.send_after
+      FOR UPDATE SKIP LOCKED))
+RETURNING d.id, d.recipient;
+
+-- name: reply_summary_defer
+-- Held back while the hour's summary is out: due again when the next may go.
+UPDATE public.reply_digests AS d
+SET send_after = greatest(d.send_after, (
+        SELECT max(s.claimed_at) + interval '1 hour' FROM public.reply_digests AS s
+        WHERE s.in_summary)),
+    updated_at = now()
+WHERE d.status = 'pending' AND d.send_after <= now()
+  AND EXISTS (SELECT 1 FROM public.reply_digests AS s
+              WHERE s.in_summary AND s.claimed_at > now() - interval '1 hour');
 
 -- name: reply_digests_next_due
 SELECT extract(epoch FROM min(send_after) - now())::float8 AS seconds
@@ -123,7 +191,8 @@ UPDATE public.reply_digests AS d
 SET lease_until = now() + make_interval(secs => %(lease_s)s),
     updated_at = now()
 WHERE d.id = ANY (%(ids)s) AND d.status = 'sending' AND d.claim_token = %(token)s
-RETURNING d.id, d.from_phone, d.registration_id, d.recipient, d.attempts, d.first_at;
+RETURNING d.id, d.from_phone, d.registration_id, d.recipient, d.attempts, d.first_at,
+          d.in_summary;
 
 -- name: reply_digests_attempt
 -- Counted just before the provider call: waiting for a slot is no attempt.

@@ -51,10 +51,11 @@ def is_loopback(host: str) -> bool:
 
 def prepare(args: argparse.Namespace) -> tuple[Starlette, str]:
     """Check the configuration and build the app; returns it with the host to bind."""
-    from tasks.settings import get_settings, refuse_placeholders
+    from tasks.settings import get_settings, refuse_placeholders, refuse_unsafe_settings
 
     settings = get_settings()
     refuse_placeholders(settings, ("relay_token",))
+    refuse_unsafe_settings(settings)
     has_token = bool(settings.relay_token and settings.relay_token.get_secret_value())
     if not has_token and not args.local_only:
         raise CommandError(
@@ -94,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = app.state.relay.settings
+    # proxy_headers off: the customer page reads X-Forwarded-For itself, from
+    # FORWARDED_ALLOW_IPS only (tasks.portal.limits.client_address).
     uvicorn.run(app, host=host, port=args.port, log_level=args.log_level, server_header=False,
+                proxy_headers=False,
                 http=header_deadline_protocol(settings.relay_header_timeout_s))
     return 0

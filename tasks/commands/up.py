@@ -112,12 +112,13 @@ def run(args: argparse.Namespace) -> int:
     from tasks.local.server_binaries import chosen_source
     from tasks.local.up_state import UpState
     from tasks.providers.registry import banner_line
-    from tasks.settings import Settings, refuse_placeholders
+    from tasks.settings import Settings, refuse_placeholders, refuse_unsafe_settings
 
     # The environment and .env only: up.env is what an `up` wrote for other
     # commands, never a setting for the next `up` (it may be a dead one's).
     settings = Settings(_env_file=".env")  # type: ignore[call-arg]
     refuse_placeholders(settings)
+    refuse_unsafe_settings(settings)
     if settings.database_url:
         check_database_url(settings.database_url)  # before anything starts
     providers = banner_line(settings)  # half-filled credentials refuse to start

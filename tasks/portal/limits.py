@@ -1,45 +1,83 @@
-"""The sign-in limits regnotify keeps itself, where the code's sender keeps none.
+"""The sign-in limits regnotify keeps, in the coordination store every relay shares.
 
-Counters live in the relay's memory: a relay that restarts forgets them, and
-with several relay replicas each counts on its own (put sign-in behind one,
-or divide the limits). Codes of the console sender live here too.
+Counters live where the workers' rate limits live: the coordination Redis
+(COORDINATION_REDIS_URL, else the broker when it is Redis), else PostgreSQL
+(the table coordination_slots). So replicas count together and a restart
+forgets nothing. If the store does not answer, a counter in this process
+keeps the relay careful until it does. Keys hold a keyed hash of the number
+or address, never the number itself.
+
+The client's address is the TCP peer, or, when the peer is a trusted proxy
+(FORWARDED_ALLOW_IPS), the last address in X-Forwarded-For that is not one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
+import logging
+import random
 import threading
 import time
+import uuid
 from collections import deque
+from collections.abc import Callable
 
-#: A code lives this long and is checked at most this often.
+import redis
+import sqlalchemy.exc
+from sqlalchemy import Engine
+
+from db import signin_limits
+from tasks.broker_redis import connect, is_redis_url
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: A code lives this long (the console's own codes).
 CODE_TTL_S = 600
+#: Checks of a number's codes within CODE_TTL_S: a resend does not start
+#: the count again (only a good code does), so a new code buys no guesses.
 CHECKS_PER_CODE = 5
+CHECKS_WINDOW_S = CODE_TTL_S
 #: Sends per number, and per client IP, in a sliding window.
 SENDS_PER_NUMBER = 3
 SENDS_PER_NUMBER_WINDOW_S = 600
 SENDS_PER_IP = 10
 SENDS_PER_IP_WINDOW_S = 3600
-#: Entries kept per kind before the oldest are forgotten (a flood of numbers
-#: cannot grow the relay's memory without bound).
+#: Entries kept per kind in the in-process fallback before the oldest go.
 MAX_KEYS = 50_000
+#: One hit in this many also prunes sign-in rows idle for a day (PostgreSQL).
+PRUNE_ONE_IN = 200
+
+# A sliding window in a sorted set: drop what left the window, refuse when
+# full, else log this hit. Redis's clock, so every relay counts alike.
+_HIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+return 1
+"""
 
 
-class SlidingWindow:
-    """At most `limit` events per key within `window_s` seconds."""
+class _LocalWindows:
+    """The in-process fallback: at most `limit` events per key within `window_s`."""
 
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit, self.window_s = limit, window_s
+    def __init__(self) -> None:
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def allow(self, key: str) -> bool:
-        """Count one event for `key`, unless the window is full (then False)."""
+    def hit(self, key: str, limit: int, window_s: float) -> bool:
         now = time.monotonic()
         with self._lock:
             hits = self._hits.pop(key, None) or deque()
-            while hits and hits[0] <= now - self.window_s:
+            while hits and hits[0] <= now - window_s:
                 hits.popleft()
-            allowed = len(hits) < self.limit
+            allowed = len(hits) < limit
             if allowed:
                 hits.append(now)
             self._hits[key] = hits
@@ -47,32 +85,123 @@ class SlidingWindow:
                 self._hits.pop(next(iter(self._hits)))
             return allowed
 
-
-class CheckCounter:
-    """Checks of the code last sent to a number: at most CHECKS_PER_CODE."""
-
-    def __init__(self, limit: int = CHECKS_PER_CODE) -> None:
-        self.limit = limit
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def new_code(self, phone: str) -> None:
+    def clear(self, key: str) -> None:
         with self._lock:
-            self._counts[phone] = 0
-            while len(self._counts) > MAX_KEYS:
-                self._counts.pop(next(iter(self._counts)))
+            self._hits.pop(key, None)
 
-    def allow(self, phone: str) -> bool | None:
-        """Count one check: False once the code has had its checks, None when none is out."""
-        with self._lock:
-            used = self._counts.get(phone)
-            if used is None:
-                return None
-            if used >= self.limit:
-                return False
-            self._counts[phone] = used + 1
-            return True
 
-    def done(self, phone: str) -> None:
-        with self._lock:
-            self._counts.pop(phone, None)
+class SigninCounters:
+    """Sliding-window counters shared by every relay (Redis, else PostgreSQL)."""
+
+    def __init__(self, settings: Settings, engine: Callable[[], Engine], salt: bytes) -> None:
+        self._engine = engine
+        self._salt = salt
+        self._local = _LocalWindows()
+        self._redis: redis.Redis | None = None
+        url = store_redis_url(settings)
+        if url is not None:
+            self._redis = connect(url, timeout_s=2)
+            self._hit_script = self._redis.register_script(_HIT)
+        self._warned = False
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self._redis is not None else "postgresql"
+
+    def key(self, kind: str, value: str) -> str:
+        digest = hmac.new(self._salt, f"{kind}|{value}".encode(), hashlib.sha256).hexdigest()
+        return f"regnotify:signin:{kind}:{digest[:32]}"
+
+    def hit(self, kind: str, value: str, limit: int, window_s: float) -> bool:
+        """Count one event for (kind, value) unless the window is full (then False)."""
+        key = self.key(kind, value)
+        try:
+            if self._redis is not None:
+                allowed = bool(int(self._hit_script(keys=[key], args=[
+                    limit, window_s, uuid.uuid4().hex])))
+            else:
+                with self._engine().begin() as conn:
+                    allowed = signin_limits.hit(conn, key, limit, window_s)
+                    if random.randrange(PRUNE_ONE_IN) == 0:
+                        signin_limits.prune(conn)
+            self._warned = False
+            return allowed
+        except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            self._warn(exc)
+        return self._local.hit(key, limit, window_s)
+
+    def clear(self, kind: str, value: str) -> None:
+        key = self.key(kind, value)
+        self._local.clear(key)
+        try:
+            if self._redis is not None:
+                self._redis.delete(key)
+            else:
+                with self._engine().begin() as conn:
+                    signin_limits.clear(conn, key)
+        except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            self._warn(exc)
+
+    def _warn(self, exc: Exception) -> None:
+        if not self._warned:
+            log.warning("portal: sign-in counters' %s store unavailable (%s); counting in this "
+                        "process until it answers", self.backend, type(exc).__name__)
+            self._warned = True
+
+
+def store_redis_url(settings: Settings) -> str | None:
+    """The Redis the relay's sign-in counters use, or None for PostgreSQL.
+
+    As the workers choose, except that an unset broker means PostgreSQL (the
+    relay always has it) rather than a Redis on the default port that may
+    not be there, or be someone else's.
+    """
+    if settings.coordination_redis_url:
+        return settings.coordination_redis_url
+    url = settings.celery_broker_url
+    return url if is_redis_url(url) else None
+
+
+# ── The client's address ─────────────────────────────────────────────────────
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(spec: str) -> list[Network] | None:
+    """FORWARDED_ALLOW_IPS as networks; None means '*' (every peer is a proxy)."""
+    nets: list[Network] = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        if item == "*":
+            return None
+        nets.append(ipaddress.ip_network(item, strict=False))
+    return nets
+
+
+def _trusted(address: str, nets: list[Network] | None) -> bool:
+    if nets is None:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
+def client_address(peer: str | None, forwarded_for: str | None,
+                   nets: list[Network] | None) -> str:
+    """The customer's address: the peer, unless a trusted proxy says whom it forwards.
+
+    X-Forwarded-For is read right to left, each trusted proxy appending the
+    address it got the request from; the first untrusted one is the client (a
+    client's own X-Forwarded-For values sit further left and are ignored).
+    """
+    peer = peer or "unknown"
+    if not forwarded_for or not _trusted(peer, nets):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, nets):
+            return hop
+    return hops[0] if hops else peer

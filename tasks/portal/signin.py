@@ -1,10 +1,11 @@
 """Who texts the one-time code and checks it: Supabase Auth, Twilio Verify, or the console.
 
 Each sender answers `send(phone, ip)` and `check(phone, code, ip)`; a check
-that passes carries the session token. What each sender already limits
-(code lifetime, single use, checks per code, sends per number and per IP)
-is left to it; `OWN_LIMITS` names what regnotify adds (see
-docs/portal.md).
+that passes carries the session token. The limits regnotify keeps (sends
+per number and per address, checks per number) are counted before a sender
+is asked, the same way for every number whether it has an account or not
+(see tasks.portal.limits and docs/security-limits.md); the console also
+keeps its codes' lifetime and single use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -35,12 +35,15 @@ log = logging.getLogger(__name__)
 
 #: Seconds a session lasts (regnotify's own; Supabase's are its access token's).
 SESSION_TTL_S = 3600
-#: The limits regnotify keeps for each sender; the rest are the sender's own.
-OWN_LIMITS: dict[str, frozenset[str]] = {
-    "supabase": frozenset({"checks_per_code"}),
-    "twilio": frozenset({"sends_per_ip"}),
-    "console": frozenset({"code_ttl", "single_use", "checks_per_code", "sends_per_number",
-                          "sends_per_ip"}),
+#: Sends per number (count, window seconds) regnotify allows for each sender:
+#: no looser than the sender's own, so a number the sender does not know
+#: (and so does not count) is refused exactly when a known one is.
+SENDS_PER_NUMBER: dict[str, tuple[int, float]] = {
+    # Supabase Auth: one text per number per sms_max_frequency (60 s by default).
+    "supabase": (1, 60.0),
+    # Twilio Verify: 5 sends per verification within 10 minutes (60203).
+    "twilio": (5, 600.0),
+    "console": (limits.SENDS_PER_NUMBER, limits.SENDS_PER_NUMBER_WINDOW_S),
 }
 
 
@@ -55,6 +58,7 @@ class Outcome(Enum):
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
+    #: The sender's own session (Supabase's); None with OK: regnotify makes one.
     token: str | None = None
 
 
@@ -66,11 +70,6 @@ class Sender(Protocol):
     def check(self, phone: str, code: str, ip: str) -> Result: ...
 
 
-def subject_for(phone: str) -> str:
-    """A stable `sub` for a number (regnotify's sessions have no user table)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "tel:" + phone))
-
-
 class ConsoleSender:
     """Codes printed on the relay's output: for a relay on 127.0.0.1 only."""
 
@@ -80,7 +79,6 @@ class ConsoleSender:
         self._settings = settings
         self._codes: dict[str, tuple[bytes, float]] = {}
         self._lock = threading.Lock()
-        self._checks = limits.CheckCounter()
 
     def send(self, phone: str, ip: str) -> Result:
         code = f"{secrets.randbelow(10**6):06d}"
@@ -88,19 +86,16 @@ class ConsoleSender:
             self._codes[phone] = (_digest(code), time.monotonic() + limits.CODE_TTL_S)
             while len(self._codes) > limits.MAX_KEYS:
                 self._codes.pop(next(iter(self._codes)))
-        self._checks.new_code(phone)
         # The one place a code is shown: the operator's terminal, by design.
         print(f"sign-in code for {mask_phone(phone)}: {code}", flush=True)
         return Result(Outcome.SENT)
 
+    def forget(self, phone: str) -> None:
+        """Drop the number's code (its checks are used up)."""
+        with self._lock:
+            self._codes.pop(phone, None)
+
     def check(self, phone: str, code: str, ip: str) -> Result:
-        allowed = self._checks.allow(phone)
-        if allowed is None:  # none sent, or already used
-            return Result(Outcome.WRONG)
-        if not allowed:
-            with self._lock:
-                self._codes.pop(phone, None)
-            return Result(Outcome.TOO_MANY)
         with self._lock:
             stored = self._codes.get(phone)
             good = (stored is not None and time.monotonic() < stored[1]
@@ -109,8 +104,7 @@ class ConsoleSender:
                 del self._codes[phone]
         if not good:
             return Result(Outcome.WRONG)
-        self._checks.done(phone)
-        return Result(Outcome.OK, own_session(self._settings, phone))
+        return Result(Outcome.OK)
 
 
 class TwilioVerifySender:
@@ -172,7 +166,7 @@ class TwilioVerifySender:
             return Result(Outcome.UNAVAILABLE)
         if answer.status != "approved":
             return Result(Outcome.WRONG)
-        return Result(Outcome.OK, own_session(self._settings, phone))
+        return Result(Outcome.OK)
 
 
 class SupabaseSender:
@@ -186,7 +180,6 @@ class SupabaseSender:
         self._base = settings.supabase_url.rstrip("/") + "/auth/v1"
         key = settings.supabase_anon_key.get_secret_value()
         self._headers = {"apikey": key, "Authorization": f"Bearer {key}"}
-        self._checks = limits.CheckCounter()
         self._http = requests.Session()
 
     def _post(self, path: str, body: dict[str, str], ip: str) -> requests.Response:
@@ -203,7 +196,6 @@ class SupabaseSender:
             log.warning("portal: Supabase Auth unreachable (%s)", type(exc).__name__)
             return Result(Outcome.UNAVAILABLE)
         if answer.status_code == 200:
-            self._checks.new_code(phone)
             return Result(Outcome.SENT)
         if answer.status_code == 429:
             return Result(Outcome.TOO_MANY)
@@ -216,11 +208,6 @@ class SupabaseSender:
         return Result(Outcome.UNAVAILABLE)
 
     def check(self, phone: str, code: str, ip: str) -> Result:
-        allowed = self._checks.allow(phone)
-        if allowed is False:
-            return Result(Outcome.TOO_MANY)
-        # None: no send through this relay (a restart, another replica); the
-        # code, if any, is Supabase's to judge.
         try:
             answer = self._post("/verify", {"type": "sms", "phone": phone, "token": code}, ip)
         except requests.RequestException as exc:
@@ -241,13 +228,16 @@ class SupabaseSender:
             log.warning("portal: Supabase's session token fails the API's checks (%s); "
                         "check SUPABASE_URL and SUPABASE_JWT_SECRET", exc)
             return Result(Outcome.UNAVAILABLE)
-        self._checks.done(phone)
         return Result(Outcome.OK, token)
 
 
-def own_session(settings: Settings, phone: str) -> str:
-    return issue_session_token(settings, phone=phone, subject=subject_for(phone),
-                               ttl_s=SESSION_TTL_S)
+def own_session(settings: Settings, phone: str, subject: str) -> str:
+    """regnotify's session for a customer who proved `phone`.
+
+    `subject` is the random id stored for the number (db.customer_subjects):
+    never derived from the number, so nobody who sees it can work the number out.
+    """
+    return issue_session_token(settings, phone=phone, subject=subject, ttl_s=SESSION_TTL_S)
 
 
 def choose_sender(settings: Settings, *, loopback: bool) -> Sender | None:

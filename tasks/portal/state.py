@@ -6,18 +6,26 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import SecretStr
+from sqlalchemy import Engine
 from starlette.requests import Request
 
 from tasks.portal import limits
-from tasks.portal.signin import OWN_LIMITS, Sender, choose_sender
+from tasks.portal.signin import SENDS_PER_NUMBER, Sender, choose_sender
 from tasks.settings import Settings
 
 SESSION_COOKIE = "rn_session"
 CSRF_COOKIE = "rn_csrf"
 LANG_COOKIE = "rn_lang"
+#: Over https the session and CSRF cookies are `__Host-` ones: the browser then takes it only
+#: from this very origin, with Path=/ and Secure, so a sibling subdomain or a
+#: plain-http page cannot plant one.
+HOST_PREFIX = "__Host-"
+#: Where the cookies live without the prefix (a plain-http relay on loopback).
+PLAIN_PATH = "/portal"
 
 _lock = threading.Lock()
 
@@ -29,20 +37,76 @@ class Portal:
     loopback: bool
     secure_cookies: bool
     csrf_key: bytes
-    sends_per_number: limits.SlidingWindow
-    sends_per_ip: limits.SlidingWindow
+    counters: limits.SigninCounters
+    #: FORWARDED_ALLOW_IPS (None: every peer is trusted).
+    trusted_proxies: list[limits.Network] | None
+    engine: Callable[[], Engine]
 
-    def own(self, limit: str) -> bool:
-        """Whether regnotify keeps `limit` itself for this sender."""
-        return self.sender is not None and limit in OWN_LIMITS[self.sender.name]
+    def client_ip(self, request: Request) -> str:
+        """The customer's address (a trusted proxy's X-Forwarded-For, else the peer)."""
+        return limits.client_address(request.client.host if request.client else None,
+                                     request.headers.get("x-forwarded-for"),
+                                     self.trusted_proxies)
 
-    def csrf_token(self, nonce: str) -> str:
-        return hmac.new(self.csrf_key, b"csrf|" + nonce.encode(), hashlib.sha256).hexdigest()
-
-    def csrf_ok(self, nonce: str | None, given: str | None) -> bool:
-        if not nonce or not given:
+    def may_send(self, phone: str, ip: str) -> bool:
+        """Count a send for the address, then the number (every try counts)."""
+        assert self.sender is not None
+        if not self.counters.hit("ip", ip, limits.SENDS_PER_IP, limits.SENDS_PER_IP_WINDOW_S):
             return False
-        return hmac.compare_digest(self.csrf_token(nonce).encode(), given.encode())
+        limit, window = SENDS_PER_NUMBER[self.sender.name]
+        return self.counters.hit("number", phone, limit, window)
+
+    def may_check(self, phone: str) -> bool:
+        """Count a check for the number: CHECKS_PER_CODE within the window, resends or not."""
+        return self.counters.hit("check", phone, limits.CHECKS_PER_CODE, limits.CHECKS_WINDOW_S)
+
+    def signed_in(self, phone: str) -> None:
+        """A good code: the number's checks start again."""
+        self.counters.clear("check", phone)
+
+    def cookie_name(self, name: str) -> str:
+        """A cookie's name as this portal sets and reads it (`__Host-` over https)."""
+        return HOST_PREFIX + name if self._host_only(name) else name
+
+    def cookie_path(self, name: str) -> str:
+        # `__Host-` requires Path=/.
+        return "/" if self._host_only(name) else PLAIN_PATH
+
+    def _host_only(self, name: str) -> bool:
+        # The language choice guards nothing; it keeps its plain name.
+        return self.secure_cookies and name in (SESSION_COOKIE, CSRF_COOKIE)
+
+    def _mac(self, purpose: bytes, value: str) -> str:
+        return hmac.new(self.csrf_key, purpose + b"|" + value.encode(), hashlib.sha256).hexdigest()
+
+    # CSRF. Signed in, the token is bound to the session cookie itself, which
+    # another site can neither read nor plant a valid one of. Before sign-in
+    # it is bound to a nonce the server made and signed: a nonce a client
+    # invents (or one planted in a cookie without the server's mark) is
+    # never adopted, a fresh one replaces it.
+    def new_nonce(self) -> str:
+        """A server-made nonce with the server's mark, for the CSRF cookie."""
+        nonce = secrets.token_urlsafe(24)
+        return f"{nonce}.{self._mac(b'nonce', nonce)}"
+
+    def nonce_ok(self, cookie: str | None) -> bool:
+        """Whether a CSRF cookie holds a nonce this server made."""
+        nonce, _, mark = (cookie or "").partition(".")
+        return bool(nonce and mark) and hmac.compare_digest(
+            self._mac(b"nonce", nonce).encode(), mark.encode())
+
+    def csrf_token(self, *, session: str | None, nonce: str | None) -> str:
+        """The form token: bound to the session when there is one, else to the nonce."""
+        if session:
+            return self._mac(b"csrf-session",
+                             hashlib.sha256(session.encode()).hexdigest())
+        return self._mac(b"csrf-nonce", nonce or "")
+
+    def csrf_ok(self, *, session: str | None, nonce: str | None, given: str | None) -> bool:
+        if not given or (not session and not self.nonce_ok(nonce)):
+            return False
+        expected = self.csrf_token(session=session, nonce=nonce)
+        return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def portal_for(request: Request) -> Portal:
@@ -54,12 +118,14 @@ def portal_for(request: Request) -> Portal:
     with _lock:
         found = getattr(app.state, "portal", None)
         if found is None:
-            found = _build(app.state.relay.settings, bool(getattr(app.state, "loopback", False)))
+            relay = app.state.relay
+            found = _build(relay.settings, bool(getattr(app.state, "loopback", False)),
+                           relay.engine)
             app.state.portal = found
     return found
 
 
-def _build(settings: Settings, loopback: bool) -> Portal:
+def _build(settings: Settings, loopback: bool, engine: Callable[[], Engine]) -> Portal:
     secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
     if not secret and loopback:
         # A relay on 127.0.0.1 (regnotify up) without SESSION_SECRET: sessions
@@ -67,14 +133,17 @@ def _build(settings: Settings, loopback: bool) -> Portal:
         secret = secrets.token_urlsafe(32)
         settings = settings.model_copy(update={"session_secret": SecretStr(secret)})
     public = settings.portal_url or settings.relay_public_url or ""
+    csrf_key = (hashlib.sha256(b"regnotify-portal-csrf|" + secret.encode()).digest()
+                if secret else secrets.token_bytes(32))
     return Portal(
         settings=settings,
         sender=choose_sender(settings, loopback=loopback),
         loopback=loopback,
         secure_cookies=public.startswith("https://"),
-        csrf_key=hashlib.sha256(b"regnotify-portal-csrf|" + secret.encode()).digest()
-        if secret else secrets.token_bytes(32),
-        sends_per_number=limits.SlidingWindow(limits.SENDS_PER_NUMBER,
-                                              limits.SENDS_PER_NUMBER_WINDOW_S),
-        sends_per_ip=limits.SlidingWindow(limits.SENDS_PER_IP, limits.SENDS_PER_IP_WINDOW_S),
+        csrf_key=csrf_key,
+        # Keyed by SESSION_SECRET, which every replica shares: they count alike.
+        counters=limits.SigninCounters(
+            settings, engine, hashlib.sha256(b"regnotify-signin-keys|" + csrf_key).digest()),
+        trusted_proxies=limits.trusted_networks(settings.forwarded_allow_ips),
+        engine=engine,
     )

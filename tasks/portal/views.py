@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from db import customer_subjects
 from db.errors import DatabaseUnavailable
 from tasks.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
@@ -24,7 +24,7 @@ from tasks.masking import mask_phone
 from tasks.portal import data
 from tasks.portal.i18n import LANGUAGES, Words, pick_language
 from tasks.portal.phone import PhoneProblem, display_phone, normalize_phone, read_phone, tel_href
-from tasks.portal.signin import SESSION_TTL_S, Outcome, Result
+from tasks.portal.signin import SESSION_TTL_S, Outcome, Result, Sender, own_session
 from tasks.portal.state import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Portal, portal_for
 
 log = logging.getLogger(__name__)
@@ -52,17 +52,19 @@ def _words(request: Request) -> Words:
 
 def _render(request: Request, portal: Portal, template: str, status: int = 200,
             **ctx: Any) -> HTMLResponse:
-    nonce = request.cookies.get(CSRF_COOKIE) or ""
-    fresh = len(nonce) < 32
+    session = _session(portal, request)
+    nonce = request.cookies.get(portal.cookie_name(CSRF_COOKIE))
+    # Never adopt a nonce the server did not make (see Portal.csrf_token).
+    fresh = not session and not portal.nonce_ok(nonce)
     if fresh:
-        nonce = secrets.token_urlsafe(32)
+        nonce = portal.new_nonce()
     words: Words = ctx.pop("w", None) or _words(request)
     html = _env.get_template(template).render(
-        w=words, base=BASE, csrf=portal.csrf_token(nonce),
+        w=words, base=BASE, csrf=portal.csrf_token(session=session, nonce=nonce),
         dealership=_brand(portal, words), **ctx)
     response = HTMLResponse(html, status_code=status, headers=HEADERS)
     if fresh:
-        _cookie(response, portal, CSRF_COOKIE, nonce, None)
+        _cookie(response, portal, CSRF_COOKIE, str(nonce), None)
     lang = request.query_params.get("lang")
     if lang in LANGUAGES:
         _cookie(response, portal, LANG_COOKIE, lang, 365 * 86400)
@@ -78,8 +80,14 @@ def _brand(portal: Portal, words: Words) -> str:
 
 def _cookie(response: Response, portal: Portal, key: str, value: str,
             max_age: int | None) -> None:
-    response.set_cookie(key, value, max_age=max_age, path=BASE, httponly=True,
-                        samesite="lax", secure=portal.secure_cookies)
+    response.set_cookie(portal.cookie_name(key), value, max_age=max_age,
+                        path=portal.cookie_path(key), httponly=True, samesite="lax",
+                        secure=portal.secure_cookies)
+
+
+def _forget(response: Response, portal: Portal, key: str) -> None:
+    response.delete_cookie(portal.cookie_name(key), path=portal.cookie_path(key), httponly=True,
+                           samesite="lax", secure=portal.secure_cookies)
 
 
 def _redirect(portal: Portal, to: str = BASE) -> Response:
@@ -88,7 +96,10 @@ def _redirect(portal: Portal, to: str = BASE) -> Response:
 
 def _claims(portal: Portal, request: Request) -> dict[str, Any] | None:
     """The verified claims of the session cookie, when it holds a customer's."""
-    token = request.cookies.get(SESSION_COOKIE)
+    if hasattr(request.state, "portal_claims"):  # checked once per request
+        return request.state.portal_claims  # type: ignore[no-any-return]
+    request.state.portal_claims = None
+    token = request.cookies.get(portal.cookie_name(SESSION_COOKIE))
     if not token:
         return None
     try:
@@ -98,14 +109,24 @@ def _claims(portal: Portal, request: Request) -> dict[str, Any] | None:
         return None
     if claims.get("role") != "authenticated" or not claims.get("phone"):
         return None
+    request.state.portal_claims = claims
     return claims
+
+
+def _session(portal: Portal, request: Request) -> str | None:
+    """The session cookie when it holds a valid customer session (CSRF binds to it)."""
+    if _claims(portal, request) is None:
+        return None
+    return request.cookies.get(portal.cookie_name(SESSION_COOKIE))
 
 
 async def _form(request: Request, portal: Portal) -> dict[str, str] | None:
     """The posted form when its CSRF token matches this browser's cookie; else None."""
     body = (await request.body()).decode("utf-8", "replace")
     form = {k: v[0] for k, v in parse_qs(body).items()}
-    if not portal.csrf_ok(request.cookies.get(CSRF_COOKIE), form.get("csrf")):
+    if not portal.csrf_ok(session=_session(portal, request),
+                          nonce=request.cookies.get(portal.cookie_name(CSRF_COOKIE)),
+                          given=form.get("csrf")):
         return None
     return form
 
@@ -117,22 +138,18 @@ def _refused(request: Request, portal: Portal) -> Response:
                    error=words("signin.form_expired"))
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def page(request: Request) -> Response:
     """GET /portal: the sign-in form, or the customer's registrations."""
     portal = portal_for(request)
     claims = _claims(portal, request)
     if claims is None:
         words = _words(request)
-        expired = bool(request.cookies.get(SESSION_COOKIE))
+        expired = bool(request.cookies.get(portal.cookie_name(SESSION_COOKIE)))
         response = _render(request, portal, "signin.html.j2", configured=portal.sender is not None,
                            phone=None, w=words,
                            error=words("signin.expired") if expired else None)
         if expired:
-            response.delete_cookie(SESSION_COOKIE, path=BASE)
+            _forget(response, portal, SESSION_COOKIE)
         return response
     saved = request.query_params.get("saved") == "1"
     return await _home(request, portal, claims,
@@ -177,12 +194,17 @@ async def send_code(request: Request) -> Response:
                        phone=None, typed=typed[:24],
                        error=words("signin." + phone.key, **phone.values))
     started = time.monotonic()
-    ip = _client_ip(request)
-    if ((portal.own("sends_per_ip") and not portal.sends_per_ip.allow(ip))
-            or (portal.own("sends_per_number") and not portal.sends_per_number.allow(phone))):
-        result = Result(Outcome.TOO_MANY)
-    else:
-        result = await run_in_threadpool(portal.sender.send, phone, ip)
+    ip = portal.client_ip(request)
+    sender = portal.sender
+
+    def attempt() -> Result:
+        # Counted the same for every number before the sender is asked, so
+        # a number the sender does not know is refused exactly when a known one is.
+        if not portal.may_send(phone, ip):
+            return Result(Outcome.TOO_MANY)
+        return sender.send(phone, ip)
+
+    result = await run_in_threadpool(attempt)
     await asyncio.sleep(max(0.0, SEND_FLOOR_S - (time.monotonic() - started)))
     if result.outcome is Outcome.SENT:
         return _render(request, portal, "signin.html.j2", w=words, configured=True, phone=phone,
@@ -204,7 +226,11 @@ async def sign_in(request: Request) -> Response:
     code = re.sub(r"\s", "", form.get("code", ""))[:10]
     if portal.sender is None or phone is None:
         return _redirect(portal)
-    result = await run_in_threadpool(portal.sender.check, phone, code, _client_ip(request))
+    started = time.monotonic()
+    result = await run_in_threadpool(_check, portal, portal.sender, phone, code,
+                                     portal.client_ip(request))
+    # The same floor as a send's: how long a check takes says nothing either.
+    await asyncio.sleep(max(0.0, SEND_FLOOR_S - (time.monotonic() - started)))
     if result.outcome is Outcome.OK and result.token:
         response = _redirect(portal)
         _cookie(response, portal, SESSION_COOKIE, result.token, SESSION_TTL_S)
@@ -215,6 +241,29 @@ async def sign_in(request: Request) -> Response:
     }.get(result.outcome, (503, "signin.unavailable", phone))
     return _render(request, portal, "signin.html.j2", status, w=words, configured=True,
                    phone=again, error=words(key))
+
+
+def _check(portal: Portal, sender: Sender, phone: str, code: str, ip: str) -> Result:
+    """Count the check, ask the sender, and make regnotify's session for a good code."""
+    if not portal.may_check(phone):
+        # Used up: the console's code goes too (a resend does not refill).
+        forget = getattr(sender, "forget", None)
+        if forget is not None:
+            forget(phone)
+        return Result(Outcome.TOO_MANY)
+    result = sender.check(phone, code, ip)
+    if result.outcome is not Outcome.OK:
+        return result
+    portal.signed_in(phone)
+    if result.token:
+        return result
+    try:
+        with portal.engine().begin() as conn:
+            subject = customer_subjects.subject_for(conn, phone)
+    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        log.warning("portal: no session made, database unavailable (%s)", type(exc).__name__)
+        return Result(Outcome.UNAVAILABLE)
+    return Result(Outcome.OK, own_session(portal.settings, phone, subject))
 
 
 async def preference(request: Request) -> Response:
@@ -246,8 +295,7 @@ async def sign_out(request: Request) -> Response:
     if await _form(request, portal) is None:
         return _refused(request, portal)
     response = _redirect(portal)
-    response.delete_cookie(SESSION_COOKIE, path=BASE, httponly=True, samesite="lax",
-                           secure=portal.secure_cookies)
+    _forget(response, portal, SESSION_COOKIE)
     return response
 
 

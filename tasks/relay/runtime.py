@@ -15,7 +15,7 @@ from tasks.relay.due_watch import DueWatch
 from tasks.relay.listener import Listener
 from tasks.relay.metrics import RelayMetrics
 from tasks.relay.ticker import Ticker
-from tasks.settings import Settings
+from tasks.settings import Settings, refuse_unsafe_settings
 from tasks.wakeup import TickRequest
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class Relay:
             raise RelayConfigError(
                 "RELAY_TOKEN is not set: set it, or run with --local-only to serve loopback only"
             )
+        # A guessable signing secret makes anyone's token: refuse to serve with one.
+        refuse_unsafe_settings(settings)
         self.settings = settings
         self.local_only = local_only
         #: None: no token required (local-only without a token).

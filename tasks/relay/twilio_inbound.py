@@ -41,7 +41,8 @@ EMPTY_TWIML = "<Response/>"
 
 @dataclass(frozen=True)
 class _Handled:
-    inbound: Inbound
+    #: None: a replay of a text seen before whose row was pruned (nothing done).
+    inbound: Inbound | None
     #: The TwiML <Message> to answer with, if any.
     answer: str | None
 
@@ -53,6 +54,10 @@ def _handle(relay: Relay, sid: str, phone: str, to: str | None, body: str,
         replies.lock_number(conn, phone)
         inbound = replies.record(conn, message_sid=sid, from_phone=phone, to_phone=to, body=body,
                                  twilio_kind=twilio_kind)
+        if inbound is None:
+            # Seen before, its row pruned since: a captured request sent again.
+            # A replayed STOP or START must change nothing.
+            return _Handled(None, None)
         config = replies.settings(conn)
         kind = inbound.keyword_kind
         if kind in ("opt_out", "opt_in"):
@@ -76,6 +81,8 @@ def _handle(relay: Relay, sid: str, phone: str, to: str | None, body: str,
 
 
 def _outcome(handled: _Handled) -> str:
+    if handled.inbound is None:
+        return "replayed"
     if not handled.inbound.new:
         return "duplicate"
     return handled.inbound.keyword_kind or "reply"
@@ -104,10 +111,11 @@ async def inbound(request: Request) -> Response:
     outcome = _outcome(handled)
     # The text itself is the customer's and stays out of the logs.
     who = mask_phone(phone) or "<none>"
-    if handled.inbound.registration_id is None:
+    seen = handled.inbound
+    if seen is not None and seen.registration_id is None:
         who += " (unknown number)"
     log.info("inbound SMS %s from %s: %s%s", short_id(sid), who, outcome,
-             f" {handled.inbound.keyword}" if handled.inbound.keyword else "")
+             f" {seen.keyword}" if seen is not None and seen.keyword else "")
     relay.metrics.webhooks.labels("twilio_inbound", outcome).inc()
     return _twiml(handled.answer)
 
