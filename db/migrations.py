@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psycopg
 
+from db import install_ledger, install_preflight
+from db.catalog_snapshot import snapshot
 from db.connection import libpq_url
 from db.errors import MigrationError
 from db.sql_files import migrations_dir
@@ -151,6 +153,7 @@ def _prepare_ledger(conn: psycopg.Connection) -> None:
         roles = [r[0] for r in conn.execute(
             "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(_API_ROLES),))]
         conn.execute(f"REVOKE ALL ON {LEDGER} FROM {', '.join(['PUBLIC', *roles])}")
+        install_ledger.prepare(conn, roles)
 
 
 def _check_api_roles(conn: psycopg.Connection) -> None:
@@ -237,8 +240,15 @@ def migrate(
                     f"cannot set up the migration ledger {LEDGER}: {exc}".strip()
                 ) from exc
             done = _applied(conn)
-            if any(f.filename not in done for f in files):
+            pending = [f.filename for f in files if f.filename not in done]
+            if pending:
                 _check_api_roles(conn)
+                # Before anything changes: a dealership's own table that
+                # cannot take the migrations stops them here, with the fix.
+                install_preflight.check(conn, pending)
+            if pending and not done and not install_ledger.has_baseline(conn):
+                with conn.transaction():
+                    install_ledger.record_baseline(conn)
             shim = _protected_setting_unreadable(conn)
             if shim:
                 with conn.transaction():
@@ -258,6 +268,7 @@ def migrate(
                 notices.clear()
                 try:
                     with conn.transaction():
+                        before = snapshot(conn)
                         if shim and "current_setting(" in f.sql:
                             conn.execute(_SHIM_SEARCH_PATH)
                         conn.execute(f.sql)
@@ -265,6 +276,10 @@ def migrate(
                             f"INSERT INTO {LEDGER} (filename, checksum) VALUES (%s, %s)",
                             (f.filename, f.checksum),
                         )
+                        # What this file created and what it changed that
+                        # was there before: what undo and uninstall put back.
+                        install_ledger.record_diff(conn, f.filename, before, snapshot(conn))
+                        install_ledger.log(conn, f.filename, "apply")
                 except psycopg.Error as exc:
                     raise MigrationError(
                         f"{f.filename} failed and was rolled back: {exc}".strip()
