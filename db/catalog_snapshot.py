@@ -26,9 +26,14 @@ from psycopg.rows import tuple_row
 
 
 def _acl(column: str, default: str) -> str:
-    """An ACL as sorted items, a NULL ACL as the default it stands for: equal means equal."""
-    return (f"(SELECT coalesce(pg_catalog.string_agg(x::text, ',' ORDER BY x::text), '') "
-            f"FROM pg_catalog.unnest(coalesce({column}, {default})) AS x)")
+    """An ACL's items in their order, a NULL ACL as the default it stands for.
+
+    The order is kept so that putting an ACL back gives the same text (psql's
+    \\dp shows it as it is); compare with `same_acl` where order is noise.
+    """
+    return (f"(SELECT coalesce(pg_catalog.string_agg(x.i::text, ',' ORDER BY x.n), '') "
+            f"FROM pg_catalog.unnest(coalesce({column}, {default})) WITH ORDINALITY "
+            f"AS x(i, n))")
 
 
 _NO_ACL = "'{}'::aclitem[]"
@@ -161,3 +166,9 @@ def snapshot(conn: psycopg.Connection) -> dict[str, str]:
 def snapshot_of(conn: psycopg.Connection, key: str) -> str:
     """One key's value now ('' when absent)."""
     return snapshot(conn).get(key, "")
+
+
+def normalized(snap: dict[str, str]) -> dict[str, str]:
+    """The snapshot with each ACL's items sorted: equal when the privileges are."""
+    return {k: ",".join(sorted(v.split(","))) if k.split("|", 1)[0].endswith("acl") else v
+            for k, v in snap.items()}

@@ -126,6 +126,14 @@ def _applied(
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
+def _applied_anywhere(conn: psycopg.Connection) -> set[str]:
+    """The applied files, from whichever ledger there is yet (none: nothing applied)."""
+    for ledger in (LEDGER, _OLD_LEDGER):
+        if _exists(conn, ledger):
+            return set(_applied(conn, ledger))
+    return set()
+
+
 def _exists(conn: psycopg.Connection, relation: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
     return bool(row and row[0])
@@ -233,6 +241,10 @@ def migrate(
         # Session-level: held across the per-file transactions below.
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
+            # Before anything changes (the ledger included): a dealership's own
+            # table that cannot take the migrations stops them here, with the fix.
+            install_preflight.check(conn, [f.filename for f in files
+                                           if f.filename not in _applied_anywhere(conn)])
             try:
                 _prepare_ledger(conn)
             except psycopg.Error as exc:
@@ -243,9 +255,6 @@ def migrate(
             pending = [f.filename for f in files if f.filename not in done]
             if pending:
                 _check_api_roles(conn)
-                # Before anything changes: a dealership's own table that
-                # cannot take the migrations stops them here, with the fix.
-                install_preflight.check(conn, pending)
             if pending and not done and not install_ledger.has_baseline(conn):
                 with conn.transaction():
                     install_ledger.record_baseline(conn)
