@@ -226,7 +226,7 @@ def schema_state(db: Db) -> str:
                      # \restrict carries a random key per run (pg_dump >= 15.14).
                      if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
     meta = subprocess.run(
-        ["psql", "-X", "-q", "-d", db.admin_url, *sum((["-c", m] for m in _PSQL_META), [])],
+        ["psql", "-X", "-q", "-d", db.admin_url, *(a for m in _PSQL_META for a in ("-c", m))],
         capture_output=True, text=True, check=True).stdout
     with connect(db.admin_url) as c:
         grants = c.execute(_DP).fetchall()
