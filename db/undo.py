@@ -184,7 +184,7 @@ def _undo_one(conn: psycopg.Connection, u: UndoFile, report: UndoReport) -> list
     if gone:
         raise MigrationError(
             f"the undo of {u.migration} would remove what was there before regnotify: "
-            f"{', '.join(_say(k) for k in gone)}; nothing was changed. regnotify keeps "
+            f"{', '.join(_say(k) for k in summarize(gone))}; nothing was changed. regnotify keeps "
             "what it adopted (regnotify uninstall keeps it too)")
     report.removed += [k for k in before if k not in after]
     if recorded:
@@ -217,6 +217,20 @@ def _fix_up(conn: psycopg.Connection, migration: str, report: UndoReport) -> lis
         else:
             report.restored.append(key)
     return notes
+
+
+def summarize(keys: list[str]) -> list[str]:
+    """The keys a person needs: no grants or RLS switches, nothing inside a table also named."""
+    names = {k.split("|", 1)[1] for k in keys if k.startswith("rel|")}
+    out = []
+    for key in keys:
+        kind, name = key.split("|", 1)
+        if kind.endswith("acl") or kind == "rls":
+            continue
+        if kind in ("col", "con", "trg", "pol") and name.rpartition(".")[0] in names:
+            continue
+        out.append(key)
+    return out
 
 
 def _say(key: str) -> str:
