@@ -265,6 +265,7 @@ def migrate(
                     conn.execute(
                         "REVOKE ALL ON FUNCTION regnotify.current_setting(text, boolean) "
                         "FROM PUBLIC")
+            after: dict[str, str] | None = None
             for f in files:
                 if f.filename in done:
                     if done[f.filename][0] != f.checksum:
@@ -277,7 +278,9 @@ def migrate(
                 notices.clear()
                 try:
                     with conn.transaction():
-                        before = snapshot(conn)
+                        # The previous file's "after" is this one's "before":
+                        # the advisory lock keeps other runners out between them.
+                        before = after if after is not None else snapshot(conn)
                         if shim and "current_setting(" in f.sql:
                             conn.execute(_SHIM_SEARCH_PATH)
                         conn.execute(f.sql)
@@ -287,8 +290,10 @@ def migrate(
                         )
                         # What this file created and what it changed that
                         # was there before: what undo and uninstall put back.
-                        install_ledger.record_diff(conn, f.filename, before, snapshot(conn))
+                        now = snapshot(conn)
+                        install_ledger.record_diff(conn, f.filename, before, now)
                         install_ledger.log(conn, f.filename, "apply")
+                    after = now
                 except psycopg.Error as exc:
                     raise MigrationError(
                         f"{f.filename} failed and was rolled back: {exc}".strip()

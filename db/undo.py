@@ -140,10 +140,12 @@ def rollback(
         try:
             undos = _pending_undos(conn, to, folder)
             _refuse_data_loss(undos, drop_data, f"rolling back to {to:02d}")
+            state: dict[str, str] | None = None
             for u in undos:
                 try:
                     with conn.transaction():
-                        notes = _undo_one(conn, u, report)
+                        notes, after = _undo_one(conn, u, report, state)
+                    state = after
                 except psycopg.Error as exc:
                     raise MigrationError(
                         f"the undo of {u.migration} failed and was rolled back (the "
@@ -169,17 +171,22 @@ def _recorded(conn: psycopg.Connection) -> bool:
     return _exists(conn, "regnotify.baseline") and install_ledger.has_baseline(conn)
 
 
-def _undo_one(conn: psycopg.Connection, u: UndoFile, report: UndoReport) -> list[str]:
-    """Undo one file inside the caller's transaction; returns notes for a person."""
+def _undo_one(conn: psycopg.Connection, u: UndoFile, report: UndoReport,
+              before: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """Undo one file inside the caller's transaction.
+
+    `before` is the catalog now, when the caller has it (the previous undo's
+    result). Returns notes for a person and the catalog afterwards.
+    """
     recorded = _exists(conn, "regnotify.objects")
     guarded = recorded and _recorded(conn)
-    before = snapshot(conn)
+    before = before if before is not None else snapshot(conn)
     adopted = install_ledger.adopted_keys(conn) if guarded else set()
     conn.execute(u.sql)
     notes: list[str] = []
-    if recorded:
-        notes += _fix_up(conn, u.migration, report)
     after = snapshot(conn)
+    if recorded and _fix_up(conn, u.migration, report, after, notes):
+        after = snapshot(conn)
     gone = sorted(k for k in before if k not in after and k in adopted)
     if gone:
         raise MigrationError(
@@ -191,32 +198,37 @@ def _undo_one(conn: psycopg.Connection, u: UndoFile, report: UndoReport) -> list
         install_ledger.forget(conn, u.migration)
         install_ledger.log(conn, u.migration, "undo")
     conn.execute(f"DELETE FROM {LEDGER} WHERE filename = %s", (u.migration,))
-    return notes
+    return notes, after
 
 
-def _fix_up(conn: psycopg.Connection, migration: str, report: UndoReport) -> list[str]:
-    """Drop what the file created that its undo left; put back what it changed."""
+def _fix_up(conn: psycopg.Connection, migration: str, report: UndoReport,
+            present: dict[str, str], notes: list[str]) -> bool:
+    """Drop what the file created that its undo left; put back what it changed.
+
+    Returns whether it changed anything (the catalog must be read again).
+    """
     records = install_ledger.records_of(conn, migration)
     elsewhere = install_ledger.created_elsewhere(conn, migration)
-    present = snapshot(conn)
+    changed = False
     created = [(k, "") for k, state, _ in records if state == "created" and k not in elsewhere]
     tables_going = {k.split("|", 1)[1] for k, _ in created
                     if k in present and drop_kind(k, present[k]) == "table"}
-    notes: list[str] = []
     for key, stmt in drop_statements(created, present, tables_going):
+        changed = True
         note = run_drop(conn, key, stmt)
         if note:
             notes.append(note)
             report.kept.append(note)
     for key, state, value in records:
-        if state != "original":
+        if state != "original" or present.get(key) == value:
             continue
+        changed = True
         note = restore(conn, key, value)
         if note:
             notes.append(note)
         else:
             report.restored.append(key)
-    return notes
+    return changed
 
 
 def summarize(keys: list[str]) -> list[str]:
@@ -277,8 +289,9 @@ def uninstall(
                     if k.startswith("rel|") and _is_table(conn, k)]
             try:
                 with conn.transaction():
+                    state: dict[str, str] | None = None
                     for u in undos:
-                        _undo_one(conn, u, report)
+                        _, state = _undo_one(conn, u, report, state)
                         report.undone.append(u.migration)
                     report.notes += _leftovers(conn)
                     conn.execute("DROP SCHEMA IF EXISTS regnotify CASCADE")

@@ -242,6 +242,33 @@ def schema_state(db: Db) -> str:
     return "\n".join([dump, meta, *map(str, grants), *map(str, policies), *map(str, roles)])
 
 
+_ORDER_AND_OWNERS = """
+SELECT 'cols ' || c.oid::regclass::text || ' ' || string_agg(a.attname, ',' ORDER BY a.attnum)
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+GROUP BY c.oid
+UNION ALL SELECT 'owner ' || c.oid::regclass::text || ' ' || c.relowner::regrole::text
+FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
+UNION ALL SELECT 'owner ' || p.oid::regprocedure::text || ' ' || p.proowner::regrole::text
+FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
+"""
+
+
+def catalog_state(db: Db) -> str:
+    """What schema_state compares, read in one query instead of pg_dump and psql.
+
+    The runner's own catalog snapshot (every definition, grant, RLS switch,
+    policy, trigger, role and membership), plus column order and owners.
+    For comparing many times over; schema_state is the independent check.
+    """
+    from db.catalog_snapshot import snapshot
+
+    with connect(db.admin_url) as c:
+        lines = [f"{k} = {v}" for k, v in sorted(snapshot(c).items())]
+        lines += sorted(r["?column?"] for r in c.execute(_ORDER_AND_OWNERS))
+    return "\n".join(lines)
+
+
 def first_difference(a: str, b: str) -> str:
     """The first differing lines, for an assertion message."""
     import difflib
