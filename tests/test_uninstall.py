@@ -7,11 +7,17 @@ seed's own tables present before install or not.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from db.migrations import migrate
 from db.undo import uninstall
 from tasks.cli import main
+from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 from tests.install_helpers import (
     KINDS,
     database,
@@ -104,3 +110,60 @@ def test_a_failing_uninstall_removes_nothing(pg_cluster):
         with pytest.raises(MigrationError, match=r"(?s)rolled back.*my_report"):
             uninstall(db.owner_url, drop_data=True)
         assert schema_state(db) == installed
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[EmbeddedPostgres]:
+    """A cluster of its own: no API roles yet, and pg_cron serving its database (if installed)."""
+    root = Path(tempfile.mkdtemp(prefix="regnotify-i34-"))
+    cluster = EmbeddedPostgres(data_dir=root / "data", port=free_port(), database="dealer",
+                               settings={"fsync": "off", "full_page_writes": "off"})
+    cluster.chown(root)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _globals(url: str) -> dict:
+    with connect(url) as c:
+        roles = [r["rolname"] for r in c.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%' ORDER BY 1")]
+        exts = [r["extname"] for r in c.execute("SELECT extname FROM pg_extension ORDER BY 1")]
+    return {"roles": roles, "extensions": exts}
+
+
+def test_uninstall_drops_the_roles_cron_jobs_and_extensions_it_created(own_cluster):
+    url = own_cluster.url
+    before = _globals(url)
+    assert "anon" not in before["roles"]
+    migrate(url)
+    with connect(url) as c:
+        assert {"anon", "authenticated", "service_role"} <= set(_globals(url)["roles"])
+        if own_cluster.cron:
+            jobs = {r["jobname"] for r in c.execute("SELECT jobname FROM cron.job")}
+            assert jobs == {"process-notification-queue", "regnotify-prune"}
+    report = uninstall(url, drop_data=True)
+    assert _globals(url) == before
+    said = " ".join(report.removed)
+    assert "role|anon" in said
+    if own_cluster.cron:
+        assert "cron|process-notification-queue" in said and "ext|pg_cron" in said
+
+
+def test_a_role_another_database_uses_is_kept_and_said(own_cluster):
+    url = own_cluster.url
+    migrate(url)
+    with connect(own_cluster.admin_url) as c:
+        c.execute("DROP DATABASE IF EXISTS other WITH (FORCE)")
+        c.execute("CREATE DATABASE other")
+    other = url.rsplit("/", 1)[0] + "/other"
+    with connect(other) as c:
+        c.execute("CREATE TABLE theirs (id int)")
+        c.execute("GRANT SELECT ON theirs TO authenticated")
+    report = uninstall(url, drop_data=True)
+    assert any("kept role authenticated" in k for k in report.kept), report.kept
+    assert "authenticated" in _globals(url)["roles"]
+    assert "anon" not in _globals(url)["roles"]
