@@ -14,9 +14,9 @@ Keys (stable: undo files name them in `regnotify.adopted(key)`):
     fn|s.name(args)     fnacl|s.name(args)  role|name
     member|role|member  cron|jobname
 
-Objects that belong to an extension (pg_cron's schema cron, pg_net's net)
-and the runner's own schema `regnotify` are left out: they are not
-regnotify's to record.
+Objects that belong to an extension (pg_cron's schema cron, pg_net's net),
+the runner's own schema `regnotify` and the schemas of Supabase's own
+services are left out: they are not regnotify's to record.
 """
 
 from __future__ import annotations
@@ -39,7 +39,14 @@ def _acl(column: str, default: str) -> str:
 _NO_ACL = "'{}'::aclitem[]"
 _REL_DEFAULT = ("pg_catalog.acldefault(CASE relkind WHEN 'S' THEN 's' ELSE 'r' END::\"char\", "
                 "relowner)")
-_SYSTEM = "('pg_catalog', 'information_schema', 'regnotify', 'pg_toast')"
+# Left out: the system's, the runner's own, and the schemas Supabase's services
+# keep changing while they run (Realtime adds partitions, Storage and GoTrue
+# migrate themselves): an object appearing there during a migration is not
+# the migration's, and uninstall must never drop it.
+_SYSTEM = ("('pg_catalog', 'information_schema', 'regnotify', 'pg_toast', 'realtime', "
+           "'_realtime', 'storage', 'graphql', 'graphql_public', 'supabase_functions', "
+           "'supabase_migrations', 'vault', 'pgsodium', 'pgsodium_masks', 'pgbouncer', "
+           "'_analytics', 'net', 'cron')")
 
 # One round trip. Definitions come from the server's own deparsers, so a
 # value is what it takes to create the object again.
