@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 
 from db.connection import redacted
-from db.undo import UndoReport, uninstall, uninstall_plan
+from db.undo import UndoReport, summarize, uninstall, uninstall_plan
 from tasks.commands.database_url import add_database_url_option, resolve_database_url
 from tasks.exceptions import CommandError
 
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     losing = [f"  {u.migration.removesuffix('.sql')}: {u.drops}" for u in undos if u.drops]
     print(f"regnotify uninstall will undo {len(undos)} migration(s) on {redacted(url)}.")
+    made = summarize(made)
     if made:
         print(f"It removes {len(made)} object(s) regnotify created:")
         print(_grouped(made))
@@ -92,7 +93,7 @@ def _grouped(keys: list[str]) -> str:
 
 def _print_report(report: UndoReport) -> None:
     print(f"undid {len(report.undone)} migration(s), newest first")
-    removed = sorted(set(report.removed))
+    removed = summarize(sorted(set(report.removed)))
     if removed:
         print("removed:")
         print(_grouped(removed))
