@@ -7,6 +7,14 @@ whose checksum changed is refused rather than silently skipped.
 The ledger lives in schema `regnotify`, out of PostgREST's reach (it exposes
 `public`) and granted to nobody; a ledger older runners kept in
 `public.regnotify_migrations` is moved there on the next run.
+
+Beside it the runner records, in each file's own transaction, what the file
+created and what it changed that was there before (db/install_ledger.py),
+from a catalog snapshot taken before and after it (db/catalog_snapshot.py):
+what `regnotify migrate --to NN` and `regnotify uninstall` (db/undo.py) read
+to take regnotify out and leave the dealership's own objects as they were.
+Before the first file, a preflight (db/install_preflight.py) refuses a
+dealership's existing table that cannot take the migrations.
 """
 
 from __future__ import annotations
@@ -243,8 +251,9 @@ def migrate(
         try:
             # Before anything changes (the ledger included): a dealership's own
             # table that cannot take the migrations stops them here, with the fix.
+            already = _applied_anywhere(conn)
             install_preflight.check(conn, [f.filename for f in files
-                                           if f.filename not in _applied_anywhere(conn)])
+                                           if f.filename not in already])
             try:
                 _prepare_ledger(conn)
             except psycopg.Error as exc:
