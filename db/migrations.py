@@ -7,6 +7,14 @@ whose checksum changed is refused rather than silently skipped.
 The ledger lives in schema `regnotify`, out of PostgREST's reach (it exposes
 `public`) and granted to nobody; a ledger older runners kept in
 `public.regnotify_migrations` is moved there on the next run.
+
+Beside it the runner records, in each file's own transaction, what the file
+created and what it changed that was there before (db/install_ledger.py),
+from a catalog snapshot taken before and after it (db/catalog_snapshot.py):
+what `regnotify migrate --to NN` and `regnotify uninstall` (db/undo.py) read
+to take regnotify out and leave the dealership's own objects as they were.
+Before the first file, a preflight (db/install_preflight.py) refuses a
+dealership's existing table that cannot take the migrations.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from pathlib import Path
 
 import psycopg
 
+from db import install_ledger, install_preflight
+from db.catalog_snapshot import snapshot
 from db.connection import libpq_url
 from db.errors import MigrationError
 from db.sql_files import migrations_dir
@@ -124,6 +134,14 @@ def _applied(
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
+def _applied_anywhere(conn: psycopg.Connection) -> set[str]:
+    """The applied files, from whichever ledger there is yet (none: nothing applied)."""
+    for ledger in (LEDGER, _OLD_LEDGER):
+        if _exists(conn, ledger):
+            return set(_applied(conn, ledger))
+    return set()
+
+
 def _exists(conn: psycopg.Connection, relation: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
     return bool(row and row[0])
@@ -151,6 +169,7 @@ def _prepare_ledger(conn: psycopg.Connection) -> None:
         roles = [r[0] for r in conn.execute(
             "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(_API_ROLES),))]
         conn.execute(f"REVOKE ALL ON {LEDGER} FROM {', '.join(['PUBLIC', *roles])}")
+        install_ledger.prepare(conn, roles)
 
 
 def _check_api_roles(conn: psycopg.Connection) -> None:
@@ -230,6 +249,11 @@ def migrate(
         # Session-level: held across the per-file transactions below.
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
+            # Before anything changes (the ledger included): a dealership's own
+            # table that cannot take the migrations stops them here, with the fix.
+            already = _applied_anywhere(conn)
+            install_preflight.check(conn, [f.filename for f in files
+                                           if f.filename not in already])
             try:
                 _prepare_ledger(conn)
             except psycopg.Error as exc:
@@ -237,8 +261,12 @@ def migrate(
                     f"cannot set up the migration ledger {LEDGER}: {exc}".strip()
                 ) from exc
             done = _applied(conn)
-            if any(f.filename not in done for f in files):
+            pending = [f.filename for f in files if f.filename not in done]
+            if pending:
                 _check_api_roles(conn)
+            if pending and not done and not install_ledger.has_baseline(conn):
+                with conn.transaction():
+                    install_ledger.record_baseline(conn)
             shim = _protected_setting_unreadable(conn)
             if shim:
                 with conn.transaction():
@@ -246,6 +274,7 @@ def migrate(
                     conn.execute(
                         "REVOKE ALL ON FUNCTION regnotify.current_setting(text, boolean) "
                         "FROM PUBLIC")
+            after: dict[str, str] | None = None
             for f in files:
                 if f.filename in done:
                     if done[f.filename][0] != f.checksum:
@@ -258,6 +287,9 @@ def migrate(
                 notices.clear()
                 try:
                     with conn.transaction():
+                        # The previous file's "after" is this one's "before":
+                        # the advisory lock keeps other runners out between them.
+                        before = after if after is not None else snapshot(conn)
                         if shim and "current_setting(" in f.sql:
                             conn.execute(_SHIM_SEARCH_PATH)
                         conn.execute(f.sql)
@@ -265,6 +297,12 @@ def migrate(
                             f"INSERT INTO {LEDGER} (filename, checksum) VALUES (%s, %s)",
                             (f.filename, f.checksum),
                         )
+                        # What this file created and what it changed that
+                        # was there before: what undo and uninstall put back.
+                        now = snapshot(conn)
+                        install_ledger.record_diff(conn, f.filename, before, now)
+                        install_ledger.log(conn, f.filename, "apply")
+                    after = now
                 except psycopg.Error as exc:
                     raise MigrationError(
                         f"{f.filename} failed and was rolled back: {exc}".strip()

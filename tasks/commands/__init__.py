@@ -17,9 +17,10 @@ from tasks.commands import (
     send,
     status,
     tick,
+    uninstall,
     up,
     worker,
 )
 
 COMMANDS = [up, demo, migrate, worker, relay, tick, send, status, retry_failed, opt_out, prune,
-            bench]
+            bench, uninstall]
