@@ -1,5 +1,5 @@
 """The relay's ASGI app: POST /tick, /healthz, /metrics, /openapi.json, /docs, webhooks, /api,
-/portal."""
+/portal, /staff."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from tasks.relay import (
 from tasks.relay.body_limit import BodyLimitMiddleware
 from tasks.relay.runtime import Relay, TickFunction
 from tasks.settings import Settings, get_settings
+from tasks.staff import ROUTES as STAFF_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def create_app(
         Route(api_me.LIST_PATH, api_me.list_mine, methods=["GET"]),
         Route(api_me.ITEM_PATH, api_me.update_mine, methods=["PATCH"]),
         *PORTAL_ROUTES,
+        *STAFF_ROUTES,
     ]
     middleware = [Middleware(BodyLimitMiddleware, max_bytes=settings.relay_max_body_bytes,
                              timeout_s=settings.relay_body_timeout_s)]
