@@ -5,14 +5,17 @@ as the signed-in caller, which refuses anyone but active staff and records who d
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tasks.relay.runtime import Relay
 from tasks.staff import data, web
+
+if TYPE_CHECKING:
+    from tasks.relay.runtime import Relay
 
 log = logging.getLogger(__name__)
 
