@@ -39,6 +39,8 @@ def as_member(engine: Engine, claims: Mapping[str, Any]
         if me is not None:
             me = dict(me)
             me["attention"] = conn.exec_driver_sql(query("staff_attention_count")).scalar()
+            me["stages"] = {r.stage: r.label for r in conn.exec_driver_sql(
+                query("portal_stages"))}
         yield conn, me
 
 

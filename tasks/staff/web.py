@@ -82,12 +82,15 @@ def redirect(to: str = BASE) -> Response:
 
 
 def _same_origin(request: Request, portal: Portal) -> bool:
-    """A form post from this console: Origin (or Referer) names this relay, or nothing at all
-    (a browser that sends neither still needs the CSRF token)."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return False
-    given = request.headers.get("origin") or request.headers.get("referer")
-    if not given:
+    """A form post from this console. Browsers say so in Sec-Fetch-Site; where they do not,
+    an Origin must name this relay. With the pages' `Referrer-Policy: no-referrer` a
+    browser sends `Origin: null` on a form post, so "null" says nothing either way (and
+    the CSRF token is checked whatever this answers)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
+    given = request.headers.get("origin")
+    if not given or given == "null":
         return True
     parts = urlsplit(given)
     origin = f"{parts.scheme}://{parts.netloc}"
