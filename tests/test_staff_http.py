@@ -1,5 +1,6 @@
-"""The staff console through its HTTP door: sign-in by an e-mailed code (console line),
-the pages as the signed-in member, and what it refuses (each changing nothing)."""
+"""The staff console through its HTTP door: sign-in by an e-mailed code (console line,
+Resend, Supabase Auth), the pages as the signed-in member, and what it refuses (each
+changing nothing). On the vanilla and the Supabase-like database."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ pytest_plugins = ["tests.portal_helpers", "tests.staff_helpers"]
 STAFF = "sam@dealer.example"
 ANA, BEN = "+17135550101", "+17135550102"
 CODE_LINE = re.compile(r"staff sign-in code for (\S+): (\d{6})")
+
+
+@pytest.fixture()
+def database_url(each_database_url: str) -> str:
+    # Every page and action on the vanilla and on the Supabase-like database
+    # (a non-superuser owner under Supabase's default privileges).
+    return each_database_url
 
 
 @pytest.fixture(autouse=True)
@@ -251,3 +259,44 @@ def test_queue_shows_bursts_waiting(portal_client, regs, capsys, conn):
     sign_in(client, capsys)
     page = client.get("/staff/queue").text
     assert "Ben Ortiz" in page and "Sale complete → Documents collected" in page
+
+
+def test_supabase_e_mail_otp_signs_in_a_member_with_the_admin_role(
+        portal_client, regs, supabase_auth, conn):
+    from tests.portal_helpers import supabase_settings
+
+    client = portal_client(**supabase_settings(supabase_auth))
+    supabase_auth.add_email_user(STAFF, admin=True)
+    sent = post(client, "/staff/code", {"email": STAFF})
+    assert sent.status_code == 200
+    code = supabase_auth.last_email_code(STAFF)
+    signed = post(client, "/staff/sign-in", {"email": STAFF, "code": code}, sent.text)
+    assert signed.status_code == 303
+    home = client.get("/staff")
+    assert home.status_code == 200 and "Sam Staff" in home.text and "Ana Lopez" in home.text
+    # Supabase's token: its issuer is the project's, and it is admin there.
+    assert "rn_staff" in client.cookies
+
+
+def test_supabase_e_mail_otp_without_the_admin_role_opens_nothing(
+        portal_client, regs, supabase_auth):
+    from tests.portal_helpers import supabase_settings
+
+    client = portal_client(**supabase_settings(supabase_auth))
+    supabase_auth.add_email_user(STAFF, admin=False)
+    sent = post(client, "/staff/code", {"email": STAFF})
+    signed = post(client, "/staff/sign-in",
+                  {"email": STAFF, "code": supabase_auth.last_email_code(STAFF)}, sent.text)
+    assert signed.status_code == 303
+    page = client.get("/staff")
+    assert page.status_code == 403 and "Ana Lopez" not in page.text
+
+
+def test_supabase_gets_no_request_for_a_non_member(portal_client, regs, supabase_auth):
+    from tests.portal_helpers import supabase_settings
+
+    client = portal_client(**supabase_settings(supabase_auth))
+    supabase_auth.add_email_user("eve@elsewhere.example", admin=True)
+    answer = post(client, "/staff/code", {"email": "eve@elsewhere.example"})
+    assert answer.status_code == 200 and "If e**@elsewhere.example belongs" in answer.text
+    assert supabase_auth.sends() == []

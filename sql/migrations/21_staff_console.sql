@@ -173,6 +173,7 @@ $fn$;
 CREATE OR REPLACE FUNCTION regnotify_staff.find_registrations(
     p_phone text, p_email text, p_vin text, p_name text, p_limit integer DEFAULT 500)
 RETURNS SETOF uuid
+ROWS 20
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = ''

@@ -11,12 +11,17 @@ SELECT public.staff_me();
 
 -- name: staff_attention_count
 -- What the header counts: the same rows as the attention page (both partial
--- indexes of migration 21 hold exactly these).
-SELECT (SELECT count(*) FROM public.registration_notifications AS n
-        WHERE n.handled_at IS NULL
-          AND (n.status IN ('failed', 'bounced', 'complained') OR n.skip_reason = 'opted_out'))
-     + (SELECT count(*) FROM public.inbound_messages AS m
-        WHERE m.handled_at IS NULL AND m.keyword_kind IS NULL);
+-- indexes of migration 21 hold exactly these), counted up to 1000 so that a
+-- long unhandled history costs the header no more than that ("999+").
+SELECT (SELECT count(*) FROM (
+            SELECT 1 FROM public.registration_notifications AS n
+            WHERE n.handled_at IS NULL
+              AND (n.status IN ('failed', 'bounced', 'complained') OR n.skip_reason = 'opted_out')
+            LIMIT 1000) AS d)
+     + (SELECT count(*) FROM (
+            SELECT 1 FROM public.inbound_messages AS m
+            WHERE m.handled_at IS NULL AND m.keyword_kind IS NULL
+            LIMIT 1000) AS r);
 
 -- name: staff_messages
 -- Newest first by the keyset (created_at, id): a page costs the same however
