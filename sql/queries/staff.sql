@@ -26,20 +26,26 @@ SELECT (SELECT count(*) FROM (
 -- name: staff_messages
 -- Newest first by the keyset (created_at, id): a page costs the same however
 -- deep it is. Filters are optional; the plan is made for each call's values.
-SELECT n.id, n.registration_id, n.created_at, n.channel, n.status, n.skip_reason,
-       n.error_code, n.error_message, n.outcome_unknown, n.old_stage, n.new_stage,
-       n.hold_reason, n.held_until, n.hold_zone, r.customer_name, st.label AS stage_label
-FROM public.registration_notifications AS n
-JOIN public.registrations AS r ON r.id = n.registration_id
-LEFT JOIN public.registration_stages AS st ON st.stage = n.new_stage
-WHERE (%(status)s::text IS NULL OR n.status = %(status)s::text)
-  AND (%(channel)s::text IS NULL OR n.channel = %(channel)s::text)
-  AND (%(since)s::timestamptz IS NULL OR n.created_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR n.created_at < %(until)s::timestamptz)
-  AND (%(before_at)s::timestamptz IS NULL
-       OR (n.created_at, n.id) < (%(before_at)s::timestamptz, %(before_id)s::bigint))
-ORDER BY n.created_at DESC, n.id DESC
-LIMIT %(limit)s;
+-- The page is chosen first and only its rows are joined to names and labels.
+WITH page AS (
+    SELECT n.id, n.registration_id, n.created_at, n.channel, n.status, n.skip_reason,
+           n.error_code, n.error_message, n.outcome_unknown, n.old_stage, n.new_stage,
+           n.hold_reason, n.held_until, n.hold_zone
+    FROM public.registration_notifications AS n
+    WHERE (%(status)s::text IS NULL OR n.status = %(status)s::text)
+      AND (%(channel)s::text IS NULL OR n.channel = %(channel)s::text)
+      AND (%(since)s::timestamptz IS NULL OR n.created_at >= %(since)s::timestamptz)
+      AND (%(until)s::timestamptz IS NULL OR n.created_at < %(until)s::timestamptz)
+      AND (%(before_at)s::timestamptz IS NULL
+           OR (n.created_at, n.id) < (%(before_at)s::timestamptz, %(before_id)s::bigint))
+    ORDER BY n.created_at DESC, n.id DESC
+    LIMIT %(limit)s
+)
+SELECT page.*, r.customer_name, st.label AS stage_label
+FROM page
+JOIN public.registrations AS r ON r.id = page.registration_id
+LEFT JOIN public.registration_stages AS st ON st.stage = page.new_stage
+ORDER BY page.created_at DESC, page.id DESC;
 
 -- name: staff_messages_found
 -- The same, for the registrations one search found (ids from
@@ -48,22 +54,27 @@ WITH found AS MATERIALIZED (
     SELECT f.id
     FROM regnotify_staff.find_registrations(%(phone)s::text, %(email)s::text, %(vin)s::text,
                                             %(name)s::text) AS f (id)
+),
+page AS (
+    SELECT n.id, n.registration_id, n.created_at, n.channel, n.status, n.skip_reason,
+           n.error_code, n.error_message, n.outcome_unknown, n.old_stage, n.new_stage,
+           n.hold_reason, n.held_until, n.hold_zone
+    FROM found
+    JOIN public.registration_notifications AS n ON n.registration_id = found.id
+    WHERE (%(status)s::text IS NULL OR n.status = %(status)s::text)
+      AND (%(channel)s::text IS NULL OR n.channel = %(channel)s::text)
+      AND (%(since)s::timestamptz IS NULL OR n.created_at >= %(since)s::timestamptz)
+      AND (%(until)s::timestamptz IS NULL OR n.created_at < %(until)s::timestamptz)
+      AND (%(before_at)s::timestamptz IS NULL
+           OR (n.created_at, n.id) < (%(before_at)s::timestamptz, %(before_id)s::bigint))
+    ORDER BY n.created_at DESC, n.id DESC
+    LIMIT %(limit)s
 )
-SELECT n.id, n.registration_id, n.created_at, n.channel, n.status, n.skip_reason,
-       n.error_code, n.error_message, n.outcome_unknown, n.old_stage, n.new_stage,
-       n.hold_reason, n.held_until, n.hold_zone, r.customer_name, st.label AS stage_label
-FROM found
-JOIN public.registration_notifications AS n ON n.registration_id = found.id
-JOIN public.registrations AS r ON r.id = n.registration_id
-LEFT JOIN public.registration_stages AS st ON st.stage = n.new_stage
-WHERE (%(status)s::text IS NULL OR n.status = %(status)s::text)
-  AND (%(channel)s::text IS NULL OR n.channel = %(channel)s::text)
-  AND (%(since)s::timestamptz IS NULL OR n.created_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR n.created_at < %(until)s::timestamptz)
-  AND (%(before_at)s::timestamptz IS NULL
-       OR (n.created_at, n.id) < (%(before_at)s::timestamptz, %(before_id)s::bigint))
-ORDER BY n.created_at DESC, n.id DESC
-LIMIT %(limit)s;
+SELECT page.*, r.customer_name, st.label AS stage_label
+FROM page
+JOIN public.registrations AS r ON r.id = page.registration_id
+LEFT JOIN public.registration_stages AS st ON st.stage = page.new_stage
+ORDER BY page.created_at DESC, page.id DESC;
 
 -- name: staff_send_now
 SELECT regnotify_staff.send_now(%(id)s::uuid, %(bypass)s::boolean);
