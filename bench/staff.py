@@ -149,20 +149,37 @@ def measure(url: str) -> list[dict[str, Any]]:
     with psycopg.connect(libpq_url(url)) as conn:
         cases = _cases(conn)
         conn.rollback()
+        # The searches' own statements run inside find_registrations (PL/pgSQL):
+        # auto_explain shows their plans too, as LOG messages sent to this client.
+        inner: list[str] = []
+        conn.add_notice_handler(lambda d: inner.append(d.message_primary or ""))
         for label, name, params in cases:
             times, plan = [], ""
             for _ in range(RUNS):
+                inner.clear()
+                try:
+                    conn.execute("LOAD 'auto_explain'")
+                    conn.execute("SET LOCAL auto_explain.log_min_duration = 0")
+                    conn.execute("SET LOCAL auto_explain.log_nested_statements = on")
+                    conn.execute("SET LOCAL auto_explain.log_analyze = on")
+                    conn.execute("SET LOCAL client_min_messages = log")
+                except psycopg.Error:
+                    conn.rollback()  # not a superuser here: the outer plans only
                 _as_staff(conn)
                 rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + query(name),
                                     params).fetchall()
                 conn.rollback()
                 plan = "\n".join(r[0] for r in rows)
+                nested = [m for m in inner
+                          if "Query Text: SELECT r.id FROM public.registrations" in m]
+                if nested:
+                    plan += "\n\ninside find_registrations:\n" + "\n".join(nested)
                 found = re.search(r"Execution Time: ([\d.]+) ms", plan)
                 assert found, plan
                 times.append(float(found.group(1)))
             # A Seq Scan that ran (an RLS branch that never did is no cost).
             seq = sorted({t for t in BIG if re.search(
-                rf"Seq Scan on {t}\b[^\n]*\(actual time", plan)})
+                rf"Seq Scan on {t}\b[^\n]*\(actual (time|rows)", plan)})
             results.append({"query": label, "name": name, "median_ms": statistics.median(times),
                             "max_ms": max(times), "seq_scans": seq, "plan": plan})
     return results

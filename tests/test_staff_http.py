@@ -300,3 +300,12 @@ def test_supabase_gets_no_request_for_a_non_member(portal_client, regs, supabase
     answer = post(client, "/staff/code", {"email": "eve@elsewhere.example"})
     assert answer.status_code == 200 and "If e**@elsewhere.example belongs" in answer.text
     assert supabase_auth.sends() == []
+
+
+def test_sign_out_ends_the_session(portal_client, regs, capsys):
+    client = portal_client()
+    sign_in(client, capsys)
+    home = client.get("/staff").text
+    out = post(client, "/staff/sign-out", {}, home)
+    assert out.status_code == 303 and 'rn_staff=""' in out.headers["set-cookie"]
+    assert "Ana Lopez" not in client.get("/staff").text
