@@ -29,6 +29,7 @@ from tasks.relay.body_limit import BodyLimitMiddleware
 from tasks.relay.runtime import Relay, TickFunction
 from tasks.settings import Settings, get_settings
 from tasks.staff import ROUTES as STAFF_ROUTES
+from tasks.staff.openapi import PATHS as STAFF_PATHS
 
 log = logging.getLogger(__name__)
 
@@ -89,4 +90,5 @@ def create_app(
     app.state.relay = relay
     app.state.openapi = openapi.build_openapi()
     app.state.openapi["paths"].update(PORTAL_PATHS)
+    app.state.openapi["paths"].update(STAFF_PATHS)
     return app
