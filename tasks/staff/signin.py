@@ -27,7 +27,7 @@ from tasks.masking import mask_email as _mask_email
 from tasks.portal import limits
 from tasks.portal.signin import Outcome, Result
 from tasks.providers.base import Email, ProviderError
-from tasks.settings import Settings
+from tasks.settings import ProviderConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,14 @@ def choose_staff_sender(settings: Settings, *, loopback: bool) -> StaffSender | 
     output; None: none fits (the sign-in page says so)."""
     if settings.supabase_url and settings.supabase_anon_key:
         return SupabaseEmailSender(settings)
-    if settings.email_provider_name() == "resend":
+    try:
+        provider = settings.email_provider_name()
+    except ProviderConfigError as exc:
+        # The worker refuses to start over the same setting; the console says
+        # sign-in is not set up rather than failing every page.
+        log.warning("staff: no e-mail provider for sign-in codes (%s)", exc)
+        return None
+    if provider == "resend":
         return EmailCodeSender(settings)
     if loopback:
         return ConsoleCodeSender(settings)
