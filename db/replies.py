@@ -64,6 +64,8 @@ class QuotedReply:
 
     body: str
     received_at: datetime
+    #: inbound_messages.id: the staff console's link to it.
+    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def messages(conn: Connection, ids: Sequence[int]) -> dict[int, list[QuotedReply
     """The replies of each digest, oldest first."""
     found: dict[int, list[QuotedReply]] = {}
     for r in conn.exec_driver_sql(query("reply_digest_messages"), {"ids": list(ids)}):
-        found.setdefault(int(r.digest_id), []).append(QuotedReply(r.body, r.received_at))
+        found.setdefault(int(r.digest_id), []).append(QuotedReply(r.body, r.received_at, r.id))
     return found
 
 

@@ -36,10 +36,14 @@ def _about(digest: Digest, sender: Sender | None) -> list[str]:
 
 
 def digest_email(digest: Digest, sender: Sender | None, replies: Sequence[QuotedReply],
-                 dealership: str) -> Email:
-    """One e-mail for every reply of the digest, quoted in the order they came."""
+                 dealership: str, console_url: str | None = None) -> Email:
+    """One e-mail for every reply of the digest, quoted in the order they came; with
+    `console_url` (the staff console's address) a link to them there."""
     assert digest.recipient is not None
     about = _about(digest, sender)
+    first = next((r.id for r in replies if r.id is not None), None)
+    if console_url and first is not None:
+        about.append(f"In the staff console: {console_url}/replies?show=all#reply-{first}")
     quoted = [(f"{r.received_at:%Y-%m-%d %H:%M %Z}", r.body) for r in replies]
     text = "\n".join([
         f"A customer of {dealership} wrote back to a notification text.", "",

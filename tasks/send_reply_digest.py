@@ -57,13 +57,15 @@ class DigestOutcome:
         return f"{self.status} {self.detail}".strip()
 
 
-def _emails(taken: list[Digest], dealership: str) -> list[tuple[Digest, Email]]:
+def _emails(taken: list[Digest], dealership: str, console_url: str | None = None
+            ) -> list[tuple[Digest, Email]]:
     with engine().connect() as conn:
         quoted = replies.messages(conn, [d.id for d in taken])
         found = []
         for d in taken:
             sender = replies.sender(conn, d.registration_id) if d.registration_id else None
-            found.append((d, digest_email(d, sender, quoted.get(d.id, []), dealership)))
+            found.append((d, digest_email(d, sender, quoted.get(d.id, []), dealership,
+                                                console_url)))
     return found
 
 
@@ -109,7 +111,8 @@ def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> Dige
         return _run_summary(ready, slot_at)
     ids = [d.id for d in ready]
     # Render before the wait, so the request leaves on its slot.
-    mails = _emails(ready, settings.dealership_name)
+    mails = _emails(ready, settings.dealership_name,
+                   settings.relay_public_url and settings.relay_public_url + "/staff")
     later = _wait_for_slot(ids, slot_at)
     if later is not None:
         return later

@@ -35,6 +35,7 @@ _TABLES = (
     "inbound_messages",
     "reply_digests",
     "seen_message_sids",
+    "staff_members",
 )
 
 

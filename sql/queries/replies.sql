@@ -212,7 +212,7 @@ SET lease_until = now() + make_interval(secs => %(lease_s)s),
 WHERE id = ANY (%(ids)s) AND status = 'sending';
 
 -- name: reply_digest_messages
-SELECT m.digest_id, m.body, m.received_at, m.to_phone
+SELECT m.digest_id, m.body, m.received_at, m.to_phone, m.id
 FROM public.inbound_messages AS m
 WHERE m.digest_id = ANY (%(ids)s)
 ORDER BY m.digest_id, m.received_at, m.id;

@@ -15,6 +15,7 @@ from tasks.commands import (
     relay,
     retry_failed,
     send,
+    staff,
     status,
     tick,
     uninstall,
@@ -23,4 +24,4 @@ from tasks.commands import (
 )
 
 COMMANDS = [up, demo, migrate, worker, relay, tick, send, status, retry_failed, opt_out, prune,
-            bench, uninstall]
+            staff, bench, uninstall]

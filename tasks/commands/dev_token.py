@@ -18,7 +18,6 @@ import argparse
 import ipaddress
 import re
 import sys
-import time
 from urllib.parse import urlsplit
 
 from tasks.exceptions import CommandError, ProviderConfigError
@@ -96,26 +95,18 @@ def customer_token(settings: Settings, typed: str, ttl_s: int) -> str:
 
 
 def staff_token(settings: Settings, email: str, ttl_s: int) -> str:
-    """A staff member's token: regnotify's claim shape with Supabase's admin marker.
+    """A staff member's token, minted as the staff console's sign-in mints it.
 
-    tasks/api_tokens.py mints customers' tokens only; this is the same shape
-    (issuer, audience, role `authenticated`, never service_role) with
-    `app_metadata.role = admin`, which public.jwt_is_admin() reads.
+    Admin only while the address is an active member: public.jwt_is_admin()
+    checks that at every statement, so the command refuses others up front.
     """
-    import jwt
-
-    from tasks.api_tokens import AUDIENCE, OWN_ISSUER
+    from tasks.staff.signin import issue_staff_token
 
     address = email.strip().lower()
     if not _EMAIL.match(address):
         raise CommandError(f"--staff {email!r} is not an e-mail address")
     _check_staff_member(address)
-    assert settings.session_secret is not None
-    now = int(time.time())
-    claims = {"sub": address, "email": address, "role": "authenticated", "aud": AUDIENCE,
-              "iss": OWN_ISSUER, "app_metadata": {"role": "admin"}, "iat": now,
-              "exp": now + ttl_s}
-    return jwt.encode(claims, settings.session_secret.get_secret_value(), algorithm="HS256")
+    return issue_staff_token(settings, address, ttl_s=ttl_s)
 
 
 def _check_staff_member(address: str) -> None:

@@ -1,5 +1,5 @@
 """The relay's ASGI app: POST /tick, /healthz, /metrics, /openapi.json, /docs, webhooks, /api,
-/portal."""
+/portal, /staff."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from tasks.relay import (
 from tasks.relay.body_limit import BodyLimitMiddleware
 from tasks.relay.runtime import Relay, TickFunction
 from tasks.settings import Settings, get_settings
+from tasks.staff import ROUTES as STAFF_ROUTES
+from tasks.staff.openapi import PATHS as STAFF_PATHS
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ def create_app(
         Route(api_me.LIST_PATH, api_me.list_mine, methods=["GET"]),
         Route(api_me.ITEM_PATH, api_me.update_mine, methods=["PATCH"]),
         *PORTAL_ROUTES,
+        *STAFF_ROUTES,
     ]
     middleware = [Middleware(BodyLimitMiddleware, max_bytes=settings.relay_max_body_bytes,
                              timeout_s=settings.relay_body_timeout_s)]
@@ -87,4 +90,5 @@ def create_app(
     app.state.relay = relay
     app.state.openapi = openapi.build_openapi()
     app.state.openapi["paths"].update(PORTAL_PATHS)
+    app.state.openapi["paths"].update(STAFF_PATHS)
     return app

@@ -105,6 +105,9 @@ class SupabaseAuthWire(WireServer):
         self._users: dict[str, str] = {}
         self._ip_hits: dict[tuple[str, str], deque[float]] = {}
         self.client_ips: list[str] = []
+        # E-mail OTP (the staff console): accounts keyed "email:<address>", and
+        # which of them have app_metadata.role = admin.
+        self._admins: set[str] = set()
 
     # -- test helpers ------------------------------------------------------------
 
@@ -122,6 +125,19 @@ class SupabaseAuthWire(WireServer):
         """An existing account for `phone` (sign-ups may then be off); its id."""
         with self._lock:
             return self._users.setdefault(_digits(phone), str(uuid.uuid4()))
+
+    def add_email_user(self, email: str, *, admin: bool = False) -> str:
+        """An existing e-mail account (GoTrue's e-mail OTP); `admin`: app_metadata.role."""
+        key = "email:" + email.strip().lower()
+        with self._lock:
+            if admin:
+                self._admins.add(key)
+            return self._users.setdefault(key, str(uuid.uuid4()))
+
+    def last_email_code(self, email: str) -> str:
+        """The code last e-mailed to `email`."""
+        with self._lock:
+            return self._codes["email:" + email.strip().lower()].code
 
     # -- provider behaviour ------------------------------------------------------
 
@@ -155,7 +171,9 @@ class SupabaseAuthWire(WireServer):
             return Reply.json(401, {"message": "Invalid API key"})
         try:
             body = request.json() or {}
-            phone = _digits(str(body.get("phone", "")))
+            email = str(body.get("email", "") or "").strip().lower()
+            # An e-mail OTP is keyed "email:<address>" where a phone is keyed by digits.
+            phone = "email:" + email if email else _digits(str(body.get("phone", "")))
         except (ValueError, AttributeError):
             self._count(BAD_REQUEST, 400, request)
             return self._error_reply(400, "bad_json", "Could not parse request body as JSON")
@@ -164,7 +182,7 @@ class SupabaseAuthWire(WireServer):
             self.client_ips.append(ip)
         self._sleep(self._config.latency)
         if request.path == "/auth/v1/otp":
-            return self._otp(request, phone, ip)
+            return self._otp(request, phone, ip, body.get("create_user", True) is not False)
         return self._verify(request, phone, str(body.get("token", "")), ip, body.get("type"))
 
     def _client_ip(self, request: WireRequest) -> str:
@@ -199,21 +217,23 @@ class SupabaseAuthWire(WireServer):
         self._count(REJECTED, step.status, request, recipient=phone)
         return self._error_reply(step.status, step.code)
 
-    def _otp(self, request: WireRequest, phone: str, ip: str) -> Reply | None:
+    def _otp(self, request: WireRequest, phone: str, ip: str,
+             create_user: bool = True) -> Reply | None:
         scripted = self._scripted(request, phone)
         if scripted is not None:
             return scripted
         if self._over_ip_limit("otp", ip, self.otp_ip_limit, 3600.0):
             self._count(RATE_LIMITED, 429, request, recipient=phone)
             return self._error_reply(429, "over_request_rate_limit")
-        if not 7 <= len(phone) <= 15:
+        is_email = phone.startswith("email:")
+        if not is_email and not 7 <= len(phone) <= 15:
             self._count(REJECTED, 400, request, recipient=phone)
             return self._error_reply(400, "validation_failed")
         now = time.time()
         with self._lock:
             known = phone in self._users
             last = self._codes.get(phone)
-        if not known and not self.allow_signups:
+        if not known and (not self.allow_signups or (is_email and not create_user)):
             self._count(REJECTED, 422, request, recipient=phone)
             return self._error_reply(422, "otp_disabled")
         if last is not None and now - last.sent_at < self.sms_max_frequency:
@@ -225,9 +245,11 @@ class SupabaseAuthWire(WireServer):
         code = f"{secrets.randbelow(10**6):06d}"
         sid = "SM" + uuid.uuid4().hex
 
+        to = phone[len("email:"):] if is_email else "+" + phone
+
         def build(seq: int) -> AcceptedSend:
             return AcceptedSend(
-                seq=seq, provider=self.provider, id=sid, to="+" + phone, recipients=["+" + phone],
+                seq=seq, provider=self.provider, id=sid, to=to, recipients=[to],
                 from_=None, body=f"Your code is {code}", subject=None, html=None,
                 idempotency_key=None, status_callback=None, messaging_service_sid=None,
                 received_at=request.received_at, received_mono=request.received_mono,
@@ -248,7 +270,8 @@ class SupabaseAuthWire(WireServer):
         if self._over_ip_limit("verify", ip, self.verify_ip_limit, 300.0):
             self._count(RATE_LIMITED, 429, request, recipient=phone)
             return self._error_reply(429, "over_request_rate_limit")
-        if kind not in ("sms", "phone_change"):
+        if kind not in (("email", "magiclink") if phone.startswith("email:")
+                        else ("sms", "phone_change")):
             self._count(BAD_REQUEST, 400, request, recipient=phone)
             return self._error_reply(400, "validation_failed",
                                      "Verify requires a verification type")
@@ -269,10 +292,16 @@ class SupabaseAuthWire(WireServer):
     def _session(self, phone: str, user_id: str) -> dict[str, Any]:
         now = int(time.time())
         session_id = str(uuid.uuid4())
+        email = phone[len("email:"):] if phone.startswith("email:") else ""
+        app_metadata: dict[str, Any] = ({"provider": "email", "providers": ["email"]} if email
+                                        else {"provider": "phone", "providers": ["phone"]})
+        if phone in self._admins:
+            app_metadata["role"] = "admin"
+        phone = "" if email else phone
         claims = {
             "iss": f"{self.url}/auth/v1", "sub": user_id, "aud": "authenticated",
-            "exp": now + 3600, "iat": now, "email": "", "phone": phone,
-            "app_metadata": {"provider": "phone", "providers": ["phone"]},
+            "exp": now + 3600, "iat": now, "email": email, "phone": phone,
+            "app_metadata": app_metadata,
             "user_metadata": {}, "role": "authenticated", "aal": "aal1",
             "amr": [{"method": "otp", "timestamp": now}], "session_id": session_id,
             "is_anonymous": False,

@@ -1,0 +1,117 @@
+"""The console's actions (POST, CSRF and same origin): send now, silence the next change,
+re-send a failed message, mark handled. Each is one SQL function of migration 21, called
+as the signed-in caller, which refuses anyone but active staff and records who did it."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tasks.staff import data, web
+
+if TYPE_CHECKING:
+    from tasks.relay.runtime import Relay
+
+log = logging.getLogger(__name__)
+
+
+def _back(fields: dict[str, str], fallback: str) -> str:
+    """Where the form came from: a console path only (never another site)."""
+    to = fields.get("next", "")
+    return to if to.startswith(web.BASE) and not to.startswith("//") else fallback
+
+
+async def send_now(request: Request) -> Response:
+    fields = await web.form(request)
+    if fields is None:
+        return web.refused(request)
+    reg = data.parse_uuid(request.path_params["id"])
+    if reg is None:
+        return web.redirect()
+    bypass = fields.get("bypass") == "1"
+    done = await web.as_staff(request, lambda conn, me: data.send_now(conn, reg, bypass))
+    if isinstance(done, Response):
+        return done
+    answer = done[1]
+    here = f"{web.BASE}/registrations/{reg}"
+    if not answer.get("queued"):
+        return web.redirect(f"{here}?done=not_queued&reason={quote(str(answer.get('detail')))}")
+    # As the API's notify does: a queue run now, not at the next tick.
+    relay: Relay = request.app.state.relay
+    await run_in_threadpool(relay.background_tick, "staff")
+    return web.redirect(f"{here}?done={'held' if answer.get('held_until') else 'sent'}")
+
+
+async def silence_next(request: Request) -> Response:
+    fields = await web.form(request)
+    if fields is None:
+        return web.refused(request)
+    reg = data.parse_uuid(request.path_params["id"])
+    if reg is None:
+        return web.redirect()
+    done = await web.as_staff(request, lambda conn, me: data.silence_next(conn, reg))
+    if isinstance(done, Response):
+        return done
+    return web.redirect(f"{web.BASE}/registrations/{reg}?done=silenced")
+
+
+async def resend(request: Request) -> Response:
+    fields = await web.form(request)
+    if fields is None:
+        return web.refused(request)
+    try:
+        delivery = int(request.path_params["id"])
+    except ValueError:
+        return web.redirect()
+    done = await web.as_staff(request, lambda conn, me: data.resend(conn, delivery))
+    if isinstance(done, Response):
+        return done
+    requeued = done[1]
+    back = _back(fields, f"{web.BASE}/attention")
+    if requeued is None:
+        return web.redirect(_with(back, "done=gone"))
+    # Published after the requeue committed (as retry-failed does); if the
+    # broker is down the row is queued and the tick's sweep sends it.
+    await run_in_threadpool(_dispatch, requeued["id"], requeued["channel"])
+    return web.redirect(_with(back, "done=resent"))
+
+
+def _dispatch(delivery_id: int, channel: str) -> None:
+    from kombu.exceptions import OperationalError
+
+    from db.queue import DeliveryRef
+    from tasks.dispatch import dispatch
+
+    try:
+        dispatch([DeliveryRef(delivery_id, channel)])
+    except OperationalError as exc:
+        log.warning("staff: re-send of %s queued, broker unreachable (%s)", delivery_id,
+                    type(exc).__name__)
+
+
+async def mark_handled(request: Request) -> Response:
+    fields = await web.form(request)
+    if fields is None:
+        return web.refused(request)
+    kind = fields.get("kind", "")
+    try:
+        item = int(fields.get("id", ""))
+    except ValueError:
+        return web.redirect()
+    if kind not in ("delivery", "reply"):
+        return web.redirect()
+    done = await web.as_staff(request, lambda conn, me: data.mark_handled(conn, kind, item))
+    if isinstance(done, Response):
+        return done
+    back = _back(fields, f"{web.BASE}/attention")
+    return web.redirect(_with(back, "done=handled" if done[1] else "done=gone"))
+
+
+def _with(path: str, extra: str) -> str:
+    path = path.split("#")[0]
+    return f"{path}{'&' if '?' in path else '?'}{extra}"
