@@ -415,7 +415,7 @@ def broker_app(redis_server: EmbeddedRedis) -> Iterator[Celery]:
 #: Modules or single tests (besides those marked e2e, reliability or slow) that start
 #: processes — a worker, `up`, a relay, a browser, a benchmark, the CLI — or
 #: wait on real time. They get the `process` marker; `scripts/test --fast`
-#: leaves them out. Measured with --durations (see docs/testing.md).
+#: leaves them out. Chosen by their --durations.
 PROCESS_MODULES = frozenset({
     "tests/test_bench_isolation.py",
     "tests/test_bench_smoke.py",
