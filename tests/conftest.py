@@ -59,6 +59,31 @@ def worker_name() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+#: What GNU readline rewrites in an xdist worker (pdb imports it there, where
+#: stdin is not a terminal: 80 x 24). Commands that size their output by the
+#: terminal must see what the run itself was started with.
+_TERMINAL_ENV = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist, in the controller) Hand each worker the terminal's environment."""
+    node.workerinput["regnotify_terminal_env"] = {k: os.environ.get(k) for k in _TERMINAL_ENV}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _terminal_env_of_the_run(request: pytest.FixtureRequest) -> None:
+    """In an xdist worker, COLUMNS and LINES as the controller had them (unset if unset)."""
+    workerinput = getattr(request.config, "workerinput", None)
+    if workerinput is None:
+        return
+    for key, value in workerinput.get("regnotify_terminal_env", {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
     """A private cluster for the whole run (of this process), with the migrations applied."""
