@@ -181,6 +181,11 @@ def supabase_database_url(pg_cluster: EmbeddedPostgres) -> str:
             c.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
                       f"GRANT ALL ON {kind} TO anon, authenticated, service_role")
     migrate(database_url_for(pg_cluster, SUPABASE_DATABASE, owner))
+    # As on the vanilla database: otherwise the first test to use this one in
+    # a process (which one depends on the order, and so on xdist) sees quiet
+    # hours on at night, and every later one sees them off (clean_db's reset).
+    with connect(url) as c:
+        c.execute(QUIET_HOURS_OFF)
     return url
 
 
@@ -196,7 +201,10 @@ def plain_database_url(pg_cluster: EmbeddedPostgres) -> str:
     with connect(pg_cluster.admin_url) as c:
         _api_roles(c)
     migrate(database_url_for(pg_cluster, PLAIN_DATABASE, PLAIN_OWNER))
-    return database_url_for(pg_cluster, PLAIN_DATABASE)
+    url = database_url_for(pg_cluster, PLAIN_DATABASE)
+    with connect(url) as c:
+        c.execute(QUIET_HOURS_OFF)  # as on the others (see supabase_database_url)
+    return url
 
 
 # ── Migrated databases by copy ───────────────────────────────────────────────
