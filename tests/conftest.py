@@ -470,6 +470,17 @@ PROCESS_MODULES = frozenset({
     "tests/test_prune_index.py::test_a_prune_with_nothing_due_touches_a_bounded_number_of_rows",
     "tests/test_quiet_hours.py::test_a_morning_backlog_is_released_in_batches_and_sent_once",
     "tests/test_import_layers.py",
+    # Marked e2e as a whole; named here so that --fast does not even import them.
+    "tests/test_flower_browser.py",
+    "tests/test_portal_browser.py",
+    "tests/test_quiet_hours_worker.py",
+    "tests/test_replies_worker.py",
+    "tests/test_up.py",
+    "tests/test_up_lock.py",
+    "tests/test_up_portal.py",
+    "tests/test_up_stop.py",
+    "tests/test_worker_e2e.py",
+    "tests/reliability",
 })
 
 #: The modules (or single tests) that take longest, longest first (measured). They run first,
@@ -535,6 +546,22 @@ def _module(item: pytest.Item) -> str:
 def _function(item: pytest.Item) -> str:
     """The node id without parameters: one name for every case of a parametrized test."""
     return item.nodeid.split("[", 1)[0]
+
+
+#: The mark expression `scripts/test --fast` passes.
+FAST = "not process"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under --fast, not even import what is all `process` (the benchmarks' imports alone
+    take seconds in each xdist worker)."""
+    if config.getoption("markexpr", "") != FAST:
+        return None
+    try:
+        name = collection_path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return None
+    return True if name in PROCESS_MODULES else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by the markers added here
