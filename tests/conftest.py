@@ -1,14 +1,22 @@
-"""Shared fixtures: one throwaway PostgreSQL cluster per test run, migrated once.
+"""Shared fixtures: one throwaway PostgreSQL cluster per test process, migrated once.
 
 Never the machine's own databases: the cluster lives in a temporary folder on
 a free port and is removed at the end. pg_cron is preloaded when installed.
+
+`scripts/test` runs the suite on several processes (pytest-xdist). Each is a
+separate pytest session, so every session-scoped fixture below (the cluster,
+Redis, the wires) exists once per process, on its own free ports: tests never
+share a database or a broker with a test running at the same time, and a test
+that restarts "the" PostgreSQL or Redis only restarts its own process's.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +56,40 @@ QUIET_HOURS_OFF = (
 )
 
 
+def worker_name() -> str:
+    """This test process's name under pytest-xdist ("gw0", "gw1" ...), "main" without it."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+#: What GNU readline rewrites in an xdist worker (pdb imports it there, where
+#: stdin is not a terminal: 80 x 24). Commands that size their output by the
+#: terminal must see what the run itself was started with.
+_TERMINAL_ENV = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist, in the controller) Hand each worker the terminal's environment."""
+    node.workerinput["regnotify_terminal_env"] = {k: os.environ.get(k) for k in _TERMINAL_ENV}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _terminal_env_of_the_run(request: pytest.FixtureRequest) -> None:
+    """In an xdist worker, COLUMNS and LINES as the controller had them (unset if unset)."""
+    workerinput = getattr(request.config, "workerinput", None)
+    if workerinput is None:
+        return
+    for key, value in workerinput.get("regnotify_terminal_env", {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
-    """A private cluster for the whole run, with the migrations applied."""
-    root = Path(tempfile.mkdtemp(prefix="regnotify-pg-"))
+    """A private cluster for the whole run (of this process), with the migrations applied."""
+    root = Path(tempfile.mkdtemp(prefix=f"regnotify-pg-{worker_name()}-"))
     cluster = EmbeddedPostgres(
         data_dir=root / "data",
         port=free_port(),
@@ -145,6 +183,11 @@ def supabase_database_url(pg_cluster: EmbeddedPostgres) -> str:
             c.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
                       f"GRANT ALL ON {kind} TO anon, authenticated, service_role")
     migrate(database_url_for(pg_cluster, SUPABASE_DATABASE, owner))
+    # As on the vanilla database: otherwise the first test to use this one in
+    # a process (which one depends on the order, and so on xdist) sees quiet
+    # hours on at night, and every later one sees them off (clean_db's reset).
+    with connect(url) as c:
+        c.execute(QUIET_HOURS_OFF)
     return url
 
 
@@ -160,7 +203,62 @@ def plain_database_url(pg_cluster: EmbeddedPostgres) -> str:
     with connect(pg_cluster.admin_url) as c:
         _api_roles(c)
     migrate(database_url_for(pg_cluster, PLAIN_DATABASE, PLAIN_OWNER))
-    return database_url_for(pg_cluster, PLAIN_DATABASE)
+    url = database_url_for(pg_cluster, PLAIN_DATABASE)
+    with connect(url) as c:
+        c.execute(QUIET_HOURS_OFF)  # as on the others (see supabase_database_url)
+    return url
+
+
+# ── Migrated databases by copy ───────────────────────────────────────────────
+
+MIGRATED_TEMPLATE = "regnotify_migrated_template"
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_cluster: EmbeddedPostgres) -> str:
+    """The name of a database migrated once by the superuser and never used after.
+
+    Not the test database itself: pg_cron's launcher stays connected to that
+    one, and PostgreSQL copies only a database nobody is connected to. Like any
+    database of the cluster but the test database, it has no pg_cron.
+    """
+    pg_cluster.create_database(MIGRATED_TEMPLATE)
+    migrate(database_url_for(pg_cluster, MIGRATED_TEMPLATE))
+    return MIGRATED_TEMPLATE
+
+
+def clone_database(pg_cluster: EmbeddedPostgres, template: str, name: str) -> str:
+    """Database `name`, new, a file copy of `template` (CREATE DATABASE ... TEMPLATE); its URL.
+
+    A copy takes a fraction of a second where running the migrations again
+    takes several times as long, and it is the same schema, grants and rows.
+    """
+    with connect(pg_cluster.admin_url) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # A session that just closed on the template may still be exiting;
+        # PostgreSQL refuses the copy until it has.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                break
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    return database_url_for(pg_cluster, name)
+
+
+@pytest.fixture()
+def migrated_database(pg_cluster: EmbeddedPostgres,
+                      migrated_template: str) -> Callable[[str], str]:
+    """`migrated_database(name)`: a new database `name` with every migration applied; its URL.
+
+    What `CREATE DATABASE` followed by `migrate()` gives (no pg_cron, the
+    default notification_config), copied from `migrated_template`. Tests of
+    the migrations themselves still run them.
+    """
+    return lambda name: clone_database(pg_cluster, migrated_template, name)
 
 
 @pytest.fixture(params=["vanilla", "supabase"])
@@ -345,3 +443,136 @@ def broker_app(redis_server: EmbeddedRedis) -> Iterator[Celery]:
         conn.default_channel.client.flushdb()
     yield app
     app.close()
+
+
+# ── Order and selection: scripts/test (parallel) and scripts/test --fast ──────
+
+#: Modules or single tests (besides those marked e2e, reliability or slow) that start
+#: processes — a worker, `up`, a relay, a browser, a benchmark, the CLI — or
+#: wait on real time. They get the `process` marker; `scripts/test --fast`
+#: leaves them out. Chosen by their --durations.
+PROCESS_MODULES = frozenset({
+    "tests/test_bench_isolation.py",
+    "tests/test_bench_smoke.py",
+    "tests/test_bench_trigger_peer.py",
+    "tests/test_bench_trigger_profile.py",
+    "tests/test_burst_wakeup.py",
+    "tests/test_cli_errors.py",
+    "tests/test_compose_and_procfile.py",
+    "tests/test_first_day.py",
+    "tests/test_provider_choice.py",
+    "tests/test_readme_facts.py",
+    "tests/test_relay_process.py",
+    "tests/test_relay_slow_clients.py",
+    "tests/test_up_wheel_binaries.py",
+    "tests/test_wakeup.py",
+    "tests/test_worker_restart.py",
+    "tests/wire_selftest/test_control_and_cli.py",
+    "tests/test_retention.py::test_a_million_old_rows_go_while_stage_updates_flow",
+    "tests/test_prune_index.py::test_a_prune_with_nothing_due_touches_a_bounded_number_of_rows",
+    "tests/test_quiet_hours.py::test_a_morning_backlog_is_released_in_batches_and_sent_once",
+    "tests/test_import_layers.py",
+    # Marked e2e as a whole; named here so that --fast does not even import them.
+    "tests/test_flower_browser.py",
+    "tests/test_portal_browser.py",
+    "tests/test_quiet_hours_worker.py",
+    "tests/test_replies_worker.py",
+    "tests/test_up.py",
+    "tests/test_up_lock.py",
+    "tests/test_up_portal.py",
+    "tests/test_up_stop.py",
+    "tests/test_worker_e2e.py",
+    "tests/reliability",
+})
+
+#: The modules (or single tests) that take longest, longest first (measured). They run first,
+#: so that under pytest-xdist no process is left finishing a long one alone at
+#: the end while the others are idle. Every other module keeps its place after them.
+LONGEST_FIRST = (
+    # Single tests of 20 s or more on a loaded 2-core machine (--durations).
+    "tests/test_bench_trigger_profile.py::"
+    "test_profile_of_a_real_backend_prices_the_pin_and_counts_the_queue_index_entries",
+    "tests/test_bench_trigger_profile.py::"
+    "test_python_m_bench_trigger_profile_prints_a_table_per_mode_and_ends_with_json",
+    "tests/test_bench_smoke.py::test_bench_smoke_prints_every_figure_as_the_last_line",
+    "tests/test_retention.py::test_a_million_old_rows_go_while_stage_updates_flow",
+    "tests/reliability/test_lease_and_consent.py::"
+    "test_slow_rate_many_threads_no_delivery_attempted_twice",
+    "tests/test_prune_index.py::test_a_prune_with_nothing_due_touches_a_bounded_number_of_rows",
+    "tests/test_up.py::test_up_runs_everything_and_stops_cleanly",
+    "tests/test_up_stop.py",
+    "tests/test_flower_browser.py",
+    "tests/test_portal_browser.py",
+    "tests/test_quiet_hours.py::test_a_morning_backlog_is_released_in_batches_and_sent_once",
+    "tests/test_up_portal.py",
+    "tests/test_up_lock.py",
+    "tests/test_bench_trigger_peer.py::"
+    "test_python_m_bench_trigger_runs_every_variant_and_ends_with_the_ratios",
+    "tests/test_bench_smoke.py",
+    "tests/reliability/test_backlog_rate_limits.py",
+    "tests/reliability/test_provider_chaos.py",
+    "tests/reliability/test_crashes.py",
+    "tests/reliability/test_lease_and_consent.py",
+    "tests/reliability/test_relay_fuzz.py",
+    "tests/test_up_wheel_binaries.py",
+    "tests/test_burst_wakeup.py",
+    "tests/test_compose_and_procfile.py::test_compose_commands_resolve",
+    # Whole modules, by their total: many short tests that each start a process.
+    "tests/test_first_day.py",
+    "tests/test_cli_errors.py",
+    "tests/reliability/test_storm.py",
+    "tests/reliability/test_secrets_in_logs.py",
+    "tests/test_quiet_hours_worker.py",
+    "tests/test_worker_e2e.py",
+    "tests/test_replies_worker.py",
+    "tests/test_worker_restart.py",
+    "tests/test_relay_slow_clients.py",
+    "tests/test_relay_process.py",
+    "tests/test_wakeup.py",
+    "tests/test_compose_and_procfile.py",
+    "tests/test_bench_trigger_profile.py",
+    "tests/test_bench_trigger_peer.py",
+    "tests/test_import_layers.py",
+    "tests/test_provider_choice.py",
+    "tests/wire_selftest/test_control_and_cli.py",
+)
+
+#: Fixtures that start a process or a real clock wait, wherever they are used.
+PROCESS_FIXTURES = frozenset({"stack", "state_root", "broker_app"})
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _function(item: pytest.Item) -> str:
+    """The node id without parameters: one name for every case of a parametrized test."""
+    return item.nodeid.split("[", 1)[0]
+
+
+#: The mark expression `scripts/test --fast` passes.
+FAST = "not process"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under --fast, not even import what is all `process` (the benchmarks' imports alone
+    take seconds in each xdist worker)."""
+    if config.getoption("markexpr", "") != FAST:
+        return None
+    try:
+        name = collection_path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return None
+    return True if name in PROCESS_MODULES else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the markers added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if (_module(item) in PROCESS_MODULES or _function(item) in PROCESS_MODULES
+                or PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or any(item.get_closest_marker(m) for m in ("e2e", "reliability", "slow"))):
+            item.add_marker(pytest.mark.process)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    # A stable sort: within a module, and among the unranked, the order stays.
+    items.sort(key=lambda item: rank.get(_function(item), rank.get(_module(item), len(rank))))

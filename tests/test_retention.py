@@ -245,13 +245,11 @@ def test_without_pg_cron_the_migration_says_the_relay_prunes(pg_cluster):
 # ── The relay's hourly prune ─────────────────────────────────────────────────
 
 
-def test_the_relay_prunes_where_pg_cron_does_not(pg_cluster, monkeypatch):
-    from db.migrations import migrate
+def test_the_relay_prunes_where_pg_cron_does_not(migrated_database, monkeypatch):
     from tasks.database import reset_engine
     from tasks.settings import get_settings
 
-    url = fresh_database(pg_cluster, "prune_relay")
-    migrate(url)
+    url = migrated_database("prune_relay")
     with connect(url) as c:
         reg = new_registration(c)
         _queue_row(c, reg, sent=True, days_ago=40)

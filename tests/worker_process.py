@@ -33,7 +33,9 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early:\n{self.log()}")
-            if app.control.ping(timeout=0.5):
+            # limit=1: back on the first pong rather than after the whole
+            # timeout (a ping otherwise waits it out for more workers).
+            if app.control.ping(timeout=0.5, limit=1):
                 return
         raise RuntimeError(f"worker did not answer a ping:\n{self.log()}")
 
