@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 
@@ -287,7 +287,8 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
     d, claim, error = step
     if error.rate_limited:
         return after_rate_limit(d.channel, [d.id], error, outcome_unknown=claim.was_unknown)
-    return _after_error(d, claim.attempts_this_run, error, settings)
+    return _after_error(d, claim.attempts_this_run, error, settings,
+                        was_unknown=claim.was_unknown)
 
 
 class _HeldConnection:
@@ -373,7 +374,16 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
         if isinstance(claim, Refused):
             return _refused(d, claim)
         try:
-            found, message_id = _call_provider(claim, prepared)
+            found = _find_earlier(claim, prepared)
+        except ProviderError as exc:
+            # The lookup itself failed: the earlier attempt is still unknown.
+            return d, claim, exc
+        if found is None and claim.was_unknown and prepared.find_earlier is not None:
+            # Looked, and the provider holds no such message: the earlier
+            # attempt is known not accepted from here on.
+            claim = replace(claim, was_unknown=False)
+        try:
+            message_id = found or prepared.send()
         except ProviderError as exc:
             return d, claim, exc
     deliveries.mark_sent(held.get(), d.id, message_id)
@@ -383,6 +393,16 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
 
 
 def _refused(d: Delivery, refused: Refused) -> Outcome:
+    if refused.quiet_until is not None:
+        # Quiet hours at the claim: parked until the window closes; the queue
+        # run releases it (release_parked), nothing waits in the broker.
+        wait_s = max(0.0, (refused.quiet_until - datetime.now(refused.quiet_until.tzinfo))
+                     .total_seconds())
+        if not app.conf.task_always_eager:
+            arm_wakeup(max(0.0, wait_s - BROKER_HORIZON_S / 2))
+        log.info("delivery %s: quiet hours at its claim; parked until %s", d.id,
+                 refused.quiet_until.isoformat())
+        return Outcome("quiet-hours", f"parked until {refused.quiet_until.isoformat()}")
     if refused.skip_reason is not None:
         log.info("delivery %s skipped at its claim: %s", d.id, refused.skip_reason)
         return Outcome("skipped", refused.skip_reason)
@@ -391,32 +411,37 @@ def _refused(d: Delivery, refused: Refused) -> Outcome:
                    slot_at=time.time(), ids=(d.id,))
 
 
-def _call_provider(claim: Claim, prepared: Prepared) -> tuple[str | None, str]:
-    """Adopt an earlier accepted attempt of the claimed delivery, or send it.
+def _find_earlier(claim: Claim, prepared: Prepared) -> str | None:
+    """The id of an earlier attempt of the claimed delivery the provider accepted, if any.
 
-    Returns (the adopted message's id or None, the message id).
+    Twilio has no idempotency key: a previous attempt whose answer was lost
+    may have been accepted. Adopt that message rather than send a second.
     """
-    found = None
     if prepared.find_earlier and claim.was_unknown and claim.previous_attempt_at is not None:
-        # Twilio has no idempotency key: a previous attempt may have
-        # been accepted. Adopt that message rather than send a second.
-        found = prepared.find_earlier(claim.previous_attempt_at)
-    return found, found or prepared.send()
+        return prepared.find_earlier(claim.previous_attempt_at)
+    return None
 
 
-def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Settings) -> Outcome:
-    """Fail now, or record the error and ask to be run again later."""
+def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Settings, *,
+                 was_unknown: bool = False) -> Outcome:
+    """Fail now, or record the error and ask to be run again later.
+
+    `was_unknown`: an earlier attempt may have been accepted. An error of this
+    attempt (a quota 429, a 409, a refused lookup) says nothing about that
+    one, so the flag stays set, and a delivery that may have gone out never
+    falls back to the other channel (the customer would get two messages).
+    """
     max_attempts = settings.send_max_retries + 1
+    unknown = was_unknown or exc.outcome_unknown
     if not exc.transient or attempts >= max_attempts:
         fallback = None
         with engine().begin() as conn:
-            deliveries.mark_failed(conn, d.id, exc.code, exc.message,
-                                   outcome_unknown=exc.transient and exc.outcome_unknown)
+            deliveries.mark_failed(conn, d.id, exc.code, exc.message, outcome_unknown=unknown)
             if exc.opt_out and d.channel == "sms" and d.contact:
                 deliveries.set_sms_opt_out(
                     conn, d.contact, opted_out=True, source=f"twilio:{exc.code}"
                 )
-            if not exc.transient and not exc.opt_out:
+            if not exc.transient and not exc.opt_out and not unknown:
                 fallback = fall_back(conn, d.id)  # the other channel (tasks/fallback.py)
         dispatch_fallbacks([fallback])
         why = "permanent" if not exc.transient else f"gave up after {attempts} attempts"
@@ -426,7 +451,7 @@ def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Setti
     parked = countdown > BROKER_HORIZON_S and not app.conf.task_always_eager
     with autocommit_engine().connect() as conn:
         deliveries.schedule_retry(
-            conn, d.id, countdown_s=countdown, outcome_unknown=exc.outcome_unknown,
+            conn, d.id, countdown_s=countdown, outcome_unknown=unknown,
             code=exc.code, message=exc.message, parked=parked,
         )
     detail = f"{exc.code} (attempt {attempts} of {max_attempts}), again in {countdown:.1f}s"

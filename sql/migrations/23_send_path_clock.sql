@@ -1,0 +1,29 @@
+-- 23 One clock for the send path, which tests can move.
+--
+-- public.regnotify_now() is now(), moved by the optional setting
+-- regnotify.clock_offset_s (seconds, may be negative). Production never sets
+-- it, so it reads the real clock. The model test of the send path
+-- (tests/test_send_path_model.py) sets it for its database to put "now" at a
+-- quiet-hours edge in the customer's zone, the same clock the Python seam
+-- (tasks/clock.py) reads.
+--
+-- The send claims (sql/queries/deliveries.sql, claim_delivery) read it to
+-- check quiet hours again at the moment of the claim: a retry or a parked
+-- delivery that becomes due after the window opened in the customer's zone
+-- waits for the window to close instead of leaving at night.
+--
+-- A session that sets the offset moves only its own statements' clock: the
+-- workers never set it, so no caller can move another's.
+
+CREATE OR REPLACE FUNCTION public.regnotify_now()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $fn$
+    SELECT pg_catalog.now() + pg_catalog.make_interval(secs => coalesce(
+        pg_catalog.nullif(pg_catalog.current_setting('regnotify.clock_offset_s', true), '')
+            ::float8, 0))
+$fn$;
+
+REVOKE ALL ON FUNCTION public.regnotify_now() FROM PUBLIC, anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION public.regnotify_now() TO service_role;
