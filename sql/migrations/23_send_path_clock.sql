@@ -21,7 +21,7 @@ LANGUAGE sql STABLE
 SET search_path = ''
 AS $fn$
     SELECT pg_catalog.now() + pg_catalog.make_interval(secs => coalesce(
-        pg_catalog.nullif(pg_catalog.current_setting('regnotify.clock_offset_s', true), '')
+        NULLIF(pg_catalog.current_setting('regnotify.clock_offset_s', true), '')
             ::float8, 0))
 $fn$;
 
