@@ -80,7 +80,7 @@ def _limiter(channel: str) -> RateLimiter:
     settings = get_settings()
     rate = settings.twilio_rate_per_s if channel == "sms" else settings.resend_rate_per_s
     return RateLimiter(channel, rate, redis_url=coordination_redis_url(),
-                       call_timeout_s=settings.provider_timeout_s)
+                       call_timeout_s=call_bound_s(settings))
 
 
 def limiter(channel: str) -> RateLimiter:
@@ -172,9 +172,15 @@ def after_rate_limit(channel: str, delivery_ids: list[int], exc: ProviderError, 
     return wait_later(delivery_ids, wait, f"provider rate limit ({exc.code})")
 
 
+def call_bound_s(settings: Settings) -> float:
+    """The longest one provider call can take: PROVIDER_TIMEOUT_S bounds the
+    connect and the read each (both adapters pass it as both), so twice it."""
+    return settings.provider_timeout_s * 2
+
+
 def lease_seconds(settings: Settings) -> float:
-    """How long a claim holds a delivery: a lookup and a send, each bounded by the timeout."""
-    return settings.provider_timeout_s * 2 + 15
+    """How long a claim holds a delivery: a lookup and a send, each at its worst, and a margin."""
+    return call_bound_s(settings) * 2 + 15
 
 
 def backoff_seconds(attempt: int, settings: Settings, retry_after: float | None) -> float:

@@ -193,7 +193,8 @@ class RateLimiter:
 
     `redis_url`: the coordination Redis; None keeps the slots in PostgreSQL
     (`use_database=False` keeps them in this process only, for tests).
-    `call_timeout_s`: the longest a provider call can be out (its timeout).
+    `call_timeout_s`: the longest a provider call can be out (its connect and
+    read timeouts together: tasks.delivery_flow.call_bound_s).
     """
 
     def __init__(self, name: str, rate_per_s: float, *, redis_url: str | None,

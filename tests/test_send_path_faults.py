@@ -144,3 +144,100 @@ def test_5_a_burst_sent_with_now_still_bypasses_quiet_hours_at_the_claim(conn, t
     (delivery_id,) = _claim_due()["sms"]
     assert delivery_flow.run(delivery_id, "sms").status == "sent"
     assert twilio_wire.accepted_count() == 1
+
+
+# ── 4 ─ a staff digest goes once, whatever it is grouped with later ──────────
+
+STAFF = "desk@lonestar.test"
+
+
+def _digest(conn, phone: str, body: str) -> int:
+    """A pending reply digest with one reply in it (what the inbound webhook writes)."""
+    from db import replies
+    from db.replies import Inbound
+    from tasks.database import engine
+
+    with engine().begin() as c:
+        inbound = replies.record(c, message_sid=f"SM{phone[1:]}{body[:4]}", from_phone=phone,
+                                 to_phone="+15005550006", body=body, twilio_kind=None)
+        assert isinstance(inbound, Inbound)
+        return replies.join_digest(c, inbound, phone)
+
+
+def test_4_a_digest_sent_before_its_worker_died_is_not_mailed_again_with_a_new_one(
+        conn, resend_wire):
+    from db import replies
+    from tasks import send_reply_digest
+    from tasks.database import engine
+    from tasks.providers.registry import email_provider
+
+    conn.execute("UPDATE notification_config SET staff_email = %s", (STAFF,))
+    for i in range(2):
+        _digest(conn, f"+1555222{i:04d}", f"hello {i}")
+    conn.execute("UPDATE reply_digests SET send_after = now() - interval '1 second'")
+    with engine().begin() as c:
+        first_ids = replies.claim_digests(c, limit=10, lease_s=60, token="first")
+    assert len(first_ids) == 2
+
+    # The worker dies between Resend's accept and the rows' update: the
+    # provider call goes out, and nothing after it runs.
+    provider = email_provider()
+    original = provider.send_batch
+
+    def send_then_die(emails, key):
+        original(emails, key)
+        raise SystemExit("worker killed")
+
+    provider.send_batch = send_then_die  # type: ignore[method-assign]
+    try:
+        with pytest.raises(SystemExit):
+            send_reply_digest.run(first_ids, "first")
+    finally:
+        del provider.send_batch
+    assert resend_wire.accepted_count() == 2
+
+    # Its lease lapses; a new digest is due as the next queue run claims.
+    conn.execute("UPDATE reply_digests SET lease_until = now() - interval '1 second'")
+    _digest(conn, "+15552229999", "a third")
+    conn.execute("UPDATE reply_digests SET send_after = now() - interval '1 second' "
+                 "WHERE status = 'pending'")
+    with engine().begin() as c:
+        second_ids = replies.claim_digests(c, limit=10, lease_s=60, token="second")
+    assert len(second_ids) == 3
+    send_reply_digest.send_reply_digests.apply(args=(second_ids, "second")).get()
+
+    # Three digests, three e-mails to staff: the two are answered from
+    # Resend's record under their first key, the third goes once.
+    assert resend_wire.accepted_count() == 3, [s.text[:40] for s in resend_wire.sends()]
+    assert not resend_wire.duplicates()
+    assert {r["status"] for r in conn.execute("SELECT status FROM reply_digests")} == {"sent"}
+
+
+# ── 6 ─ the bounds cover the worst case ─────────────────────────────────────
+
+def test_6_lease_and_gate_hold_cover_a_lookup_and_a_send_at_their_worst(monkeypatch):
+    from tasks import delivery_flow
+    from tasks.providers.registry import email_provider, reset_providers, sms_provider
+    from tasks.settings import get_settings
+
+    monkeypatch.setenv("PROVIDER_TIMEOUT_S", "10")
+    get_settings.cache_clear()
+    reset_providers()
+    delivery_flow._limiter.cache_clear()
+    settings = get_settings()
+    # Each adapter passes its timeout as the connect AND the read timeout:
+    # one call can last their sum.
+    texts = sms_provider()
+    texts._client()
+    twilio_worst = 2 * texts._local.http.timeout
+    import resend
+
+    email_provider()
+    resend_worst = 2 * resend.default_http_client._timeout
+    worst = max(twilio_worst, resend_worst)
+    assert worst == 20
+    # The lease covers a lookup and a send, each at its worst.
+    assert delivery_flow.lease_seconds(settings) >= 2 * worst
+    # The gate holds a call's place for as long as the call can be out.
+    for channel in ("sms", "email"):
+        assert delivery_flow.limiter(channel).hold_s >= worst

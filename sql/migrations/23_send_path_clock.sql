@@ -27,3 +27,10 @@ $fn$;
 
 REVOKE ALL ON FUNCTION public.regnotify_now() FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.regnotify_now() TO service_role;
+
+-- The Idempotency-Key a staff reply digest first went to Resend under. A
+-- digest whose send died after Resend accepted it must go again under that
+-- same key (with the same companions), never grouped anew under a new key:
+-- the key was a hash of whichever digests were due together, so a queue run
+-- that added a newer digest sent the older ones twice.
+ALTER TABLE public.reply_digests ADD COLUMN IF NOT EXISTS idempotency_key text;
