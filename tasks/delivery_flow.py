@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from db import deliveries
 from db.connection import PING_AFTER_IDLE_S
 from db.deliveries import Claim, Delivery, Refused
+from tasks import worker_budget  # noqa: F401  (connects the worker's pool sizing)
 from tasks.broker_redis import coordination_redis_url
 from tasks.celery_app import BROKER_HORIZON_S, app
 from tasks.database import autocommit_engine, engine
@@ -131,7 +132,8 @@ def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
     if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
         return Slot(go_at=slot_at)
     lim = _limiter(channel)
-    reservation = lim.reserve_and_depart() if depart else lim.reserve(math.inf)
+    reservation = (lim.reserve_and_depart(conn=conn) if depart
+                   else lim.reserve(math.inf, conn=conn))
     wait_s = reservation.wait_s
     # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
     if app.conf.task_always_eager or wait_s <= MAX_RATE_SLEEP_S:
@@ -369,7 +371,9 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
     # a lookup and a send, each bounded: a claimed delivery can never outlive
     # its lease waiting its turn, and the sweep never hands it to a second task.
     slot.wait(channel)
-    with _limiter(channel).call(departed=slot.departed):
+    # The send's own connection serves the limiter too (PostgreSQL
+    # coordination): a send never asks the pool for a second one.
+    with _limiter(channel).call(departed=slot.departed, conn=held.get()):
         claim = deliveries.claim(
             held.get(), d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
             provider=prepared.provider, body=prepared.body, subject=prepared.subject,

@@ -241,3 +241,89 @@ def test_6_lease_and_gate_hold_cover_a_lookup_and_a_send_at_their_worst(monkeypa
     # The gate holds a call's place for as long as the call can be out.
     for channel in ("sms", "email"):
         assert delivery_flow.limiter(channel).hold_s >= worst
+
+
+# ── 1 ─ the connection budget ───────────────────────────────────────────────
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/unused"
+
+
+def _work_controller(concurrency: int, pool: str):
+    """A real Celery worker object, built (worker_init sent) but never started."""
+    from tasks.celery_app import app
+
+    return app.WorkController(concurrency=concurrency, pool_cls=pool, hostname="budget@test")
+
+
+def test_1_the_pool_follows_the_worker_threads_however_they_are_set(conn, capfd):
+    from tasks.database import engine, reset_engine
+
+    reset_engine()
+    _work_controller(64, "threads")
+    assert engine().pool.size() == 64
+    # 64 thread(s) fit the test server; 500 do not, and the worker says so in one line.
+    assert "max_connections" not in capfd.readouterr().err
+    _work_controller(500, "threads")
+    lines = [line for line in capfd.readouterr().err.splitlines() if "max_connections" in line]
+    assert len(lines) == 1 and "500 thread(s) x 1 process(es)" in lines[0], lines
+    # Prefork: one thread per child process, the budget is the children.
+    _work_controller(3, "prefork")
+    assert engine().pool.size() == 1
+
+
+def test_1_a_send_holds_one_connection_at_a_time_with_postgresql_coordination(
+        conn, twilio_wire, monkeypatch):
+    from sqlalchemy import event
+
+    from tasks import delivery_flow
+    from tasks.database import engine
+    from tests.conftest import reset_process_state
+
+    monkeypatch.setenv("CELERY_BROKER_URL", AMQP)
+    monkeypatch.delenv("COORDINATION_REDIS_URL", raising=False)
+    reset_process_state()
+    reg = new_registration(conn, customer_phone="+15553330400", notification_pref="sms")
+    change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    (delivery_id,) = _claim_due()["sms"]
+    assert delivery_flow.limiter("sms").backend == "postgresql"
+
+    out = peak = 0
+
+    def checkout(*_a):
+        nonlocal out, peak
+        out += 1
+        peak = max(peak, out)
+
+    def checkin(*_a):
+        nonlocal out
+        out -= 1
+
+    pool = engine().pool
+    event.listen(pool, "checkout", checkout)
+    event.listen(pool, "checkin", checkin)
+    try:
+        assert delivery_flow.run(delivery_id, "sms").status == "sent"
+    finally:
+        event.remove(pool, "checkout", checkout)
+        event.remove(pool, "checkin", checkin)
+    assert twilio_wire.accepted_count() == 1
+    assert peak == 1
+
+
+def test_1_a_pool_timeout_is_retried_like_any_infrastructure_error(clean_db):
+    import sqlalchemy.exc
+
+    from db.connection import make_engine
+    from tasks.retry_policy import INFRASTRUCTURE_ERRORS
+
+    small = make_engine(clean_db, pool_size=1, pool_timeout=0.1)
+    held = [small.connect(), small.connect()]  # the pool and its overflow
+    try:
+        with pytest.raises(sqlalchemy.exc.TimeoutError) as caught:
+            small.connect()
+        assert isinstance(caught.value, INFRASTRUCTURE_ERRORS)
+    finally:
+        for c in held:
+            c.close()
+        small.dispose()
