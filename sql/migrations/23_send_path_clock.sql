@@ -25,8 +25,24 @@ AS $fn$
             ::float8, 0))
 $fn$;
 
+-- When the quiet window the customer is in at regnotify_now() opens again,
+-- as an instant on the server's own clock (the one every stored time and
+-- every `<= now()` comparison uses): the offset moves the wall clock the
+-- customer's zone is read on, never the stored times.
+CREATE OR REPLACE FUNCTION public.quiet_hours_release_now(p_zone text, p_start time, p_end time)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $fn$
+    SELECT public.quiet_hours_release_at(public.regnotify_now(), p_zone, p_start, p_end)
+           - (public.regnotify_now() - pg_catalog.now())
+$fn$;
+
 REVOKE ALL ON FUNCTION public.regnotify_now() FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.regnotify_now() TO service_role;
+REVOKE ALL ON FUNCTION public.quiet_hours_release_now(text, time, time)
+    FROM PUBLIC, anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION public.quiet_hours_release_now(text, time, time) TO service_role;
 
 -- The Idempotency-Key a staff reply digest first went to Resend under. A
 -- digest whose send died after Resend accepted it must go again under that

@@ -44,8 +44,8 @@ target AS (
            coalesce(r.time_zone, cfg.default_time_zone) AS zone,
            CASE WHEN n.channel = ANY(cfg.quiet_hours_channels)
                      AND NOT coalesce(q.bypass_quiet_hours, false)
-                THEN public.quiet_hours_release_at(
-                         public.regnotify_now(), coalesce(r.time_zone, cfg.default_time_zone),
+                THEN public.quiet_hours_release_now(
+                         coalesce(r.time_zone, cfg.default_time_zone),
                          cfg.quiet_hours_start, cfg.quiet_hours_end)
            END AS quiet_until
     FROM public.registration_notifications AS n
