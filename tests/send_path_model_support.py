@@ -123,7 +123,7 @@ def concurrently(*calls: Any) -> list[BaseException]:
         try:
             start.wait()
             call()
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(c,)) for c in calls]
