@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
@@ -388,10 +388,9 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
         except ProviderError as exc:
             # The lookup itself failed: the earlier attempt is still unknown.
             return d, claim, exc
-        if found is None and claim.was_unknown and prepared.find_earlier is not None:
-            # Looked, and the provider holds no such message: the earlier
-            # attempt is known not accepted from here on.
-            claim = replace(claim, was_unknown=False)
+        # A lookup that found nothing does not clear the doubt: Twilio's list
+        # can miss a message it accepted moments ago, so a permanent error of
+        # this attempt still never falls back to the other channel.
         try:
             message_id = found or prepared.send()
         except ProviderError as exc:
