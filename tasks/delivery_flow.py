@@ -265,8 +265,10 @@ def _prepare(d: Delivery, settings: Settings) -> Prepared:
         texts = sms_provider()
         sms = Sms(to=d.contact, body=rendered_sms.body,
                   status_callback=status_callback_url(settings))
-        # The earlier attempt's text as stored at its claim (the contact may have changed).
-        earlier = Sms(to=d.contact, body=d.body or sms.body)
+        # The earlier attempt's text as stored at its claim, to the number it
+        # went to: the customer may have changed number since, and a text
+        # Twilio accepted for the old one is this burst's text all the same.
+        earlier = Sms(to=d.recipient or d.contact, body=d.body or sms.body)
         return Prepared(sms.to, texts.name, sms.body, None, rendered_sms.template,
                         send=lambda: texts.send(sms),
                         find_earlier=lambda since: texts.find_sent(earlier, since))

@@ -103,6 +103,31 @@ def test_3_a_409_after_a_lost_answer_is_unknown_and_never_falls_back(conn, resen
     assert resend_wire.accepted_count() == 1
 
 
+# ── found by the model ──────────────────────────────────────────────────────
+
+def test_model_a_lost_text_then_a_new_number_is_adopted_not_sent_again(conn, twilio_wire):
+    # Shrunk from the model's soak run: Twilio accepted the text and the answer
+    # was lost; the customer changed number before the retry. The retry looked
+    # for the earlier text at the new number, found nothing, and sent a second.
+    from tasks import delivery_flow
+
+    twilio_wire.script("+15553330500", ["timeout_after_accept:2"])
+    reg = new_registration(conn, customer_phone="+15553330500", notification_pref="sms")
+    change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    (delivery_id,) = _claim_due()["sms"]
+    assert delivery_flow.run(delivery_id, "sms").status == "retry"
+    conn.execute("UPDATE registrations SET customer_phone = '+15553330501' WHERE id = %s",
+                 (reg,))
+    conn.execute("UPDATE registration_notifications SET next_attempt_at = now()")
+    again = delivery_flow.run(delivery_id, "sms")
+    assert again.status == "sent" and "adopted" in again.detail, again
+    assert twilio_wire.accepted_count() == 1
+    row = conn.execute("SELECT * FROM registration_notifications WHERE id = %s",
+                       (delivery_id,)).fetchone()
+    assert row["provider_message_id"] == twilio_wire.sends()[0].id
+
+
 # ── 5 ─ quiet hours are checked again at the claim ──────────────────────────
 
 def test_5_a_retry_that_comes_due_inside_quiet_hours_waits_for_the_morning(conn, twilio_wire):
