@@ -128,6 +128,29 @@ def test_model_a_lost_text_then_a_new_number_is_adopted_not_sent_again(conn, twi
     assert row["provider_message_id"] == twilio_wire.sends()[0].id
 
 
+def test_model_skipped_after_a_lost_answer_still_says_it_may_have_gone(conn, resend_wire):
+    # From the model's soak run: Resend accepted the e-mail and the answer was
+    # lost; the customer then chose `none`. The delivery is rightly skipped,
+    # but it said outcome_unknown = false: the audit denied an e-mail the
+    # customer had received.
+    from tasks import delivery_flow
+
+    resend_wire.script("gone@example.com", ["timeout_after_accept:2"])
+    reg = new_registration(conn, customer_email="gone@example.com", notification_pref="email")
+    change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    (delivery_id,) = _claim_due()["email"]
+    assert delivery_flow.run(delivery_id, "email").status == "retry"
+    conn.execute("UPDATE registrations SET notification_pref = 'none' WHERE id = %s", (reg,))
+    conn.execute("UPDATE registration_notifications SET next_attempt_at = now()")
+    assert delivery_flow.run(delivery_id, "email").status == "skipped"
+    row = conn.execute("SELECT * FROM registration_notifications WHERE id = %s",
+                       (delivery_id,)).fetchone()
+    assert (row["status"], row["skip_reason"], row["outcome_unknown"]) == (
+        "skipped", "preference", True)
+    assert resend_wire.accepted_count() == 1
+
+
 # ── 5 ─ quiet hours are checked again at the claim ──────────────────────────
 
 def test_5_a_retry_that_comes_due_inside_quiet_hours_waits_for_the_morning(conn, twilio_wire):

@@ -431,7 +431,7 @@ class SendPathModel(RuleBasedStateMachine):
                 emails = [r["id"] for r in due if r["channel"] == "email"]
                 if len(emails) > 1:
                     self._step("drain: e-mail batch", lambda e=emails: _batch_run(e))
-                    continue
+                    due = _due_deliveries(conn)  # what the batch left: one by one
                 for row in due:
                     self._step("drain: delivery step", lambda r=row: _send_step(r["id"],
                                                                                r["channel"]))
@@ -458,19 +458,24 @@ class SendPathModel(RuleBasedStateMachine):
             rows = self._delivery_by("provider_message_id", send.id)
             if not rows:
                 rows = [r for r in self._delivery_by("recipient", send.to)
-                        if r["body"] == send.body and r["outcome_unknown"]]
+                        if r["body"] == send.body and r["outcome_unknown"]
+                        and r["status"] in ("failed", "skipped")]
             assert rows, f"Twilio accepted {send.id} to {send.to}; no delivery says so"
         for send in self.resend.sends():
             if send.to == STAFF:
-                digest = conn.execute("SELECT status FROM reply_digests "
-                                      "WHERE provider_message_id = %s", (send.id,)).fetchone()
-                assert digest is not None and digest["status"] == "sent", (
+                # Sent with this id, or failed after its key went out (a
+                # digest keeps no outcome_unknown flag: its error says why).
+                digest = conn.execute(
+                    "SELECT status FROM reply_digests WHERE provider_message_id = %s "
+                    "OR (status = 'failed' AND idempotency_key = %s)",
+                    (send.id, send.idempotency_key)).fetchone()
+                assert digest is not None, (
                     f"staff e-mail {send.id} accepted; no digest records it")
                 continue
             (row,) = self._delivery_by("id", int(_tag(send, "delivery") or 0)) or [None]
             assert row is not None, f"Resend accepted {send.id}; no delivery"
             assert row["provider_message_id"] == send.id or (
-                row["status"] == "failed" and row["outcome_unknown"]), (
+                row["status"] in ("failed", "skipped") and row["outcome_unknown"]), (
                 f"Resend accepted {send.id} for delivery {row['id']}, which says "
                 f"{row['status']} {row['provider_message_id']}")
         for row in conn.execute("SELECT id, channel, provider_message_id FROM "

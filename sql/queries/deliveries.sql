@@ -161,11 +161,13 @@ SET status          = 'failed',
 WHERE id = %(id)s AND status IN ('queued', 'sending');
 
 -- name: mark_skipped
+-- outcome_unknown stays: a delivery skipped after an attempt whose answer was
+-- lost (the customer withdrew consent meanwhile) may still have gone out, and
+-- the audit must say so.
 UPDATE public.registration_notifications
 SET status          = 'skipped',
     skip_reason     = %(skip_reason)s,
     hold_reason     = NULL,
-    outcome_unknown = false,
     lease_until     = NULL,
     next_attempt_at = NULL,
     updated_at      = now()
