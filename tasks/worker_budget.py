@@ -18,7 +18,9 @@ import sys
 
 from celery.signals import worker_init
 
-from tasks.database import engine, size_pool_for
+from db.connection import raw_connection
+from tasks.database import size_pool_for
+from tasks.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,15 @@ def budget_line(threads: int, processes: int, max_connections: int) -> str | Non
 
 
 def server_max_connections() -> int:
-    """The server's max_connections."""
-    with engine().connect() as conn:
-        return int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+    """The server's max_connections.
+
+    On a connection of its own, outside the pool: a prefork worker forks its
+    children after this, and they must not inherit a pooled connection.
+    """
+    with raw_connection(get_settings().database_url) as conn:
+        row = conn.execute("SHOW max_connections").fetchone()
+    assert row is not None
+    return int(row["max_connections"])
 
 
 @worker_init.connect
