@@ -137,8 +137,9 @@ class SendPathModel(RuleBasedStateMachine):
         rows = self.conn.execute(
             "SELECT r.id::text AS id, r.notification_pref, r.customer_phone, r.customer_email, "
             "coalesce(o.opted_out, false) AS opted_out, "
-            "public.quiet_hours_release_now(coalesce(r.time_zone, c.default_time_zone), "
-            "c.quiet_hours_start, c.quiet_hours_end) IS NOT NULL AS quiet "
+            "('sms' = ANY(c.quiet_hours_channels) AND public.quiet_hours_release_now("
+            "coalesce(r.time_zone, c.default_time_zone), c.quiet_hours_start, "
+            "c.quiet_hours_end) IS NOT NULL) AS quiet "
             "FROM registrations AS r CROSS JOIN notification_config AS c "
             "LEFT JOIN sms_opt_outs AS o ON o.phone = r.customer_phone").fetchall()
         return {r["id"]: r for r in rows}
