@@ -61,7 +61,7 @@ HOME_ZONE = "America/Chicago"
 
 PROFILES = {
     "smoke": {"max_examples": 1, "stateful_step_count": 10},
-    "ci": {"max_examples": 15, "stateful_step_count": 20},
+    "ci": {"max_examples": 60, "stateful_step_count": 30},
     "soak": {"max_examples": 200, "stateful_step_count": 60},
 }
 
