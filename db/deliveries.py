@@ -91,6 +91,8 @@ class Refused:
     """
 
     skip_reason: str | None
+    #: Inside the customer's quiet hours at the claim: parked until then.
+    quiet_until: datetime | None = None
 
 
 def _delivery(row: Any) -> Delivery:
@@ -163,7 +165,7 @@ def claim(
         return None
     row = rows[0]
     if row["attempts"] is None:
-        return Refused(row["skip_reason"])
+        return Refused(row["skip_reason"], row["quiet_until"])
     return Claim(int(row["attempts"]), int(row["attempts_this_run"]), row["last_attempt_at"],
                  bool(row["was_unknown"]), row["previous_attempt_at"])
 

@@ -176,12 +176,6 @@ def take(conn: Connection, ids: Sequence[int], *, token: str, lease_s: float) ->
             for r in sorted(rows, key=lambda r: r.id)]
 
 
-def count_attempt(conn: Connection, ids: Sequence[int]) -> int:
-    """One more provider call for these digests; returns the highest attempt count."""
-    rows = conn.exec_driver_sql(query("reply_digests_attempt"), {"ids": list(ids)}).all()
-    return max((int(r.attempts) for r in rows), default=1)
-
-
 def extend(conn: Connection, ids: Sequence[int], *, lease_s: float, code: str | None = None,
            message: str | None = None) -> None:
     """Hold the digests through a wait (and note the error that caused it)."""

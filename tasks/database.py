@@ -17,6 +17,24 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 #: (the engine it was derived from, the autocommit view of it)
 _autocommit: tuple[Engine, Engine] | None = None
+#: Threads of this process that run tasks, when a worker said so (see
+#: tasks.worker_budget); else WORKER_CONCURRENCY.
+_threads: int | None = None
+
+
+def size_pool_for(threads: int) -> None:
+    """Size the pool for `threads` task threads (an engine of another size is replaced)."""
+    global _threads
+    if threads == _threads:
+        return
+    _threads = threads
+    if _engine is not None and pool_size() != _engine.pool.size():  # type: ignore[attr-defined]
+        reset_engine()
+
+
+def pool_size() -> int:
+    """Connections the pool keeps: one per task thread."""
+    return _threads if _threads is not None else get_settings().worker_concurrency
 
 
 def engine() -> Engine:
@@ -31,7 +49,7 @@ def engine() -> Engine:
                         "no database: set DATABASE_URL or pass --database-url")
                 # Each worker thread holds at most one connection at a time.
                 _engine = make_engine(settings.database_url,
-                                      pool_size=settings.worker_concurrency,
+                                      pool_size=pool_size(),
                                       ping_after_idle_s=PING_AFTER_IDLE_S)
     return _engine
 

@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from db import deliveries
 from db.connection import PING_AFTER_IDLE_S
 from db.deliveries import Claim, Delivery, Refused
+from tasks import worker_budget  # noqa: F401  (connects the worker's pool sizing)
 from tasks.broker_redis import coordination_redis_url
 from tasks.celery_app import BROKER_HORIZON_S, app
 from tasks.database import autocommit_engine, engine
@@ -80,7 +81,7 @@ def _limiter(channel: str) -> RateLimiter:
     settings = get_settings()
     rate = settings.twilio_rate_per_s if channel == "sms" else settings.resend_rate_per_s
     return RateLimiter(channel, rate, redis_url=coordination_redis_url(),
-                       call_timeout_s=settings.provider_timeout_s)
+                       call_timeout_s=call_bound_s(settings))
 
 
 def limiter(channel: str) -> RateLimiter:
@@ -131,7 +132,8 @@ def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
     if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
         return Slot(go_at=slot_at)
     lim = _limiter(channel)
-    reservation = lim.reserve_and_depart() if depart else lim.reserve(math.inf)
+    reservation = (lim.reserve_and_depart(conn=conn) if depart
+                   else lim.reserve(math.inf, conn=conn))
     wait_s = reservation.wait_s
     # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
     if app.conf.task_always_eager or wait_s <= MAX_RATE_SLEEP_S:
@@ -172,9 +174,15 @@ def after_rate_limit(channel: str, delivery_ids: list[int], exc: ProviderError, 
     return wait_later(delivery_ids, wait, f"provider rate limit ({exc.code})")
 
 
+def call_bound_s(settings: Settings) -> float:
+    """The longest one provider call can take: PROVIDER_TIMEOUT_S bounds the
+    connect and the read each (both adapters pass it as both), so twice it."""
+    return settings.provider_timeout_s * 2
+
+
 def lease_seconds(settings: Settings) -> float:
-    """How long a claim holds a delivery: a lookup and a send, each bounded by the timeout."""
-    return settings.provider_timeout_s * 2 + 15
+    """How long a claim holds a delivery: a lookup and a send, each at its worst, and a margin."""
+    return call_bound_s(settings) * 2 + 15
 
 
 def backoff_seconds(attempt: int, settings: Settings, retry_after: float | None) -> float:
@@ -257,8 +265,10 @@ def _prepare(d: Delivery, settings: Settings) -> Prepared:
         texts = sms_provider()
         sms = Sms(to=d.contact, body=rendered_sms.body,
                   status_callback=status_callback_url(settings))
-        # The earlier attempt's text as stored at its claim (the contact may have changed).
-        earlier = Sms(to=d.contact, body=d.body or sms.body)
+        # The earlier attempt's text as stored at its claim, to the number it
+        # went to: the customer may have changed number since, and a text
+        # Twilio accepted for the old one is this burst's text all the same.
+        earlier = Sms(to=d.recipient or d.contact, body=d.body or sms.body)
         return Prepared(sms.to, texts.name, sms.body, None, rendered_sms.template,
                         send=lambda: texts.send(sms),
                         find_earlier=lambda since: texts.find_sent(earlier, since))
@@ -287,7 +297,8 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
     d, claim, error = step
     if error.rate_limited:
         return after_rate_limit(d.channel, [d.id], error, outcome_unknown=claim.was_unknown)
-    return _after_error(d, claim.attempts_this_run, error, settings)
+    return _after_error(d, claim.attempts_this_run, error, settings,
+                        was_unknown=claim.was_unknown)
 
 
 class _HeldConnection:
@@ -362,7 +373,9 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
     # a lookup and a send, each bounded: a claimed delivery can never outlive
     # its lease waiting its turn, and the sweep never hands it to a second task.
     slot.wait(channel)
-    with _limiter(channel).call(departed=slot.departed):
+    # The send's own connection serves the limiter too (PostgreSQL
+    # coordination): a send never asks the pool for a second one.
+    with _limiter(channel).call(departed=slot.departed, conn=held.get()):
         claim = deliveries.claim(
             held.get(), d.id, lease_s=lease_seconds(settings), recipient=prepared.to,
             provider=prepared.provider, body=prepared.body, subject=prepared.subject,
@@ -373,7 +386,15 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
         if isinstance(claim, Refused):
             return _refused(d, claim)
         try:
-            found, message_id = _call_provider(claim, prepared)
+            found = _find_earlier(claim, prepared)
+        except ProviderError as exc:
+            # The lookup itself failed: the earlier attempt is still unknown.
+            return d, claim, exc
+        # A lookup that found nothing does not clear the doubt: Twilio's list
+        # can miss a message it accepted moments ago, so a permanent error of
+        # this attempt still never falls back to the other channel.
+        try:
+            message_id = found or prepared.send()
         except ProviderError as exc:
             return d, claim, exc
     deliveries.mark_sent(held.get(), d.id, message_id)
@@ -383,6 +404,16 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
 
 
 def _refused(d: Delivery, refused: Refused) -> Outcome:
+    if refused.quiet_until is not None:
+        # Quiet hours at the claim: parked until the window closes; the queue
+        # run releases it (release_parked), nothing waits in the broker.
+        wait_s = max(0.0, (refused.quiet_until - datetime.now(refused.quiet_until.tzinfo))
+                     .total_seconds())
+        if not app.conf.task_always_eager:
+            arm_wakeup(max(0.0, wait_s - BROKER_HORIZON_S / 2))
+        log.info("delivery %s: quiet hours at its claim; parked until %s", d.id,
+                 refused.quiet_until.isoformat())
+        return Outcome("quiet-hours", f"parked until {refused.quiet_until.isoformat()}")
     if refused.skip_reason is not None:
         log.info("delivery %s skipped at its claim: %s", d.id, refused.skip_reason)
         return Outcome("skipped", refused.skip_reason)
@@ -391,32 +422,37 @@ def _refused(d: Delivery, refused: Refused) -> Outcome:
                    slot_at=time.time(), ids=(d.id,))
 
 
-def _call_provider(claim: Claim, prepared: Prepared) -> tuple[str | None, str]:
-    """Adopt an earlier accepted attempt of the claimed delivery, or send it.
+def _find_earlier(claim: Claim, prepared: Prepared) -> str | None:
+    """The id of an earlier attempt of the claimed delivery the provider accepted, if any.
 
-    Returns (the adopted message's id or None, the message id).
+    Twilio has no idempotency key: a previous attempt whose answer was lost
+    may have been accepted. Adopt that message rather than send a second.
     """
-    found = None
     if prepared.find_earlier and claim.was_unknown and claim.previous_attempt_at is not None:
-        # Twilio has no idempotency key: a previous attempt may have
-        # been accepted. Adopt that message rather than send a second.
-        found = prepared.find_earlier(claim.previous_attempt_at)
-    return found, found or prepared.send()
+        return prepared.find_earlier(claim.previous_attempt_at)
+    return None
 
 
-def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Settings) -> Outcome:
-    """Fail now, or record the error and ask to be run again later."""
+def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Settings, *,
+                 was_unknown: bool = False) -> Outcome:
+    """Fail now, or record the error and ask to be run again later.
+
+    `was_unknown`: an earlier attempt may have been accepted. An error of this
+    attempt (a quota 429, a 409, a refused lookup) says nothing about that
+    one, so the flag stays set, and a delivery that may have gone out never
+    falls back to the other channel (the customer would get two messages).
+    """
     max_attempts = settings.send_max_retries + 1
+    unknown = was_unknown or exc.outcome_unknown
     if not exc.transient or attempts >= max_attempts:
         fallback = None
         with engine().begin() as conn:
-            deliveries.mark_failed(conn, d.id, exc.code, exc.message,
-                                   outcome_unknown=exc.transient and exc.outcome_unknown)
+            deliveries.mark_failed(conn, d.id, exc.code, exc.message, outcome_unknown=unknown)
             if exc.opt_out and d.channel == "sms" and d.contact:
                 deliveries.set_sms_opt_out(
                     conn, d.contact, opted_out=True, source=f"twilio:{exc.code}"
                 )
-            if not exc.transient and not exc.opt_out:
+            if not exc.transient and not exc.opt_out and not unknown:
                 fallback = fall_back(conn, d.id)  # the other channel (tasks/fallback.py)
         dispatch_fallbacks([fallback])
         why = "permanent" if not exc.transient else f"gave up after {attempts} attempts"
@@ -426,7 +462,7 @@ def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Setti
     parked = countdown > BROKER_HORIZON_S and not app.conf.task_always_eager
     with autocommit_engine().connect() as conn:
         deliveries.schedule_retry(
-            conn, d.id, countdown_s=countdown, outcome_unknown=exc.outcome_unknown,
+            conn, d.id, countdown_s=countdown, outcome_unknown=unknown,
             code=exc.code, message=exc.message, parked=parked,
         )
     detail = f"{exc.code} (attempt {attempts} of {max_attempts}), again in {countdown:.1f}s"

@@ -77,6 +77,9 @@ class _Claimed:
     members: list[Delivery]
     emails: list[Email]
     attempts: int
+    #: Before this claim, an earlier attempt of the batch may have been
+    #: accepted: no error of a later attempt makes that less likely.
+    uncertain: bool = False
 
 
 def _email(d: Delivery, settings: Settings) -> tuple[Email, str]:
@@ -182,7 +185,8 @@ def _claim_once(conn: Connection, delivery_ids: list[int], settings: Settings
         return None, leftover, singles, True
     kept = [(d, e) for d, e in zip(members, emails, strict=True) if d.id in result.taken]
     attempts = max(result.taken.values(), default=1)
-    return (_Claimed(batch_id, reused, [d for d, _ in kept], [e for _, e in kept], attempts),
+    return (_Claimed(batch_id, reused, [d for d, _ in kept], [e for _, e in kept], attempts,
+                     uncertain=reused and uncertain),
             leftover, singles, False)
 
 
@@ -221,7 +225,7 @@ def run(delivery_ids: list[int], slot_at: float | None = None) -> Outcome:
             error = exc
     outcome = _record(claimed, results) if error is None else (
         after_rate_limit("email", [d.id for d in claimed.members], error,
-                         outcome_unknown=claimed.reused)
+                         outcome_unknown=claimed.reused or claimed.uncertain)
         if error.rate_limited else _after_error(claimed, error, settings))
     return Outcome(outcome.status, outcome.detail, outcome.retry_in_s, outcome.slot_at,
                    outcome.ids, tuple(leftover), tuple(singles))
@@ -255,11 +259,15 @@ def _after_error(claimed: _Claimed, exc: ProviderError, settings: Settings) -> O
     """The whole request failed: fail every member now, or retry the same batch later."""
     ids = [d.id for d in claimed.members]
     max_attempts = settings.send_max_retries + 1
+    # A quota 429 or a refusal of this attempt leaves an earlier lost answer
+    # as unknown as it was: resetting the flag let the next membership change
+    # send the others again under a new key.
+    unknown = claimed.uncertain or exc.outcome_unknown
     if not exc.transient or claimed.attempts >= max_attempts:
         with engine().begin() as conn:
             for i in ids:
                 deliveries.mark_failed(conn, i, exc.code, exc.message,
-                                       outcome_unknown=exc.outcome_unknown or exc.code
+                                       outcome_unknown=unknown or exc.code
                                        == "invalid_idempotent_request")
         why = "permanent" if not exc.transient else f"gave up after {claimed.attempts} attempts"
         log.warning("batch %s failed (%s): %s", claimed.batch_id, why, exc.code)
@@ -269,7 +277,7 @@ def _after_error(claimed: _Claimed, exc: ProviderError, settings: Settings) -> O
     with engine().begin() as conn:
         for i in ids:
             deliveries.schedule_retry(conn, i, countdown_s=countdown,
-                                      outcome_unknown=exc.outcome_unknown, code=exc.code,
+                                      outcome_unknown=unknown, code=exc.code,
                                       message=exc.message, parked=parked)
     detail = (f"batch {claimed.batch_id}: {exc.code} (attempt {claimed.attempts} of "
               f"{max_attempts}), again in {countdown:.1f}s")

@@ -20,17 +20,19 @@ in-process limiter keeps the process polite until it does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import redis
 import sqlalchemy.exc
+from sqlalchemy import Connection
 
 from db import coordination
 from tasks.broker_redis import connect, is_redis_url
@@ -130,6 +132,13 @@ GATE_WINDOW_S = 1.02
 HOLD_PAST_TIMEOUT_S = 5.0
 
 
+def _database(conn: Connection | None) -> contextlib.AbstractContextManager[Connection]:
+    """The caller's connection (a send holds one: it never needs a second), or a pooled one."""
+    if conn is not None:
+        return nullcontext(conn)
+    return autocommit_engine().connect()
+
+
 @dataclass(frozen=True)
 class Reservation:
     """`granted`: the slot is `wait_s` away; send then. Otherwise none within reach.
@@ -193,7 +202,8 @@ class RateLimiter:
 
     `redis_url`: the coordination Redis; None keeps the slots in PostgreSQL
     (`use_database=False` keeps them in this process only, for tests).
-    `call_timeout_s`: the longest a provider call can be out (its timeout).
+    `call_timeout_s`: the longest a provider call can be out (its connect and
+    read timeouts together: tasks.delivery_flow.call_bound_s).
     """
 
     def __init__(self, name: str, rate_per_s: float, *, redis_url: str | None,
@@ -229,8 +239,12 @@ class RateLimiter:
             return "redis"
         return "postgresql" if self._use_database else "process"
 
-    def reserve(self, max_wait_s: float) -> Reservation:
-        """Reserve a slot no more than `max_wait_s` away (float('inf'): any)."""
+    def reserve(self, max_wait_s: float, *, conn: Connection | None = None) -> Reservation:
+        """Reserve a slot no more than `max_wait_s` away (float('inf'): any).
+
+        `conn`: an autocommit connection the caller holds, used for the
+        PostgreSQL store instead of a second one from the pool.
+        """
         max_wait = min(max_wait_s, ANY_WAIT_S)
         try:
             if self._redis is not None:
@@ -240,9 +254,9 @@ class RateLimiter:
                 self._warned = False
                 return Reservation(bool(int(granted)), float(wait))
             if self._use_database:
-                with autocommit_engine().connect() as conn:
+                with _database(conn) as db:
                     ok, wait_s = coordination.rate_reserve(
-                        conn, self._key, interval=self.interval, tolerance=self.tolerance,
+                        db, self._key, interval=self.interval, tolerance=self.tolerance,
                         max_wait=max_wait,
                     )
                 self._warned = False
@@ -251,7 +265,7 @@ class RateLimiter:
             self._warn(exc)
         return self._local.reserve(self.interval, self.tolerance, max_wait)
 
-    def reserve_and_depart(self) -> Reservation:
+    def reserve_and_depart(self, *, conn: Connection | None = None) -> Reservation:
         """Reserve the next slot and, when it is now, pass the gate in the same round trip.
 
         The caller must then make the call with `call(departed=...)` right
@@ -259,7 +273,7 @@ class RateLimiter:
         Redis store combines the two; the others reserve as `reserve` does.
         """
         if self._redis is None:
-            return self.reserve(math.inf)
+            return self.reserve(math.inf, conn=conn)
         token = uuid.uuid4().hex
         try:
             granted, wait, gate = self._reserve_depart_script(
@@ -286,25 +300,27 @@ class RateLimiter:
             self._warn(exc)
 
     @contextmanager
-    def call(self, departed: str | None = None) -> Iterator[None]:
+    def call(self, departed: str | None = None, *,
+             conn: Connection | None = None) -> Iterator[None]:
         """Around one provider call: wait at the gate, hold a place while out, log the answer.
 
         The slots already space the calls; the gate catches the ones that
         leave late (a busy thread, a slow render) and would crowd a second.
         `departed`: the token the gate admitted in `reserve_and_depart`.
+        `conn`: the caller's autocommit connection, for the PostgreSQL store.
         """
         token = departed or uuid.uuid4().hex
         while departed is None:
-            wait = self._try_depart(token)
+            wait = self._try_depart(token, conn)
             if wait <= 0:
                 break
             time.sleep(min(wait, 1.0) + 0.001)
         try:
             yield
         finally:
-            self._landed(token)
+            self._landed(token, conn)
 
-    def _try_depart(self, token: str) -> float:
+    def _try_depart(self, token: str, conn: Connection | None = None) -> float:
         try:
             if self._redis is not None:
                 return float(self._gate_script(
@@ -312,9 +328,9 @@ class RateLimiter:
                     args=[self.limit_per_window, GATE_WINDOW_S, token, self.hold_s],
                 ))
             if self._use_database:
-                with autocommit_engine().connect() as conn:
+                with _database(conn) as db:
                     wait, logged_at = coordination.gate(
-                        conn, self._gate_key, self.limit_per_window, GATE_WINDOW_S,
+                        db, self._gate_key, self.limit_per_window, GATE_WINDOW_S,
                         hold_s=self.hold_s)
                 if logged_at is not None:
                     # The table logs times, not names: the time names the call.
@@ -325,15 +341,15 @@ class RateLimiter:
         return self._local_gate.try_depart(self.limit_per_window, GATE_WINDOW_S, token,
                                            self.hold_s)
 
-    def _landed(self, token: str) -> None:
+    def _landed(self, token: str, conn: Connection | None = None) -> None:
         # Each store is told: the call was admitted by whichever answered.
         self._local_gate.landed(token)
         try:
             if self._redis is not None:
                 self._landed_script(keys=[self._gate_key], args=[token])
             elif self._use_database and token in self._logged_at:
-                with autocommit_engine().connect() as conn:
-                    coordination.gate_landed(conn, self._gate_key, self._logged_at.pop(token))
+                with _database(conn) as db:
+                    coordination.gate_landed(db, self._gate_key, self._logged_at.pop(token))
         except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
             # Its place is freed when the hold runs out; the call is done.
             self._warn(exc)

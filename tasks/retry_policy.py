@@ -13,6 +13,9 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.DisconnectionError,
+    # The pool had no connection free within its timeout: the database is
+    # busy, not the task wrong; acking it left the delivery to the sweep.
+    sqlalchemy.exc.TimeoutError,
     psycopg.OperationalError,
     redis.ConnectionError,
     redis.TimeoutError,

@@ -20,8 +20,9 @@ import time
 from dataclasses import dataclass
 
 from celery import Task
+from sqlalchemy import Connection
 
-from db import replies
+from db import digest_keys, replies
 from db.replies import Digest
 from tasks.celery_app import app
 from tasks.database import engine
@@ -93,8 +94,30 @@ def _wait_for_slot(ids: list[int], slot_at: float | None) -> DigestOutcome | Non
     return None
 
 
+def _groups(conn: Connection, ready: list[Digest]) -> list[tuple[list[int], str | None]]:
+    """The requests this run may send: (digest ids, the key they first went under or None).
+
+    A digest sent before goes again only with the digests it first went with,
+    under that request's key, so Resend answers from its record rather than
+    send a second e-mail. One this claim does not hold all of waits for the
+    claim that does. Digests never sent go together under a new key.
+    """
+    ours = {d.id for d in ready}
+    keyed: dict[str, list[int]] = {}
+    fresh: list[int] = []
+    for digest_id, (key, companions) in sorted(digest_keys.keys(conn, sorted(ours)).items()):
+        if key is None:
+            fresh.append(digest_id)
+        elif set(companions) <= ours:
+            keyed[key] = companions
+    groups: list[tuple[list[int], str | None]] = [(ids, key) for key, ids in keyed.items()]
+    if fresh:
+        groups.append((fresh, None))
+    return groups
+
+
 def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> DigestOutcome:
-    """Send the named digests of this claim that are still to go, in one request."""
+    """Send the named digests of this claim that are still to go: one request per run."""
     settings = get_settings()
     with engine().begin() as conn:
         taken = replies.take(conn, digest_ids, token=token, lease_s=lease_seconds(settings))
@@ -105,28 +128,37 @@ def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> Dige
                 # staff_email was unset at the claim: kept, visible, never sent.
                 replies.mark_failed(conn, d.id, "no_staff_email",
                                     "notification_config.staff_email is not set")
-    if not ready:
+        groups = _groups(conn, ready)
+    if not groups:
         return DigestOutcome("done", "nothing left to send")
-    if any(d.in_summary for d in ready):
-        return _run_summary(ready, slot_at)
-    ids = [d.id for d in ready]
+    ids, earlier_key = groups[0]
+    group = [d for d in ready if d.id in set(ids)]
+    if any(d.in_summary for d in group):
+        return _run_summary(group, token, slot_at, more=len(groups) > 1)
     # Render before the wait, so the request leaves on its slot.
-    mails = _emails(ready, settings.dealership_name,
-                   settings.relay_public_url and settings.relay_public_url + "/staff")
+    mails = _emails(group, settings.dealership_name,
+                    settings.relay_public_url and settings.relay_public_url + "/staff")
     later = _wait_for_slot(ids, slot_at)
     if later is not None:
         return later
-    with engine().begin() as conn:
-        attempts = replies.count_attempt(conn, ids)
+    key = earlier_key or (mails[0][1].idempotency_key if len(mails) == 1 else batch_key(ids))
     provider = email_provider()
     try:
         with limiter("email").call():
-            if len(mails) == 1:
+            # Leased afresh only now, past the slot and the gate: the lease
+            # covers the call alone, however long the wait before it was.
+            with engine().begin() as conn:
+                counted = digest_keys.attempt(conn, ids, token=token, key=key,
+                                              lease_s=lease_seconds(settings))
+            mails = [m for m in mails if m[0].id in counted]
+            if not mails:
+                return DigestOutcome("done", "taken by a newer claim")
+            if len(mails) == 1 and mails[0][1].idempotency_key == key:
                 results = [BatchResult(provider.send(mails[0][1]))]
             else:
-                results = provider.send_batch([m for _, m in mails], batch_key(ids))
+                results = provider.send_batch([m for _, m in mails], key)
     except ProviderError as exc:
-        return _after_error(ids, attempts, exc)
+        return _after_error(ids, max(counted.values(), default=1), exc)
     sent = 0
     with engine().begin() as conn:
         for (d, _), result in zip(mails, results, strict=True):
@@ -138,31 +170,49 @@ def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> Dige
                                     result.error or "refused by Resend")
                 log.warning("reply digest %d: refused by the provider (check staff_email)",
                             d.id)
+    if len(groups) > 1:
+        # The other requests go in a run of their own, right away.
+        return DigestOutcome("sent", f"{sent} of {len(mails)} digests; more to go",
+                             again_in_s=0.0)
     return DigestOutcome("sent", f"{sent} of {len(mails)} digests")
 
 
-def _run_summary(ready: list[Digest], slot_at: float | None) -> DigestOutcome:
-    """The hour's summary: every digest the cap held back, in ONE e-mail."""
+def _run_summary(group: list[Digest], token: str, slot_at: float | None,
+                 more: bool) -> DigestOutcome:
+    """The hour's summary: every digest of this group the cap held back, in ONE e-mail.
+
+    Its key is made from the digests it holds and recorded on them before the
+    call, like a batch's, so a run after a lost answer sends the same e-mail
+    under the same key and Resend answers from its record.
+    """
     settings = get_settings()
-    ids = [d.id for d in ready]
+    ids = [d.id for d in group]
     with engine().connect() as conn:
         quoted = replies.messages(conn, ids)
         parts = [(d, replies.sender(conn, d.registration_id) if d.registration_id else None,
-                  quoted.get(d.id, [])) for d in ready]
+                  quoted.get(d.id, [])) for d in group]
     mail = summary_email(parts, settings.dealership_name)
     later = _wait_for_slot(ids, slot_at)
     if later is not None:
         return later
-    with engine().begin() as conn:
-        attempts = replies.count_attempt(conn, ids)
+    counted: dict[int, int] = {}
     try:
         with limiter("email").call():
+            with engine().begin() as conn:
+                counted = digest_keys.attempt(conn, ids, token=token, key=mail.idempotency_key,
+                                              lease_s=lease_seconds(settings))
+            if set(counted) != set(ids):
+                # Part of the summary is a newer claim's now: that claim sends it whole.
+                return DigestOutcome("done", "taken by a newer claim")
             message_id = email_provider().send(mail)
     except ProviderError as exc:
-        return _after_error(ids, attempts, exc)
+        return _after_error(ids, max(counted.values(), default=1), exc)
     with engine().begin() as conn:
         for i in ids:
             replies.mark_sent(conn, i, message_id)
+    if more:
+        return DigestOutcome("sent", f"summary of {len(ids)} digests; more to go",
+                             again_in_s=0.0)
     return DigestOutcome("sent", f"summary of {len(ids)} digests")
 
 

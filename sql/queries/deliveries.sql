@@ -15,7 +15,16 @@
 -- worker holds it, or it has moved on. was_unknown and previous_attempt_at
 -- are the row's own before this claim (another task may have attempted it
 -- since the caller loaded it): they say whether to look for that attempt.
-WITH target AS (
+-- Quiet hours are checked here too, on the customer's zone at this moment
+-- (public.regnotify_now(), migration 23): a retry, a parked or re-driven
+-- delivery that comes due inside the window is parked until it closes
+-- (`quiet_until` set), unless staff sent its burst with --now.
+WITH cfg AS (
+    SELECT c.quiet_hours_start, c.quiet_hours_end, c.quiet_hours_channels, c.default_time_zone
+    FROM (SELECT true AS one) AS x
+    LEFT JOIN public.notification_config AS c ON c.id
+),
+target AS (
     SELECT n.id,
            n.outcome_unknown AS was_unknown,
            n.last_attempt_at AS previous_attempt_at,
@@ -31,9 +40,18 @@ WITH target AS (
                ) THEN 'opted_out'
            END AS skip_reason,
            CASE n.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
-               IS DISTINCT FROM %(recipient)s AS moved
+               IS DISTINCT FROM %(recipient)s AS moved,
+           coalesce(r.time_zone, cfg.default_time_zone) AS zone,
+           CASE WHEN n.channel = ANY(cfg.quiet_hours_channels)
+                     AND NOT coalesce(q.bypass_quiet_hours, false)
+                THEN public.quiet_hours_release_now(
+                         coalesce(r.time_zone, cfg.default_time_zone),
+                         cfg.quiet_hours_start, cfg.quiet_hours_end)
+           END AS quiet_until
     FROM public.registration_notifications AS n
     JOIN public.registrations AS r ON r.id = n.registration_id
+    LEFT JOIN public.notification_queue AS q ON q.id = n.queue_id
+    CROSS JOIN cfg
     WHERE n.id = %(id)s
       AND n.status IN ('queued', 'sending')
       AND (n.lease_until IS NULL OR n.lease_until <= now())
@@ -53,6 +71,19 @@ skipped AS (
     WHERE n.id = t.id AND t.skip_reason IS NOT NULL AND n.status IN ('queued', 'sending')
     RETURNING n.id
 ),
+quiet AS (
+    UPDATE public.registration_notifications AS n
+    SET next_attempt_at = t.quiet_until,
+        parked          = true,
+        lease_until     = NULL,
+        held_until      = t.quiet_until,
+        hold_zone       = t.zone,
+        updated_at      = now()
+    FROM target AS t
+    WHERE n.id = t.id AND t.skip_reason IS NULL AND t.quiet_until IS NOT NULL
+      AND n.status IN ('queued', 'sending')
+    RETURNING n.id
+),
 claimed AS (
     UPDATE public.registration_notifications AS n
     SET status          = 'sending',
@@ -70,18 +101,21 @@ claimed AS (
         language        = %(language)s,
         updated_at      = now()
     FROM target AS t
-    WHERE n.id = t.id AND t.skip_reason IS NULL AND NOT t.moved
+    WHERE n.id = t.id AND t.skip_reason IS NULL AND NOT t.moved AND t.quiet_until IS NULL
       AND n.status IN ('queued', 'sending')
     RETURNING n.attempts, n.attempts - n.attempts_at_redrive AS attempts_this_run,
               n.last_attempt_at, t.was_unknown, t.previous_attempt_at
 )
 SELECT c.attempts, c.attempts_this_run, c.last_attempt_at, c.was_unknown,
-       c.previous_attempt_at, NULL::text AS skip_reason, false AS moved
+       c.previous_attempt_at, NULL::text AS skip_reason, false AS moved,
+       NULL::timestamptz AS quiet_until
 FROM claimed AS c
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, t.skip_reason, t.skip_reason IS NULL
+SELECT NULL, NULL, NULL, NULL, NULL, t.skip_reason,
+       t.skip_reason IS NULL AND t.quiet_until IS NULL,
+       CASE WHEN t.skip_reason IS NULL THEN t.quiet_until END
 FROM target AS t
-WHERE t.skip_reason IS NOT NULL OR t.moved;
+WHERE t.skip_reason IS NOT NULL OR t.moved OR t.quiet_until IS NOT NULL;
 
 -- name: mark_sent
 -- The provider accepted: a webhook may already have moved it further.
@@ -127,11 +161,13 @@ SET status          = 'failed',
 WHERE id = %(id)s AND status IN ('queued', 'sending');
 
 -- name: mark_skipped
+-- outcome_unknown stays: a delivery skipped after an attempt whose answer was
+-- lost (the customer withdrew consent meanwhile) may still have gone out, and
+-- the audit must say so.
 UPDATE public.registration_notifications
 SET status          = 'skipped',
     skip_reason     = %(skip_reason)s,
     hold_reason     = NULL,
-    outcome_unknown = false,
     lease_until     = NULL,
     next_attempt_at = NULL,
     updated_at      = now()

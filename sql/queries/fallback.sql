@@ -44,9 +44,8 @@ target AS (
            CASE s.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
                AS recipient,
            CASE WHEN s.channel = ANY(c.quiet_hours_channels)
-                THEN public.quiet_hours_release_at(now(),
-                                                   coalesce(r.time_zone, c.default_time_zone),
-                                                   c.quiet_hours_start, c.quiet_hours_end)
+                THEN public.quiet_hours_release_now(coalesce(r.time_zone, c.default_time_zone),
+                                                    c.quiet_hours_start, c.quiet_hours_end)
            END AS held_until,
            coalesce(r.time_zone, c.default_time_zone) AS zone
     FROM failed AS f

@@ -78,8 +78,8 @@ decided AS (
 held AS (
     SELECT d.*,
            CASE WHEN d.skip_reason IS NULL AND d.quiet_zone IS NOT NULL
-                THEN public.quiet_hours_release_at(now(), d.quiet_zone,
-                                                   d.quiet_hours_start, d.quiet_hours_end)
+                THEN public.quiet_hours_release_now(d.quiet_zone,
+                                                    d.quiet_hours_start, d.quiet_hours_end)
            END AS held_until
     FROM decided AS d
 ),

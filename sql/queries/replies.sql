@@ -194,13 +194,6 @@ WHERE d.id = ANY (%(ids)s) AND d.status = 'sending' AND d.claim_token = %(token)
 RETURNING d.id, d.from_phone, d.registration_id, d.recipient, d.attempts, d.first_at,
           d.in_summary;
 
--- name: reply_digests_attempt
--- Counted just before the provider call: waiting for a slot is no attempt.
-UPDATE public.reply_digests
-SET attempts = attempts + 1, updated_at = now()
-WHERE id = ANY (%(ids)s) AND status = 'sending'
-RETURNING attempts;
-
 -- name: reply_digests_extend
 -- Waiting for a rate slot or a backoff: the lease covers the wait, so the
 -- queue run does not take the digest again meanwhile.

@@ -213,7 +213,10 @@ def run(args: argparse.Namespace) -> int:
                "RELAY_TOKEN": relay_token, "FLOWER_BASIC_AUTH": flower_auth,
                "SESSION_SECRET": session_secret,
                "PORTAL_URL": settings.portal_url or f"http://127.0.0.1:{port['relay']}/portal",
-               "PYTHONUNBUFFERED": "1", UP_CHILD_ENV: "1"}
+               "PYTHONUNBUFFERED": "1", UP_CHILD_ENV: "1",
+               # The worker's pool follows its threads (tasks/worker_budget.py);
+               # the setting says the same, for anything that reads it.
+               "WORKER_CONCURRENCY": str(args.concurrency)}
         if os.geteuid() == 0:
             children.say("up", "running as root: fine for this local stack (Celery's warning "
                                "about it is silenced here), not for production")

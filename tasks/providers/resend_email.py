@@ -155,4 +155,9 @@ def classify(exc: ResendError) -> ProviderError:
         )
     if status >= 500 or status == 0:
         return ProviderError(label, message, transient=True, outcome_unknown=True)
+    if error_type == "invalid_idempotent_request":
+        # Resend already holds a request under this key (another payload):
+        # that earlier request may well have been accepted. Final, but never
+        # "not sent": no fallback, and outcome_unknown stays for retry-failed.
+        return ProviderError(label, message, transient=False, outcome_unknown=True)
     return ProviderError(label, message, transient=False)
