@@ -46,6 +46,7 @@ TWILIO_PORT = 8031
 RESEND_PORT = 8032
 RELAY_TOKEN = "cluster-relay-token-" + "x" * 16
 TWILIO_FROM = "+15005550006"
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 
 def _subnet() -> str:
@@ -242,6 +243,44 @@ class Cluster:
             lambda: redis.Redis.from_url(self.redis_url, socket_timeout=2).ping()),
             30, "Redis on the broker host")
 
+    @property
+    def amqp_url(self) -> str:
+        """The broker host's RabbitMQ (guest, default vhost)."""
+        return f"amqp://guest:guest@{self.addr('broker')}:{AMQP_PORT}//"
+
+    def start_rabbitmq(self, timeout_s: float = 180.0) -> None:
+        """rabbitmq-server on the broker host, its own node, cookie, epmd and files.
+
+        Nothing is shared with a RabbitMQ the machine may run: HOME (the
+        Erlang cookie), the data and log folders are the run's, and epmd
+        starts inside the namespace (its own loopback).
+        """
+        base = self.state / "rabbitmq"
+        for sub in ("mnesia", "log"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        (base / "rabbitmq.conf").write_text(
+            "loopback_users = none\n"
+            f"listeners.tcp.1 = {self.addr('broker')}:{AMQP_PORT}\n")
+        (base / "enabled_plugins").write_text("[].\n")
+        self.spawn("broker", "rabbitmq", [RABBITMQ_SERVER], {
+            "HOME": str(base),
+            "RABBITMQ_NODENAME": "rabbit@localhost",
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        })
+
+        def connects() -> bool:
+            import kombu
+
+            with kombu.Connection(self.amqp_url, connect_timeout=3) as conn:
+                conn.connect()
+                return bool(conn.connected)
+
+        wait_until(lambda: self.in_ctl(connects), timeout_s, "RabbitMQ on the broker host",
+                   every_s=2)
+
     def start_wires(self, *, twilio_rps: float, resend_rps: float,
                     twilio_latency: float = 0.02, resend_latency: float = 0.05) -> None:
         """The Twilio and Resend stand-ins on the provider host, answering 429 above the rate."""
@@ -275,8 +314,7 @@ class Cluster:
             **extra,
         }
         # Nothing from the machine's own set-up may point a process elsewhere.
-        for key in ("COORDINATION_REDIS_URL", "REGNOTIFY_ENV_FILE"):
-            env.setdefault(key, "")
+        env.setdefault("COORDINATION_REDIS_URL", "")
         self.env = env
         return env
 

@@ -40,14 +40,22 @@ def start_stack(cluster: Cluster, *, broker_url: str | None = None, concurrency:
     return app_env
 
 
-def seed_backlog(cluster: Cluster, count: int, *, prefix: str = "+1555700") -> None:
-    """`count` registrations with both channels, each with one change, all due now."""
+def seed_backlog(cluster: Cluster, count: int, *, prefix: str = "+1555700",
+                 mark: str = "c") -> None:
+    """`count` registrations with both channels, each with one change, all due now.
+
+    `mark` starts every name and address, so a second backlog's messages
+    differ from the first's (two equal copies count as a double send).
+    """
     cluster.sql(
         "INSERT INTO registrations (customer_name, customer_phone, customer_email) "
-        "SELECT 'Cluster ' || i, %s || lpad(i::text, 4, '0'), 'c' || i || '@example.com' "
-        "FROM generate_series(1, %s) AS i", (prefix, count))
-    cluster.sql("UPDATE registrations SET current_stage = 'submitted_to_dmv'")
-    cluster.sql("UPDATE notification_queue SET send_after = now() - interval '1 second'")
+        "SELECT %s || ' Cluster ' || i, %s || lpad(i::text, 4, '0'), "
+        "%s || i || '@example.com' FROM generate_series(1, %s) AS i",
+        (mark, prefix, mark, count))
+    cluster.sql("UPDATE registrations SET current_stage = 'submitted_to_dmv' "
+                "WHERE current_stage IS DISTINCT FROM 'submitted_to_dmv'")
+    cluster.sql("UPDATE notification_queue SET send_after = now() - interval '1 second' "
+                "WHERE NOT sent")
 
 
 def moving(cluster: Cluster) -> int:
