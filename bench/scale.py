@@ -12,6 +12,7 @@ What it prints, one line each, then one JSON object:
   stand-in's limits out of the way (what the pipeline itself can do);
 - PostgreSQL per text sent: commits, rows written, WAL bytes, CPU ms;
   Redis and worker CPU ms per text;
+- bytes on disk per registration (its row, queue row, delivery row, indexes);
 - the relay: POST /tick and GET /healthz requests/s from several clients.
 """
 
@@ -63,6 +64,9 @@ def drain(cluster: Cluster, texts: int, processes: int) -> dict[str, Any]:
     cpu = {r: cpu_since(cpu0[r], host_cpu_s(cluster, r)) for r in roles}
     time.sleep(2)  # backends flush their statistics about once a second
     pg1 = cluster.sql(PG_STATS)[0]
+    size = cluster.sql(
+        "SELECT sum(pg_total_relation_size(t)) AS b FROM unnest(ARRAY['registrations', "
+        "'notification_queue', 'registration_notifications']::regclass[]) AS t")[0]["b"]
     sends = cluster.twilio.sends()
     span = max(s.received_at for s in sends) - min(s.received_at for s in sends)
     n = len(sends)
@@ -76,6 +80,7 @@ def drain(cluster: Cluster, texts: int, processes: int) -> dict[str, Any]:
         "worker_cpu_ms": 1000 * sum(cpu[r] for r in WORKER_HOSTS) / n,
     }
     return {"texts": n, "seconds": span, "texts_per_s": n / span,
+            "bytes_per_registration": round(float(size) / texts),
             "texts_per_s_per_process": n / span / processes,
             "per_text": {k: round(v, 2) for k, v in per_send.items()}}
 
@@ -146,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['texts_per_s']:.0f}/s on {len(WORKER_HOSTS)} hosts x 1 process x "
               f"{args.threads} threads ({result['texts_per_s_per_process']:.0f}/s per process; "
               f"machine: {os.cpu_count()} cores shared by every host)")
-        print(f"per text: {result['per_text']}")
+        print(f"per text: {result['per_text']}; on disk (tables + indexes) per registration "
+              f"with one change and one text: {result['bytes_per_registration']} bytes")
         result["relay_tick_per_s"] = round(
             hammer(cluster, _post_tick, args.relay_clients, args.relay_seconds))
         result["relay_healthz_per_s"] = round(
