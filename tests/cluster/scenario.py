@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from tests.cluster.harness import Cluster, wait_until
@@ -79,7 +80,10 @@ def bound_s(registrations: int) -> float:
     return max(registrations / TWILIO_RPS, math.ceil(registrations / BATCH) / RESEND_RPS)
 
 
+_SEND_DONE = re.compile(r"Task send_(?:sms|email|email_batch)\[[^\]]+\] succeeded in")
+
+
 def sent_by_host(cluster: Cluster) -> dict[str, int]:
-    """Send tasks each worker host's log reports done."""
-    return {role: cluster.log(f"worker-{role}").count("succeeded in")
+    """Send tasks (texts, e-mails, batches) each worker host's log reports done."""
+    return {role: len(_SEND_DONE.findall(cluster.log(f"worker-{role}")))
             for role in WORKER_HOSTS}

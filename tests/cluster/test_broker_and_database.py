@@ -12,7 +12,7 @@ from tests.cluster.scenario import seed_backlog, sent_by_host, start_stack, wait
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-REGISTRATIONS = 200
+REGISTRATIONS = 150
 TWILIO_LATENCY = 0.2
 
 

@@ -18,7 +18,7 @@ from tests.cluster.scenario import (
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-REGISTRATIONS = 200
+REGISTRATIONS = 150
 #: The lease is PROVIDER_TIMEOUT_S * 2 + 15 (tasks/delivery_flow.py): 19 s here.
 LEASE_S = 2 * 2 + 15
 #: Re-dispatch what a lost host held soon after its lease lapses.
