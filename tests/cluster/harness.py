@@ -333,6 +333,13 @@ class Cluster:
     def start_workers(self, roles: Iterable[str], env: dict[str, str],
                       concurrency: int = 4, suffix: str = "") -> list[str]:
         """`celery -A tasks worker` on each host (all at once); their names, once ready."""
+        started = self.spawn_workers(roles, env, concurrency, suffix)
+        self.wait_workers(started)
+        return list(started)
+
+    def spawn_workers(self, roles: Iterable[str], env: dict[str, str], concurrency: int = 4,
+                      suffix: str = "") -> dict[str, tuple[str, int]]:
+        """Start the workers without waiting; {name: (host, log offset)} for `wait_workers`."""
         started = {}
         for role in roles:
             name = f"worker-{role}{suffix}"
@@ -340,12 +347,15 @@ class Cluster:
             self.spawn(role, name, [sys.executable, "-m", "celery", "-A", "tasks", "worker",
                                     "-c", str(concurrency), "-l", "info",
                                     "-n", f"{name}@%h"], env)
+        return started
+
+    def wait_workers(self, started: dict[str, tuple[str, int]]) -> None:
+        """Until every worker `spawn_workers` started logs that it is ready."""
         for name, (role, offset) in started.items():
             wait_until(lambda n=name, r=role, o=offset: " ready." in self.log(n)[o:]
                        or self._exited(r, n), 120, f"{name} ready")
             if self._exited(role, name):
                 raise AssertionError(f"{name} exited:\n{self.log(name)[-4000:]}")
-        return list(started)
 
     def _exited(self, role: str, name: str) -> bool:
         return self.hosts[role].procs[name].poll() is not None

@@ -20,7 +20,10 @@ WORKER_HOSTS = ("w1", "w2", "w3")
 
 def start_stack(cluster: Cluster, *, broker_url: str | None = None, concurrency: int = 4,
                 twilio_latency: float = 0.02, **env: str) -> dict[str, str]:
-    """PostgreSQL, Redis (unless `broker_url`), the wires, three workers and the relay."""
+    """PostgreSQL, Redis (unless `broker_url`), the wires, three workers and the relay.
+
+    The workers and the relay start together (each takes seconds to import).
+    """
     cluster.start_postgres()
     if broker_url is None:
         cluster.start_redis()
@@ -37,7 +40,9 @@ def start_stack(cluster: Cluster, *, broker_url: str | None = None, concurrency:
         "SWEEP_AFTER_S": "60",
         **env,
     })
-    cluster.start_workers(WORKER_HOSTS, app_env, concurrency)
+    workers = cluster.spawn_workers(WORKER_HOSTS, app_env, concurrency)
+    cluster.start_relay(app_env)
+    cluster.wait_workers(workers)
     return app_env
 
 

@@ -42,7 +42,6 @@ def _others_swept(cluster, lost: str) -> bool:
 def test_worker_host_cut_off_longer_than_the_lease_sends_nothing_twice(cluster):
     start_stack(cluster, twilio_latency=TWILIO_LATENCY, SWEEP_AFTER_S=SWEEP_AFTER_S)
     seed_backlog(cluster, REGISTRATIONS)
-    cluster.start_relay(cluster.env)
     _mid_sends(cluster)
 
     cluster.cut("w1")
@@ -68,7 +67,6 @@ def test_worker_host_cut_off_longer_than_the_lease_sends_nothing_twice(cluster):
 def test_worker_host_killed_outright_loses_nothing(cluster):
     start_stack(cluster, twilio_latency=TWILIO_LATENCY, SWEEP_AFTER_S=SWEEP_AFTER_S)
     seed_backlog(cluster, REGISTRATIONS)
-    cluster.start_relay(cluster.env)
     _mid_sends(cluster)
 
     assert cluster.kill_host("w2") >= 1  # every process in the host
