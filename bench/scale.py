@@ -22,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log_dir = Path(tempfile.mkdtemp(prefix="regnotify-scale-"))
     cluster = Cluster(log_dir)
+    ok = False
     try:
         cluster.start_postgres()
         cluster.start_redis()
@@ -163,8 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         result["texts_per_s_per_process"] = round(result["texts_per_s_per_process"], 1)
         result["seconds"] = round(result["seconds"], 1)
         print(json.dumps(result))
+        ok = True
     finally:
         cluster.close()
+        if ok:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        else:
+            print(f"bench.scale: the hosts' logs are in {log_dir}")
     return 0
 
 
