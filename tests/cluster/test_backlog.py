@@ -19,7 +19,7 @@ from tests.cluster.scenario import (
     wait_drained,
 )
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.process, pytest.mark.xdist_group("cluster")]
 
 #: The issue's 3,000 texts + 3,000 e-mails behind REGNOTIFY_CLUSTER_FULL=1
 #: (about five minutes of texts at 10/s); CI drains 200 + 200.

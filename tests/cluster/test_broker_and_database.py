@@ -10,7 +10,8 @@ from tests.cluster import ledger
 from tests.cluster.harness import wait_until
 from tests.cluster.scenario import seed_backlog, sent_by_host, start_stack, wait_drained
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.cluster, pytest.mark.process, pytest.mark.xdist_group("cluster"),
+              pytest.mark.timeout(300)]
 
 REGISTRATIONS = 150
 TWILIO_LATENCY = 0.2

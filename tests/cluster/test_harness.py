@@ -12,7 +12,7 @@ import pytest
 from tests.cluster import netns
 from tests.cluster.harness import Cluster
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.process, pytest.mark.xdist_group("cluster")]
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,8 @@ from tests.cluster.scenario import (
     wait_drained,
 )
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.cluster, pytest.mark.process, pytest.mark.xdist_group("cluster"),
+              pytest.mark.timeout(300)]
 
 REGISTRATIONS = 150
 #: The lease is PROVIDER_TIMEOUT_S * 2 + 15 (tasks/delivery_flow.py): 19 s here.
