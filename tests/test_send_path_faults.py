@@ -1,10 +1,12 @@
-"""The six sequences of issue 30, each a test that failed before its fix.
+"""The six sequences a review found, each a test that failed before its fix.
 
 Eager Celery against the real PostgreSQL, Redis and the real SDKs talking to
 the wire stand-ins; each test drives the real task code step by step.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -303,7 +305,24 @@ def _work_controller(concurrency: int, pool: str):
     return app.WorkController(concurrency=concurrency, pool_cls=pool, hostname="budget@test")
 
 
-def test_1_the_pool_follows_the_worker_threads_however_they_are_set(conn, capfd):
+@pytest.fixture()
+def built_workers() -> Iterator[None]:
+    """Undo what building a worker does to this test process, for the tests after it.
+
+    Building one marks the process as a worker (result.get() then refuses to
+    block: eager tasks in later tests would fail) and sizes the pool for it.
+    """
+    from celery._state import _set_task_join_will_block
+
+    from tasks import database
+
+    yield
+    _set_task_join_will_block(False)
+    database._threads = None
+    database.reset_engine()
+
+
+def test_1_the_pool_follows_the_worker_threads_however_they_are_set(conn, capfd, built_workers):
     from tasks.database import engine, reset_engine
 
     reset_engine()
