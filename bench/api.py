@@ -154,7 +154,7 @@ def hey(url: str, *, requests: int, concurrency: int, headers: list[str]) -> tup
     argv = [binary, "-n", str(requests), "-c", str(concurrency), "-t", "20"]
     for header in headers:
         argv += ["-H", header]
-    done = subprocess.run(argv + [url], capture_output=True, text=True, check=False)
+    done = subprocess.run([*argv, url], capture_output=True, text=True, check=False)
     statuses = {code: int(n) for code, n in _STATUS.findall(done.stdout)}
     rps = _RPS.search(done.stdout)
     pct = dict(_PCT.findall(done.stdout))

@@ -49,11 +49,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await relay.open_pools()
         relay.start()
         try:
             yield
         finally:
             relay.stop()
+            await relay.close_pools()
 
     routes = [
         Route("/tick", tick_endpoint.tick, methods=["POST"]),

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.as_caller import CallerPool
 from db.connection import make_engine
 from tasks.exceptions import DatabaseUnavailable, RelayConfigError
 from tasks.relay.due_watch import DueWatch
@@ -50,6 +51,7 @@ class Relay:
         self.metrics = RelayMetrics(self.engine)
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self._caller_pool: CallerPool | None = None
 
         self.listener: Listener | None = None
         self.due_watch = DueWatch(self.background_tick)
@@ -87,6 +89,28 @@ class Relay:
                                       "application_name": "regnotify-relay"},
                     )
         return self._engine
+
+    def caller_pool(self) -> CallerPool:
+        """The API's and the page's connections (CallerPool), opened by the lifespan."""
+        if self._caller_pool is None:
+            with self._engine_lock:
+                if self._caller_pool is None:
+                    if not self.settings.database_url:
+                        raise DatabaseUnavailable("DATABASE_URL is not set")
+                    timeout = max(1, round(self.settings.relay_health_timeout_s))
+                    self._caller_pool = CallerPool(
+                        self.settings.database_url, size=self.settings.relay_db_pool_size,
+                        connect_timeout_s=timeout)
+        return self._caller_pool
+
+    async def open_pools(self) -> None:
+        """Open the caller pool in the server's event loop (the app's lifespan)."""
+        if self.settings.database_url:
+            await self.caller_pool().open()
+
+    async def close_pools(self) -> None:
+        if self._caller_pool is not None:
+            await self._caller_pool.close()
 
     def cron_scheduled(self) -> bool | None:
         """Whether a pg_cron job ticks this database; None when we cannot tell."""
