@@ -6,11 +6,13 @@ import logging
 import threading
 from collections.abc import Callable
 
+import redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.as_caller import CallerPool
 from db.connection import make_engine
+from tasks.broker_redis import connect
 from tasks.exceptions import DatabaseUnavailable, RelayConfigError
 from tasks.relay.due_watch import DueWatch
 from tasks.relay.listener import Listener
@@ -52,6 +54,8 @@ class Relay:
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         self._caller_pool: CallerPool | None = None
+        #: /healthz's Redis clients by URL, kept so a probe reuses its connection.
+        self._redis: dict[str, redis.Redis] = {}
 
         self.listener: Listener | None = None
         self.due_watch = DueWatch(self.background_tick)
@@ -102,6 +106,14 @@ class Relay:
                         self.settings.database_url, size=self.settings.relay_db_pool_size,
                         connect_timeout_s=timeout)
         return self._caller_pool
+
+    def redis_client(self, url: str, timeout_s: float) -> redis.Redis:
+        """A kept client for `url` (its own connection pool; thread-safe)."""
+        with self._engine_lock:
+            client = self._redis.get(url)
+            if client is None:
+                client = self._redis[url] = connect(url, timeout_s)
+            return client
 
     async def open_pools(self) -> None:
         """Open the caller pool in the server's event loop (the app's lifespan)."""
@@ -162,3 +174,7 @@ class Relay:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        with self._engine_lock:
+            clients, self._redis = list(self._redis.values()), {}
+        for client in clients:
+            client.close()
