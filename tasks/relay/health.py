@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse
 from tasks.broker_redis import coordination_backend, coordination_redis_url, is_redis_url
 from tasks.celery_app import DEFAULT_BROKER_URL
 from tasks.providers.registry import provider_report
+from tasks.relay.leader import LISTENING_ELSEWHERE_SQL, LISTENING_KEY
 from tasks.relay.runtime import Relay
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,19 @@ PROBE_MAX_AGE_S = 1.0
 
 
 async def check_database(relay: Relay) -> None:
-    """Raise unless the database answers SELECT 1 (on a connection of the API's pool)."""
+    """Raise unless the database answers SELECT 1 (on a connection of the API's pool).
+
+    A standby worker asks instead whether the leader's LISTEN is in place.
+    """
     async with relay.caller_pool().connection() as conn:
-        await conn.execute("SELECT 1")
+        leadership = relay.leadership
+        if leadership is None or leadership.leading:
+            await conn.execute("SELECT 1")
+            return
+        cur = await conn.execute(LISTENING_ELSEWHERE_SQL, {
+            "key": LISTENING_KEY, "group": leadership.group})
+        row = await cur.fetchone()
+        relay.listening_elsewhere = bool(row and row[0])
 
 
 def check_broker(relay: Relay) -> None:
@@ -123,9 +134,15 @@ async def healthz(request: Request) -> JSONResponse:
     if shared != "ok":
         body["coordination_error"] = shared
     listener = relay.listener
+    leadership = relay.leadership
+    # A standby worker speaks for the relay: the leader's LISTEN (as of the last probe).
+    connected = listener is not None and (listener.connected or (
+        leadership is not None and not leadership.leading and relay.listening_elsewhere))
     body["listener"] = (
-        "off" if listener is None else ("connected" if listener.connected else "disconnected")
+        "off" if listener is None else ("connected" if connected else "disconnected")
     )
+    if leadership is not None:
+        body["worker"] = "leader" if leadership.leading else "standby"
     body["ticker"] = relay.ticker.state()
     # Which providers a worker with these settings sends through (said, not checked).
     body["providers"] = provider_report(relay.settings)

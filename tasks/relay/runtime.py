@@ -15,6 +15,7 @@ from db.connection import make_engine
 from tasks.broker_redis import connect
 from tasks.exceptions import DatabaseUnavailable, RelayConfigError
 from tasks.relay.due_watch import DueWatch
+from tasks.relay.leader import LISTENING_KEY, Leadership
 from tasks.relay.listener import Listener
 from tasks.relay.metrics import RelayMetrics
 from tasks.relay.ticker import Ticker
@@ -35,6 +36,7 @@ class Relay:
         *,
         local_only: bool = False,
         tick: TickFunction | None = None,
+        group: int | None = None,
     ) -> None:
         token = settings.relay_token.get_secret_value() if settings.relay_token else ""
         if not token and not local_only:
@@ -57,6 +59,18 @@ class Relay:
         #: /healthz's Redis clients by URL, kept so a probe reuses its connection.
         self._redis: dict[str, redis.Redis] = {}
 
+        #: One of several workers (`regnotify relay --workers N`): the listener,
+        #: the due watch and the ticker run in the worker holding the group's
+        #: lock only (tasks/relay/leader.py). None: a single process runs them.
+        self.leadership: Leadership | None = None
+        #: For a standby's /healthz: whether the leader's LISTEN is in place.
+        self.listening_elsewhere = False
+        active: Callable[[], bool] | None = None
+        listening_lock: tuple[int, int] | None = None
+        if group is not None and settings.database_url:
+            leadership = self.leadership = Leadership(settings.database_url, group)
+            active = lambda: leadership.leading  # noqa: E731
+            listening_lock = (LISTENING_KEY, group)
         self.listener: Listener | None = None
         self.due_watch = DueWatch(self.background_tick)
         if settings.relay_listen and settings.database_url:
@@ -64,7 +78,7 @@ class Relay:
                 settings.database_url, self.background_tick,
                 backoff_max_s=settings.relay_reconnect_max_s,
                 on_reconnect=self.metrics.listener_reconnects.inc,
-                watch=self.due_watch.check,
+                watch=self.due_watch.check, active=active, listening_lock=listening_lock,
             )
             listener = self.listener
             self.metrics.listener_connected.set_function(lambda: float(listener.connected))
@@ -75,6 +89,7 @@ class Relay:
             interval_s=settings.relay_tick_interval_s,
             mode=settings.relay_self_tick,
             cron_check=self.cron_scheduled,
+            active=active,
         )
 
     # ── Database ─────────────────────────────────────────────────────────────
@@ -161,7 +176,9 @@ class Relay:
     # ── Lifecycle ────────────────────────────────────────────────────────────
 
     def start(self) -> None:
-        """Start the listener and the ticker."""
+        """Start the listener and the ticker (and, with several workers, the election)."""
+        if self.leadership is not None:
+            self.leadership.start()
         if self.listener is not None:
             self.listener.start()
         self.ticker.start()
@@ -171,6 +188,8 @@ class Relay:
         if self.listener is not None:
             self.listener.stop()
         self.ticker.stop()
+        if self.leadership is not None:
+            self.leadership.stop()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
