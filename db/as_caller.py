@@ -178,7 +178,8 @@ async def run_as_caller(pool: CallerPool, claims: Mapping[str, Any],
         cursors: list[AsyncCursor[dict[str, Any]]] = []
         setting = conn.cursor(row_factory=dict_row)
         try:
-            async with conn.pipeline() as pipeline:
+            # Leaving the block sends the one Sync and reads every answer.
+            async with conn.pipeline():
                 await conn.execute("BEGIN")
                 await setting.execute(_SETTINGS_SQL, {
                     "role": role, "claims": json.dumps(dict(claims))})
@@ -187,7 +188,6 @@ async def run_as_caller(pool: CallerPool, claims: Mapping[str, Any],
                     await cur.execute(statement.sql, dict(statement.params))
                     cursors.append(cur)
                 await conn.execute("COMMIT")
-                await pipeline.sync()
         except psycopg.Error as exc:
             if conn.closed or isinstance(exc, psycopg.OperationalError):
                 raise
