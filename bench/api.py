@@ -14,7 +14,10 @@ Then pgbench runs the API's own transaction for /api/me/registrations
 (role, claims, the query, commit) with `-c 50` on the same database: what
 PostgreSQL alone does with that work. Each route's `api_vs_sql_ratio` is its
 requests/s over pgbench's transactions/s. Every request must answer 200 or
-the run stops. The last line printed is one JSON object.
+the run stops. Beside the latencies, each route's CPU time per request in
+the relay's processes and in the database server (from /proc): the figures
+that hold still when other work loads the machine. The last line printed is
+one JSON object.
 """
 
 from __future__ import annotations
@@ -62,7 +65,49 @@ class RouteFigures:
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    #: CPU time per request (user + system) of the relay's processes and of the
+    #: database server's: what the work costs, whatever else loads the machine.
+    relay_cpu_ms: float
+    db_cpu_ms: float
     api_vs_sql_ratio: float = 0.0
+
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the relay's supervisor and workers; the server's backends)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(_children(current))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (those still alive)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) * _TICK_S
+    return total
 
 
 def seed(url: str) -> str:
@@ -198,8 +243,20 @@ def run_pgbench(stack: Stack, *, seconds: float, clients: int) -> float:
     return float(match.group(1))
 
 
+def profiled(pids: list[int], out: Path, seconds: float) -> list[subprocess.Popen]:
+    """py-spy recording each relay process for `seconds` (collapsed stacks, one file each)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(binary).exists():
+        raise FileNotFoundError("py-spy is not installed: `pip install py-spy`")
+    return [subprocess.Popen([binary, "record", "--pid", str(pid), "--format", "raw",
+                              "--rate", "200", "--duration", str(max(1, round(seconds))),
+                              "--nonblocking", "--output", str(out.with_suffix(f".{pid}.txt"))],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for pid in pids]
+
+
 def measure(*, requests: int, concurrency: int, workers: int | None,
-            pgbench_s: float) -> tuple[list[RouteFigures], float]:
+            pgbench_s: float, profile: Path | None = None) -> tuple[list[RouteFigures], float]:
     isolate_environment()
     with private_stack() as stack:
         reg = seed(stack.pg.url)
@@ -227,13 +284,26 @@ def measure(*, requests: int, concurrency: int, workers: int | None,
                 "Authorization": f"Bearer {token}"}).json()["registrations"]
             assert len(me) == CUSTOMER_REGISTRATIONS, me
             figures = []
+            postmaster = int((stack.pg.data_dir / "postmaster.pid").read_text().split()[0])
             for name, path, headers in routes:
                 # A short warm-up: prepared statements and pools, not the figure.
                 hey(url + path, requests=min(requests, 200), concurrency=concurrency,
                     headers=headers)
+                relay_pids, db_pids = process_tree(relay.pid), process_tree(postmaster)
+                relay_before, db_before = cpu_seconds(relay_pids), cpu_seconds(db_pids)
+                spies = []
+                if profile is not None:
+                    # The workers (or the one process): not the idle supervisor.
+                    serving = relay_pids[1:] if len(relay_pids) > 1 else relay_pids
+                    spies = profiled(serving, profile / name, seconds=4)
                 rps, p50, p99 = hey(url + path, requests=requests, concurrency=concurrency,
                                     headers=headers)
-                figures.append(RouteFigures(name, path, requests, rps, p50, p99))
+                relay_cpu = (cpu_seconds(relay_pids) - relay_before) * 1000 / requests
+                db_cpu = (cpu_seconds(db_pids) - db_before) * 1000 / requests
+                for spy in spies:
+                    spy.wait(30)
+                figures.append(RouteFigures(name, path, requests, rps, p50, p99, relay_cpu,
+                                            db_cpu))
         finally:
             stop_relay(relay)
         tps = run_pgbench(stack, seconds=pgbench_s, clients=concurrency)
@@ -250,13 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="relay worker processes (default: the relay's own default)")
     parser.add_argument("--pgbench-seconds", type=float, default=10.0)
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record each route with py-spy (collapsed stacks) into DIR")
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     figures, tps = measure(requests=args.requests, concurrency=args.concurrency,
-                           workers=args.workers, pgbench_s=args.pgbench_seconds)
-    print(f"{'route':<10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'api_vs_sql':>11}")
+                           workers=args.workers, pgbench_s=args.pgbench_seconds,
+                           profile=args.profile)
+    print(f"{'route':<10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'api_vs_sql':>11}"
+          f" {'relay cpu ms':>13} {'db cpu ms':>10}")
     for f in figures:
         print(f"{f.route:<10} {f.requests_per_s:>11.0f} {f.p50_ms:>8.1f} {f.p99_ms:>8.1f} "
-              f"{f.api_vs_sql_ratio:>11.3f}   GET {f.path}")
+              f"{f.api_vs_sql_ratio:>11.3f} {f.relay_cpu_ms:>13.2f} {f.db_cpu_ms:>10.2f}"
+              f"   GET {f.path}")
     print(f"pgbench -c {args.concurrency} (the as-caller transaction of /api/me/registrations): "
           f"{tps:.0f} tps")
     goals = {f.route: f.p99_ms <= 50 for f in figures if f.route != "static"}

@@ -57,11 +57,16 @@ def as_caller(engine: Engine, claims: Mapping[str, Any]) -> Iterator[Connection]
 
 # ── The API's path: one round trip per request ───────────────────────────────
 #
-# BEGIN, the role and the claims, the caller's statements and COMMIT go out
-# together in one psycopg pipeline and come back after one Sync: a single
-# network round trip, as PostgREST does it, instead of one per statement.
-# The role is a bind parameter of set_config('role', ...) here (the same
-# GUC SET LOCAL ROLE sets), still only one of CALLER_ROLES.
+# The role and the claims, then the caller's statements, go out together in
+# one psycopg pipeline and come back after one Sync: a single network round
+# trip, as PostgREST does it, instead of one per statement. Everything before
+# a Sync is one implicit transaction (the extended query protocol: the Sync
+# commits it, or rolls it back when a statement failed), so set_config's
+# `is_local` settings end with it, exactly as after an explicit BEGIN ...
+# COMMIT, which would cost two more statements per request (a third of the
+# relay's CPU for /api/me; docs/relay-performance.md). The role is a bind
+# parameter of set_config('role', ...) here (the same setting SET LOCAL ROLE
+# makes), still only one of CALLER_ROLES.
 
 _SETTINGS_SQL = ("SELECT set_config('role', %(role)s, true), "
                  "set_config('request.jwt.claims', %(claims)s, true)")
@@ -180,19 +185,17 @@ async def run_as_caller(pool: CallerPool, claims: Mapping[str, Any],
         try:
             # Leaving the block sends the one Sync and reads every answer.
             async with conn.pipeline():
-                await conn.execute("BEGIN")
                 await setting.execute(_SETTINGS_SQL, {
                     "role": role, "claims": json.dumps(dict(claims))})
                 for statement in statements:
                     cur = conn.cursor(row_factory=dict_row)
                     await cur.execute(statement.sql, dict(statement.params))
                     cursors.append(cur)
-                await conn.execute("COMMIT")
         except psycopg.Error as exc:
             if conn.closed or isinstance(exc, psycopg.OperationalError):
                 raise
-            # The failed statement left the transaction aborted: end it before
-            # the connection goes back to the pool.
+            # The Sync rolled the implicit transaction back; this is a no-op
+            # then, and a safety net should a caller's statement have opened one.
             await conn.rollback()
             if exc.sqlstate == "42501" and setting.pgresult is None:
                 raise _role_refused(role) from None
