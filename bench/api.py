@@ -99,14 +99,16 @@ def process_tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes (those still alive)."""
+    """User + system CPU of these processes, and of their children that exited and were
+    reaped (a server backend or a pool connection closed during the run still counts)."""
     total = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) * _TICK_S
+        # utime, stime, cutime, cstime
+        total += sum(int(v) for v in fields[11:15]) * _TICK_S
     return total
 
 
