@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tick-interval", type=float, metavar="SECONDS",
                    help="own ticker period (default: RELAY_TICK_INTERVAL_S, 5)")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes (default: RELAY_WORKERS, else one per core up to "
-                        f"{MAX_DEFAULT_WORKERS}; 1 when sign-in codes are printed here)")
+                   help="worker processes (default: RELAY_WORKERS, else one per core but one, "
+                        f"up to {MAX_DEFAULT_WORKERS}; 1 when sign-in codes are printed here)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(handler=run)
@@ -74,12 +74,18 @@ def console_sign_in(settings: Any, loopback: bool) -> bool:
 
 
 def default_workers() -> int:
-    """One per core this process may run on, at most MAX_DEFAULT_WORKERS."""
+    """One per core this process may run on but one, at most MAX_DEFAULT_WORKERS.
+
+    The core left over is for what usually shares a small host with the relay
+    (PostgreSQL, Redis, a Celery worker): on 2 cores with the database beside
+    it, two relay workers answered `/api/me` at 0.21 of the static floor's
+    rate and one at 0.33-0.38 (bench.api, docs/relay-performance.md).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+    return max(1, min(cores - 1, MAX_DEFAULT_WORKERS))
 
 
 def choose_workers(args: argparse.Namespace, settings: Any, host: str) -> int:
