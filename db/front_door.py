@@ -72,10 +72,7 @@ def update_my_registration(conn: Connection, registration_id: str,
     None when it is not theirs or does not exist. `editable` names the fields
     update_my_registration's SQL has a line for.
     """
-    params: dict[str, Any] = {"registration_id": registration_id}
-    for name in editable:
-        params[f"set_{name}"] = name in changes
-        params[name] = changes.get(name)
+    params = update_params(registration_id, changes, editable)
     try:
         row = conn.exec_driver_sql(query("update_my_registration"), params).mappings().first()
     except DBAPIError as exc:
@@ -84,6 +81,16 @@ def update_my_registration(conn: Connection, registration_id: str,
         raise
     return None if row is None else {key: str(value) if key == "id" else value
                                      for key, value in row.items()}
+
+
+def update_params(registration_id: str, changes: Mapping[str, Any],
+                  editable: tuple[str, ...]) -> dict[str, Any]:
+    """update_my_registration's parameters: per editable field, whether it is set and to what."""
+    params: dict[str, Any] = {"registration_id": registration_id}
+    for name in editable:
+        params[f"set_{name}"] = name in changes
+        params[name] = changes.get(name)
+    return params
 
 
 # ── The timeline as the status command's records ─────────────────────────────

@@ -180,6 +180,12 @@ class Settings(BaseSettings):
     relay_body_timeout_s: float = Field(default=10.0, gt=0)
     relay_health_timeout_s: float = Field(default=2.0, gt=0)
     relay_reconnect_max_s: float = Field(default=15.0, gt=0)
+    # Database connections each relay worker process keeps for the API and the
+    # customer page (docs/relay-performance.md): a few per core of the server.
+    relay_db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Worker processes of `regnotify relay`; unset: what suits the host
+    # (tasks/commands/relay.py, default_workers: a core each but one, up to 4).
+    relay_workers: int | None = Field(default=None, ge=1, le=64)
 
 
 def _filled(value: object) -> bool:

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+import psycopg
 
-from db.as_caller import as_caller
+from db.as_caller import CallerPool, Statement, run_as_caller
 from db.queries import query
 
 PREFERENCES = ("sms", "email", "both", "none")
@@ -58,12 +57,15 @@ class Defaults:
     phone: str | None = None
 
 
-def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
-    """The customer's registrations with their messages, and the stage sequence."""
-    with as_caller(engine, claims) as conn:
-        stages = [dict(r) for r in conn.exec_driver_sql(query("portal_stages")).mappings()]
-        rows = list(conn.exec_driver_sql(query("portal_registrations")).mappings())
-        deliveries = list(conn.exec_driver_sql(query("portal_deliveries")).mappings())
+async def load(pool: CallerPool, claims: Mapping[str, Any]) -> Overview:
+    """The customer's registrations with their messages, and the stage sequence.
+
+    The three reads go together in one transaction as the customer, one round
+    trip (db.as_caller.run_as_caller).
+    """
+    stages, rows, deliveries = await run_as_caller(pool, claims, [
+        Statement(query("portal_stages")), Statement(query("portal_registrations")),
+        Statement(query("portal_deliveries"))])
     registrations = []
     for row in rows:
         vehicle = " ".join(str(p) for p in (row["vehicle_year"], row["vehicle_make"],
@@ -73,8 +75,8 @@ def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
             stage=row["current_stage"], pref=row["notification_pref"],
             stage_changed_at=row["stage_changed_at"], zone=row["time_zone"],
             language=row["language"],
-            deliveries=[dict(d) for d in deliveries if d["registration_id"] == row["id"]]))
-    found = _defaults(engine)
+            deliveries=[d for d in deliveries if d["registration_id"] == row["id"]]))
+    found = await _defaults(pool)
     return Overview([s for s in stages if s["stage"] not in SIDE_STAGES], registrations,
                     found.zone, found.language, (found.phone or "").strip() or None)
 
@@ -82,25 +84,26 @@ def load(engine: Engine, claims: Mapping[str, Any]) -> Overview:
 _defaults_cache: dict[int, tuple[float, Defaults]] = {}
 
 
-def _defaults(engine: Engine) -> Defaults:
-    """The dealership's zone, language and phone, read at most once a minute per engine."""
+async def _defaults(pool: CallerPool) -> Defaults:
+    """The dealership's zone, language and phone, read at most once a minute per pool."""
     now = time.monotonic()
-    cached = _defaults_cache.get(id(engine))
+    cached = _defaults_cache.get(id(pool))
     if cached is not None and now - cached[0] < 60:
         return cached[1]
     try:
-        with engine.connect() as conn:
-            row = conn.exec_driver_sql(query("portal_defaults")).first()
+        async with pool.connection() as conn:
+            cur = await conn.execute(query("portal_defaults"))
+            row = await cur.fetchone()
         found = Defaults(row[0], row[1], row[2]) if row is not None else Defaults()
-    except SQLAlchemyError:
+    except psycopg.Error:
         # A login role that may not read the configuration: dates in UTC, an
         # unchosen language named only as the dealership's default, no number.
         found = Defaults()
-    _defaults_cache[id(engine)] = (now, found)
+    _defaults_cache[id(pool)] = (now, found)
     return found
 
 
-def set_preference(engine: Engine, claims: Mapping[str, Any], registration_id: str,
+async def set_preference(pool: CallerPool, claims: Mapping[str, Any], registration_id: str,
                    pref: str, language: str | None = None) -> bool:
     """Change one registration's preference, and its messages' language when given, as the
     customer (RLS, the column grant and the guard trigger decide); False when refused."""
@@ -110,8 +113,6 @@ def set_preference(engine: Engine, claims: Mapping[str, Any], registration_id: s
         reg = str(uuid.UUID(registration_id))
     except (ValueError, AttributeError):
         return False
-    with as_caller(engine, claims) as conn:
-        changed = conn.exec_driver_sql(query("portal_set_pref"), {
-            "pref": pref, "set_language": language is not None, "language": language,
-            "id": reg})
-        return changed.first() is not None
+    [changed] = await run_as_caller(pool, claims, [Statement(query("portal_set_pref"), {
+        "pref": pref, "set_language": language is not None, "language": language, "id": reg})])
+    return bool(changed)

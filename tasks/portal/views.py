@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,7 +20,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from db import customer_subjects
 from db.errors import DatabaseUnavailable
-from tasks.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
 from tasks.masking import mask_phone
 from tasks.portal import data
@@ -26,6 +27,7 @@ from tasks.portal.i18n import LANGUAGES, Words, pick_language
 from tasks.portal.phone import PhoneProblem, display_phone, normalize_phone, read_phone, tel_href
 from tasks.portal.signin import SESSION_TTL_S, Outcome, Result, Sender, own_session
 from tasks.portal.state import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Portal, portal_for
+from tasks.verified_claims import verify_cached
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ def _claims(portal: Portal, request: Request) -> dict[str, Any] | None:
     if not token:
         return None
     try:
-        claims = verify_token(token, portal.settings)
+        claims = verify_cached(token, portal.settings)
     except InvalidToken as exc:
         log.info("portal: session cookie refused (%s)", str(exc)[:120])
         return None
@@ -158,10 +160,9 @@ async def page(request: Request) -> Response:
 
 async def _home(request: Request, portal: Portal, claims: dict[str, Any], status: int = 200,
                 **ctx: Any) -> Response:
-    engine = request.app.state.relay.engine()
     try:
-        overview = await run_in_threadpool(data.load, engine, claims)
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        overview = await data.load(request.app.state.relay.caller_pool(), claims)
+    except (psycopg.Error, PoolTimeout, DatabaseUnavailable) as exc:
         log.warning("portal: database unavailable (%s)", type(exc).__name__)
         return HTMLResponse("<!doctype html><title>503</title><p>Please try again in a minute.",
                             status_code=503, headers=HEADERS)
@@ -277,11 +278,10 @@ async def preference(request: Request) -> Response:
     if claims is None:
         return _redirect(portal)
     reg, pref = form.get("registration_id", ""), form.get("pref", "")
-    engine = request.app.state.relay.engine()
     try:
-        changed = await run_in_threadpool(data.set_preference, engine, claims, reg, pref,
-                                          form.get("language"))
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        changed = await data.set_preference(request.app.state.relay.caller_pool(), claims, reg,
+                                            pref, form.get("language"))
+    except (psycopg.Error, PoolTimeout, DatabaseUnavailable) as exc:
         log.warning("portal: preference not saved (%s)", type(exc).__name__)
         changed = False
     if not changed:

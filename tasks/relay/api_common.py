@@ -1,5 +1,6 @@
 """What every /api route shares: the caller's verified claims, one transaction as
-the caller (db.as_caller), and the database's answers turned into HTTP.
+the caller in one round trip (db.as_caller.run_as_caller), and the database's
+answers turned into HTTP.
 
 No authorization decision is made here: the token is verified, then the
 database's grants and row-level security decide, and their refusals are
@@ -12,30 +13,21 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.concurrency import run_in_threadpool
+import psycopg
+from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from db.as_caller import as_caller
-from db.errors import (
-    CallerNotAllowed,
-    CallerRoleRefused,
-    DatabaseUnavailable,
-    RegistrationNotFound,
-)
-from tasks.api_tokens import verify_token
+from db.as_caller import Rows, Statement, run_as_caller
+from db.errors import CallerRoleRefused, DatabaseUnavailable
 from tasks.exceptions import InvalidToken
 from tasks.relay.auth import bearer_token
 from tasks.relay.runtime import Relay
+from tasks.verified_claims import verified_claims
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: The same answer whichever check failed: the log line says which.
 INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
@@ -89,8 +81,7 @@ async def caller_claims(request: Request) -> dict[str, Any]:
         raise Refusal(error(401, "a bearer token is required",
                             {"WWW-Authenticate": MISSING_TOKEN_CHALLENGE}))
     try:
-        # Off the event loop: a key lookup may fetch the JWKS.
-        return await run_in_threadpool(verify_token, token, relay.settings)
+        return await verified_claims(token, relay.settings)
     except InvalidToken as exc:
         log.warning("API %s %s: 401, token refused (%s)", request.method, request.url.path,
                     exc)
@@ -99,34 +90,38 @@ async def caller_claims(request: Request) -> dict[str, Any]:
 
 
 async def as_the_caller(request: Request, claims: dict[str, Any],
-                        work: Callable[[Connection], T]) -> T:
-    """Run `work` in one transaction as the caller; the database's refusals become Refusals."""
+                        *statements: Statement) -> list[Rows]:
+    """Run `statements` in one transaction as the caller (one round trip); their rows.
+
+    The database's refusals become Refusals: 42501 (no grant, or row-level
+    security) 403, P0002 (the functions' "not found") 404, a constraint 422,
+    an unreachable database 503.
+    """
     relay: Relay = request.app.state.relay
-
-    def run() -> T:
-        with as_caller(relay.engine(), claims) as conn:
-            return work(conn)
-
     try:
-        return await run_in_threadpool(run)
+        return await run_as_caller(relay.caller_pool(), claims, statements)
     except CallerRoleRefused:
         raise Refusal(error(401, "invalid bearer token",
                             {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})) from None
-    except CallerNotAllowed:
-        raise Refusal(error(403, "not allowed")) from None
-    except RegistrationNotFound:
-        raise not_found() from None
-    except (OperationalError, InterfaceError, PoolTimeout, DatabaseUnavailable) as exc:
+    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
+            DatabaseUnavailable) as exc:
         log.warning("API %s %s: 503, database unavailable (%s)", request.method,
-                    request.url.path, str(exc).splitlines()[0][:200])
+                    request.url.path, (str(exc).splitlines() or [""])[0][:200])
         raise Refusal(error(503, "database unavailable", {"Retry-After": "5"})) from None
-    except DBAPIError as exc:
-        state = getattr(exc.orig, "sqlstate", None)
-        if state == "42501":  # no grant (anon) or a row-level security refusal
+    except psycopg.Error as exc:
+        state = exc.sqlstate
+        if state == "42501":  # no grant (anon), a row-level security refusal, the function's
             raise Refusal(error(403, "not allowed")) from None
+        if state == "P0002":  # the function's "no such registration (for you)"
+            raise not_found() from None
         if state is not None and state.startswith("23"):  # a constraint said no
             raise Refusal(error(422, "the database refused this value")) from None
         raise
+
+
+def scalar(rows: Rows) -> Any:
+    """The first column of the first row (None without rows)."""
+    return next(iter(rows[0].values())) if rows else None
 
 
 async def answer(request: Request, route: Callable[[Request], Any]) -> Response:

@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from db import front_door
+from db.as_caller import Statement
+from db.queries import query
 from tasks.relay.api_common import (
     Refusal,
     answer,
@@ -19,6 +21,7 @@ from tasks.relay.api_common import (
     json_object,
     not_found,
     registration_id,
+    scalar,
 )
 
 LIST_PATH = "/api/me/registrations"
@@ -40,8 +43,8 @@ async def list_mine(request: Request) -> Response:
 
 async def _list_mine(request: Request) -> Response:
     claims = await caller_claims(request)
-    rows = await as_the_caller(request, claims, front_door.my_registrations)
-    return JSONResponse({"registrations": rows})
+    [rows] = await as_the_caller(request, claims, Statement(query("my_registrations")))
+    return JSONResponse({"registrations": scalar(rows)})
 
 
 async def update_mine(request: Request) -> Response:
@@ -60,9 +63,10 @@ async def _update_mine(request: Request) -> Response:
         if value not in EDITABLE[name]:
             allowed = ", ".join(repr(v) for v in EDITABLE[name])
             raise Refusal(error(422, f"{name} must be one of {allowed}"))
-    row = await as_the_caller(
-        request, claims,
-        lambda conn: front_door.update_my_registration(conn, reg, body, tuple(EDITABLE)))
-    if row is None:
+    [rows] = await as_the_caller(request, claims, Statement(
+        query("update_my_registration"),
+        front_door.update_params(reg, body, tuple(EDITABLE))))
+    if not rows:
         raise not_found()
-    return JSONResponse(row)
+    return JSONResponse({key: str(value) if key == "id" else value
+                         for key, value in rows[0].items()})

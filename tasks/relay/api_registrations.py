@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from db import front_door
+from db.as_caller import Statement
+from db.queries import query
 from tasks.relay.api_common import (
     Refusal,
     answer,
@@ -21,6 +22,7 @@ from tasks.relay.api_common import (
     json_object,
     not_found,
     registration_id,
+    scalar,
 )
 from tasks.relay.runtime import Relay
 
@@ -42,9 +44,10 @@ async def _notify(request: Request) -> Response:
     bypass = body.pop("bypass_quiet_hours", False)
     if not isinstance(bypass, bool) or body:
         raise Refusal(error(422, 'the body may hold only {"bypass_quiet_hours": true|false}'))
-    result = await as_the_caller(
-        request, claims,
-        lambda conn: front_door.request_notification(conn, reg, bypass_quiet_hours=bypass))
+    [rows] = await as_the_caller(request, claims, Statement(
+        query("request_notification"),
+        {"registration_id": reg, "bypass_quiet_hours": bypass}))
+    result = scalar(rows)
     if result["queued"]:
         # As `regnotify send` does: a queue run now rather than at the next
         # tick (the function's NOTIFY reaches a LISTENing relay too; the two
@@ -62,8 +65,9 @@ async def timeline(request: Request) -> Response:
 async def _timeline(request: Request) -> Response:
     claims = await caller_claims(request)
     reg = registration_id(request)
-    doc = await as_the_caller(request, claims,
-                              lambda conn: front_door.notification_timeline(conn, reg))
+    [rows] = await as_the_caller(request, claims, Statement(
+        query("notification_timeline"), {"registration_id": reg}))
+    doc = scalar(rows)
     if doc is None:
         raise not_found()
     return JSONResponse(doc)

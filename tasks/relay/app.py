@@ -39,23 +39,28 @@ def create_app(
     *,
     local_only: bool = False,
     tick: TickFunction | None = None,
+    group: int | None = None,
 ) -> Starlette:
     """Build the relay for these settings (the process's by default).
 
     Raises RelayConfigError without RELAY_TOKEN unless `local_only`. `tick`
     replaces tasks.wakeup.request_tick (tests that observe ticks). The
-    listener and the own ticker start with the app's lifespan.
+    listener and the own ticker start with the app's lifespan. `group`: this
+    app is one of several workers, which elect the one that runs those
+    (tasks/relay/leader.py).
     """
     settings = settings or get_settings()
-    relay = Relay(settings, local_only=local_only, tick=tick)
+    relay = Relay(settings, local_only=local_only, tick=tick, group=group)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await relay.open_pools()
         relay.start()
         try:
             yield
         finally:
             relay.stop()
+            await relay.close_pools()
 
     routes = [
         Route("/tick", tick_endpoint.tick, methods=["POST"]),

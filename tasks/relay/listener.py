@@ -47,6 +47,8 @@ class Listener(BackgroundLoop):
         on_reconnect: Callable[[], object] | None = None,
         watch: Callable[[psycopg.Connection], object] | None = None,
         watch_every_s: float = 1.0,
+        active: Callable[[], bool] | None = None,
+        listening_lock: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self._url = libpq_url(database_url)
@@ -55,6 +57,11 @@ class Listener(BackgroundLoop):
         #: Run on the LISTEN connection every `watch_every_s` (the due watch).
         self._watch = watch
         self.watch_every_s = watch_every_s
+        #: With several workers: listen only while this returns True (the
+        #: elected worker, tasks/relay/leader.py), and hold `listening_lock`
+        #: (an advisory lock's two keys) while listening, for the others' /healthz.
+        self._active = active
+        self._listening_lock = listening_lock
         self._watch_failing = False
         self.channel = channel
         self.backoff_initial_s = backoff_initial_s
@@ -85,6 +92,11 @@ class Listener(BackgroundLoop):
     def _run(self) -> None:
         backoff = self.backoff_initial_s
         while not self._stop.is_set():
+            if not self._is_active():
+                self._connected.clear()
+                if self._stop.wait(min(self.poll_s, 0.5)):
+                    break
+                continue
             try:
                 self._listen_until_lost()
                 backoff = self.backoff_initial_s
@@ -119,6 +131,8 @@ class Listener(BackgroundLoop):
             application_name="regnotify-relay-listener",
         ) as conn:
             conn.execute(f"LISTEN {self.channel}")
+            if self._listening_lock is not None:
+                conn.execute("SELECT pg_advisory_lock(%s, %s)", self._listening_lock)
             self.connects += 1
             self._connected.set()
             self.last_error = None
@@ -132,7 +146,7 @@ class Listener(BackgroundLoop):
             self._tick("listen")
             last_activity = time.monotonic()
             next_watch = last_activity + self.watch_every_s
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self._is_active():
                 got_any = False
                 for notify in conn.notifies(timeout=self.poll_s):
                     got_any = True
@@ -152,6 +166,9 @@ class Listener(BackgroundLoop):
                     conn.execute("SELECT 1")
                     last_activity = now
         self._connected.clear()
+
+    def _is_active(self) -> bool:
+        return self._active is None or self._active()
 
     def _run_watch(self, conn: psycopg.Connection) -> None:
         assert self._watch is not None

@@ -70,6 +70,7 @@ class Ticker(BackgroundLoop):
         prune: Callable[[], object] | None = prune_unless_cron,
         prune_every_s: float = PRUNE_EVERY_S,
         prune_first_s: float = PRUNE_FIRST_S,
+        active: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self._on_tick = on_tick
@@ -86,6 +87,10 @@ class Ticker(BackgroundLoop):
         self.prune_first_s = prune_first_s
         self.prunes = 0
         self._prune_thread: threading.Thread | None = None
+        #: With several workers: tick and prune only while this returns True
+        #: (the elected worker, tasks/relay/leader.py); the others still decide,
+        #: so each /healthz says what the relay does.
+        self._leading = active or (lambda: True)
 
     @property
     def active(self) -> bool:
@@ -153,7 +158,8 @@ class Ticker(BackgroundLoop):
         ticking = False
         while not self._stop.is_set():
             now = time.monotonic()
-            next_prune = self._maybe_prune(now, next_prune)
+            if self._leading():
+                next_prune = self._maybe_prune(now, next_prune)
             if now >= next_check:
                 ticking = self._decide()
                 next_check = now + self.recheck_s
@@ -161,7 +167,7 @@ class Ticker(BackgroundLoop):
                     self._active.set()
                 else:
                     self._active.clear()
-            if ticking:
+            if ticking and self._leading():
                 self.ticks += 1
                 try:
                     self._on_tick("ticker")
