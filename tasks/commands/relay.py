@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until stopped (SIGINT or SIGTERM: uvicorn shuts down gracefully)."""
     import uvicorn
 
+    from tasks.log_hygiene import relay_log_config
     from tasks.relay.http_protocol import header_deadline_protocol
 
     app, host = prepare(args)
@@ -97,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     settings = app.state.relay.settings
     # proxy_headers off: the customer page reads X-Forwarded-For itself, from
     # FORWARDED_ALLOW_IPS only (tasks.portal.limits.client_address).
+    # log_config: uvicorn's own, with query strings (searches: phones,
+    # e-mails) left out of the access log.
     uvicorn.run(app, host=host, port=args.port, log_level=args.log_level, server_header=False,
-                proxy_headers=False,
+                proxy_headers=False, log_config=relay_log_config(),
                 http=header_deadline_protocol(settings.relay_header_timeout_s))
     return 0
