@@ -335,3 +335,28 @@ def test_sign_out_ends_the_session(portal_client, regs, capsys):
     out = post(client, "/staff/sign-out", {}, home)
     assert out.status_code == 303 and 'rn_staff=""' in out.headers["set-cookie"]
     assert "Ana Lopez" not in client.get("/staff").text
+
+
+def test_out_of_range_dates_and_ids_get_one_clear_line(portal_client, regs, capsys, conn,
+                                                       caplog):
+    client = portal_client()
+    # Before sign-in as after: the address is refused before anything is read.
+    for params in ({"to": "9999-12-31"}, {"from": "2026-02-30"}, {"to": "soon"}):
+        answer = client.get("/staff", params=params)
+        assert answer.status_code == 400 and "must be a date like 2026-12-06" in answer.text
+    sign_in(client, capsys)
+    for cursor in ("2026-01-01T00:00:00+00:00_99999999999999999999", "yesterday_12",
+                   "2026-01-01T00:00:00+00:00_-1"):
+        answer = client.get("/staff", params={"before": cursor})
+        assert answer.status_code == 400 and "first page" in answer.text, cursor
+    page = client.get("/staff/attention").text
+    big = str(2**63)
+    answer = post(client, f"/staff/deliveries/{big}/resend", {}, page)
+    assert answer.status_code == 400 and "no delivery&#x27;s number" in answer.text
+    answer = post(client, "/staff/handled", {"kind": "reply", "id": big}, page)
+    assert answer.status_code == 400 and "no message&#x27;s number" in answer.text
+    assert "database unavailable" not in caplog.text
+    # The largest id there is is a fine cursor: a page (empty past the newest).
+    assert client.get("/staff", params={
+        "before": f"2026-01-01T00:00:00+00:00_{2**63 - 1}"}).status_code == 200
+    assert conn.execute("SELECT count(*) AS n FROM staff_actions").fetchone()["n"] == 0

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tasks.staff import data, web
+from tasks.staff.pages import parse_id
 
 if TYPE_CHECKING:
     from tasks.relay.runtime import Relay
@@ -64,10 +65,10 @@ async def resend(request: Request) -> Response:
     fields = await web.form(request)
     if fields is None:
         return web.refused(request)
-    try:
-        delivery = int(request.path_params["id"])
-    except ValueError:
-        return web.redirect()
+    delivery = parse_id(request.path_params["id"])
+    if delivery is None:
+        return web.bad_input(request, "That is no delivery's number: open the message from "
+                                      "the console's lists and press Re-send there.")
     done = await web.as_staff(request, lambda conn, me: data.resend(conn, delivery))
     if isinstance(done, Response):
         return done
@@ -99,10 +100,10 @@ async def mark_handled(request: Request) -> Response:
     if fields is None:
         return web.refused(request)
     kind = fields.get("kind", "")
-    try:
-        item = int(fields.get("id", ""))
-    except ValueError:
-        return web.redirect()
+    item = parse_id(fields.get("id"))
+    if item is None:
+        return web.bad_input(request, "That is no message's number: press Mark handled on "
+                                      "the console's own lists.")
     if kind not in ("delivery", "reply"):
         return web.redirect()
     done = await web.as_staff(request, lambda conn, me: data.mark_handled(conn, kind, item))
