@@ -360,3 +360,20 @@ def test_out_of_range_dates_and_ids_get_one_clear_line(portal_client, regs, caps
     assert client.get("/staff", params={
         "before": f"2026-01-01T00:00:00+00:00_{2**63 - 1}"}).status_code == 200
     assert conn.execute("SELECT count(*) AS n FROM staff_actions").fetchone()["n"] == 0
+
+
+def test_the_registration_page_says_why_nothing_was_queued_in_its_own_words(
+        portal_client, regs, capsys, conn):
+    conn.execute("UPDATE registrations SET notification_pref = 'none' WHERE id = %s",
+                 (regs["ana"],))
+    client = portal_client()
+    sign_in(client, capsys)
+    here = f"/staff/registrations/{regs['ana']}"
+    sent = post(client, f"{here}/send", {}, client.get(here).text)
+    assert sent.headers["location"] == f"{here}?done=not_queued&reason=preference"
+    page = client.get(sent.headers["location"]).text
+    assert "The customer chose no messages" in page
+    # Text in the address is never shown: a link someone sends staff says nothing.
+    forged = client.get(here, params={"done": "not_queued",
+                                      "reason": "Call 1-800-SCAMMER to fix your account"})
+    assert "SCAMMER" not in forged.text and forged.status_code == 200

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tasks.staff import data, web
+from tasks.staff import data, web, words
 from tasks.staff.pages import parse_id
 
 if TYPE_CHECKING:
@@ -41,7 +40,10 @@ async def send_now(request: Request) -> Response:
     answer = done[1]
     here = f"{web.BASE}/registrations/{reg}"
     if not answer.get("queued"):
-        return web.redirect(f"{here}?done=not_queued&reason={quote(str(answer.get('detail')))}")
+        # A code, never text: the page says it in its own fixed words.
+        reason = str(answer.get("reason") or "")
+        code = reason if reason in words.NOT_QUEUED else "other"
+        return web.redirect(f"{here}?done=not_queued&reason={code}")
     # As the API's notify does: a queue run now, not at the next tick.
     relay: Relay = request.app.state.relay
     await run_in_threadpool(relay.background_tick, "staff")

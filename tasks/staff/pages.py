@@ -9,8 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tasks.staff import data, web
-
+from tasks.staff import data, web, words
 
 #: The largest bigint: ids past it are no row's (PostgreSQL would refuse them).
 MAX_ID = 2**63 - 1
@@ -101,7 +100,8 @@ async def registration(request: Request) -> Response:
               "handled": "Marked handled.",
               "not_queued": "No message was queued: see the reason below."}.get(
                   request.query_params.get("done", ""))
-    reason = request.query_params.get("reason")
+    # Only the fixed words for a known code: never text from the address.
+    reason = words.NOT_QUEUED.get(request.query_params.get("reason") or "")
     events = list(reversed(doc["events"]))
     return web.page(request, "registration.html.j2", me, reg=doc["registration"],
                     events=events, notice=notice, reason=reason, zone=doc["zone"])
