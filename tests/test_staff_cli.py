@@ -29,6 +29,8 @@ def test_add_list_remove_and_add_again(clean_db, conn, capsys):
     code, out, _ = cli(capsys, "staff", "remove", "sam@dealer.example", "--database-url",
                        clean_db)
     assert code == 0 and "stops at its next request" in out
+    # Supabase's admins are Supabase's: removal here does not end their role there.
+    assert "remove that role in Supabase" in " ".join(out.split())
     row = conn.execute("SELECT active, removed_at FROM staff_members").fetchone()
     assert row["active"] is False and row["removed_at"] is not None
     code, _, err = cli(capsys, "staff", "remove", "sam@dealer.example", "--database-url",
