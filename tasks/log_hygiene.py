@@ -7,7 +7,9 @@ bodies at INFO. Neither is useful enough to be worth a leaked phone number.
 
 from __future__ import annotations
 
+import copy
 import logging
+from typing import Any
 
 _QUIET = ("urllib3", "urllib3.connectionpool", "twilio.http_client", "requests")
 
@@ -34,3 +36,30 @@ def quiet_per_task_lines(loglevel: str) -> None:
     if loglevel.strip().upper() == "INFO":
         for name in PER_TASK_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class DropQueryStrings(logging.Filter):
+    """uvicorn's access lines without query strings, for every path.
+
+    The staff console searches by GET (/staff?q=+17135550101) and the pages
+    carry filters and cursors in the address: the access log keeps the path,
+    method and status, never what was searched for.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's access record: (client, method, full path, HTTP version, status).
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def relay_log_config() -> dict[str, Any]:
+    """uvicorn's logging config with DropQueryStrings on its access logger."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["no_query_strings"] = {
+        "()": "tasks.log_hygiene.DropQueryStrings"}
+    config["loggers"]["uvicorn.access"]["filters"] = ["no_query_strings"]
+    return config

@@ -231,3 +231,27 @@ def test_cli_flags_reach_the_app(tmp_path, clean_db, monkeypatch, capsys):
     finally:
         monkeypatch.undo()
         reset_process_state()
+
+
+def test_the_access_log_keeps_no_query_string(tmp_path, clean_db, redis_server):
+    # Staff searches are GETs (/staff?q=<phone>): the served relay's access
+    # log says the path and status, never what was searched for.
+    port = free_port()
+    process = RelayProcess(["--host", "127.0.0.1", "--port", str(port)],
+                           _env(clean_db, redis_server.url), tmp_path / "relay.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process.wait_healthy(url)
+        with httpx.Client(base_url=url, timeout=5) as client:
+            assert client.get("/staff", params={"q": "+17135550101"}).status_code == 200
+            client.get("/portal", params={"who": "ana@example.com"})
+        deadline = time.monotonic() + 10
+        while '"GET /portal HTTP/1.1"' not in process.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        status = process.stop()
+    log = process.log()
+    _assert_clean_exit(status, log)
+    assert '"GET /staff HTTP/1.1" 200' in log and '"GET /portal HTTP/1.1"' in log, log
+    assert "17135550101" not in log and "ana%40example.com" not in log and "?" not in "".join(
+        line for line in log.splitlines() if "HTTP/1.1" in line), log

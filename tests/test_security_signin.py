@@ -275,6 +275,10 @@ def test_any_sequence_answers_known_and_unknown_alike(portal_client, supabase_au
     ("::1", "2001:db8::5", "127.0.0.1,::1", "2001:db8::5"),
     ("10.0.0.5", None, "10.0.0.0/8", "10.0.0.5"),
     ("10.0.0.5", "198.51.100.7", "", "10.0.0.5"),
+    # '*': every peer is a proxy, so only the last hop was written by one; the
+    # client's own value (left of it) buys no fresh address.
+    ("10.0.0.5", "1.2.3.4, 198.51.100.7", "*", "198.51.100.7"),
+    ("10.0.0.5", "198.51.100.7", "*", "198.51.100.7"),
 ])
 def test_client_address_rules(peer, forwarded, allow, expected):
     from tasks.portal.limits import client_address, trusted_networks

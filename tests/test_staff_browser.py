@@ -191,9 +191,9 @@ def test_staff_sign_in_find_resend_answer_and_send_by_hand(stack):
         browser.driver.get(url + "/staff/replies")
         browser.shot("8-replies")
         browser.press(f"Mark handled (reply {reply})")
-        row = conn.execute("SELECT handled_by FROM inbound_messages WHERE id = %s",
-                           (reply,)).fetchone()
-        assert row["handled_by"] == STAFF
+        row = conn.execute("SELECT actor_email FROM staff_actions WHERE action = "
+                           "'mark_handled' AND detail ->> 'id' = %s", (str(reply),)).fetchone()
+        assert row["actor_email"] == STAFF
         browser.driver.get(url + "/staff/replies?show=handled")
         assert "Handled by sam@dealer.example" in browser.text()
 

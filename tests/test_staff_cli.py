@@ -29,6 +29,8 @@ def test_add_list_remove_and_add_again(clean_db, conn, capsys):
     code, out, _ = cli(capsys, "staff", "remove", "sam@dealer.example", "--database-url",
                        clean_db)
     assert code == 0 and "stops at its next request" in out
+    # Supabase's admins are Supabase's: removal here does not end their role there.
+    assert "remove that role in Supabase" in " ".join(out.split())
     row = conn.execute("SELECT active, removed_at FROM staff_members").fetchone()
     assert row["active"] is False and row["removed_at"] is not None
     code, _, err = cli(capsys, "staff", "remove", "sam@dealer.example", "--database-url",
@@ -65,9 +67,12 @@ def test_the_undo_restores_jwt_is_admin_and_the_file_applies_again(pg_cluster):
         c.execute(down)  # IF EXISTS throughout: twice is fine
         assert c.execute("SELECT to_regclass('public.staff_members') AS t").fetchone()["t"] is None
         assert c.execute("SELECT to_regnamespace('regnotify_staff') AS n").fetchone()["n"] is None
-    # Back to 04's rule: any admin claim, no membership.
-    with as_role(url, "authenticated", admin) as c:
+    # Back to 04's rule (any admin claim, no membership) for other issuers; a token
+    # regnotify issued (the console's ten-hour sessions) is no admin without the list.
+    with as_role(url, "authenticated", {**admin, "iss": "https://x.supabase.co/auth/v1"}) as c:
         assert c.execute("SELECT public.jwt_is_admin() AS a").fetchone()["a"] is True
+    with as_role(url, "authenticated", admin) as c:
+        assert c.execute("SELECT public.jwt_is_admin() AS a").fetchone()["a"] is False
     up = (migrations_dir() / "21_staff_console.sql").read_text()
     with connect(url) as c:
         c.execute(up)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,7 +34,30 @@ def database_url(each_database_url: str) -> str:
 
 @pytest.fixture(autouse=True)
 def quick_sends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(signin_routes, "SEND_FLOOR_S", 0.0)
+    # Short, but long enough for a local send to be done when the page answers
+    # (a member's send is waited for up to the floor, then runs on behind it).
+    monkeypatch.setattr(signin_routes, "SEND_FLOOR_S", 0.3)
+
+
+@pytest.fixture(autouse=True)
+def no_sign_ins_counted(redis_server) -> None:
+    # The pipeline's relay counts sign-ins in its Redis, which outlives a test
+    # (the PostgreSQL counters are emptied by portal_client).
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis_server.url)
+    for key in client.scan_iter("regnotify:signin:*"):
+        client.delete(key)
+
+
+def eventually(find: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """What `find` returns once it returns something (a send may finish after the answer)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = find()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 @pytest.fixture()
@@ -61,11 +85,11 @@ def sign_in(client, capsys, email: str = STAFF, mailbox: Any = None) -> None:
     sent = post(client, "/staff/code", {"email": email})
     assert sent.status_code == 200, sent.text
     if mailbox is None:
-        line = CODE_LINE.findall(capsys.readouterr().out)
+        line = eventually(lambda: CODE_LINE.findall(capsys.readouterr().out))
         assert line, "no staff sign-in line on the relay's output"
         code = line[-1][1]
     else:
-        mail = [m for m in mailbox.sends() if m.to == email][-1]
+        mail = eventually(lambda: [m for m in mailbox.sends() if m.to == email])[-1]
         code = re.search(r"code: (\d{6})", mail.subject).group(1)
     signed = post(client, "/staff/sign-in", {"email": email, "code": code}, sent.text)
     assert signed.status_code == 303 and signed.headers["location"] == "/staff", signed.text
@@ -84,7 +108,9 @@ def test_a_member_signs_in_with_the_console_code_and_finds_a_customer_by_phone(
     signed = post(client, "/staff/sign-in", {"email": STAFF, "code": found.group(2)}, sent.text)
     assert signed.status_code == 303
     cookie = signed.headers["set-cookie"]
-    assert "rn_staff=" in cookie and "HttpOnly" in cookie and "Path=/staff" in cookie
+    # Over https a `__Host-` cookie: only this origin sets it, Path=/ and Secure.
+    assert cookie.startswith("__Host-rn_staff=") and "HttpOnly" in cookie
+    assert "Path=/;" in cookie and "Secure" in cookie
     home = client.get("/staff")
     assert "Sam Staff" in home.text and "Ana Lopez" in home.text and "Ben Ortiz" in home.text
     # The header counts what needs attention: Ana's failed text.
@@ -151,7 +177,7 @@ def test_a_customers_session_cannot_open_any_staff_page(portal_client, regs):
     client = portal_client()
     token = issue_session_token(relay_settings(session_secret=SESSION_SECRET), phone=ANA,
                                 subject="c-ana")
-    client.cookies.set("rn_staff", token, path="/staff")
+    client.cookies.set("__Host-rn_staff", token, path="/")
     for path in ("/staff", f"/staff/registrations/{regs['ana']}", "/staff/attention",
                  "/staff/replies", "/staff/queue"):
         answer = client.get(path)
@@ -161,8 +187,8 @@ def test_a_customers_session_cannot_open_any_staff_page(portal_client, regs):
 def test_a_token_for_a_non_member_opens_nothing(portal_client, regs):
     client = portal_client()
     settings = relay_settings(session_secret=SESSION_SECRET)
-    client.cookies.set("rn_staff", issue_staff_token(settings, "eve@elsewhere.example"),
-                       path="/staff")
+    client.cookies.set("__Host-rn_staff", issue_staff_token(settings, "eve@elsewhere.example"),
+                       path="/")
     assert client.get("/staff/attention").status_code == 403
 
 
@@ -275,7 +301,7 @@ def test_supabase_e_mail_otp_signs_in_a_member_with_the_admin_role(
     home = client.get("/staff")
     assert home.status_code == 200 and "Sam Staff" in home.text and "Ana Lopez" in home.text
     # Supabase's token: its issuer is the project's, and it is admin there.
-    assert "rn_staff" in client.cookies
+    assert "__Host-rn_staff" in client.cookies
 
 
 def test_supabase_e_mail_otp_without_the_admin_role_opens_nothing(
@@ -309,3 +335,45 @@ def test_sign_out_ends_the_session(portal_client, regs, capsys):
     out = post(client, "/staff/sign-out", {}, home)
     assert out.status_code == 303 and 'rn_staff=""' in out.headers["set-cookie"]
     assert "Ana Lopez" not in client.get("/staff").text
+
+
+def test_out_of_range_dates_and_ids_get_one_clear_line(portal_client, regs, capsys, conn,
+                                                       caplog):
+    client = portal_client()
+    # Before sign-in as after: the address is refused before anything is read.
+    for params in ({"to": "9999-12-31"}, {"from": "2026-02-30"}, {"to": "soon"}):
+        answer = client.get("/staff", params=params)
+        assert answer.status_code == 400 and "must be a date like 2026-12-06" in answer.text
+    sign_in(client, capsys)
+    for cursor in ("2026-01-01T00:00:00+00:00_99999999999999999999", "yesterday_12",
+                   "2026-01-01T00:00:00+00:00_-1"):
+        answer = client.get("/staff", params={"before": cursor})
+        assert answer.status_code == 400 and "first page" in answer.text, cursor
+    page = client.get("/staff/attention").text
+    big = str(2**63)
+    answer = post(client, f"/staff/deliveries/{big}/resend", {}, page)
+    assert answer.status_code == 400 and "no delivery&#x27;s number" in answer.text
+    answer = post(client, "/staff/handled", {"kind": "reply", "id": big}, page)
+    assert answer.status_code == 400 and "no message&#x27;s number" in answer.text
+    assert "database unavailable" not in caplog.text
+    # The largest id there is is a fine cursor: a page (empty past the newest).
+    assert client.get("/staff", params={
+        "before": f"2026-01-01T00:00:00+00:00_{2**63 - 1}"}).status_code == 200
+    assert conn.execute("SELECT count(*) AS n FROM staff_actions").fetchone()["n"] == 0
+
+
+def test_the_registration_page_says_why_nothing_was_queued_in_its_own_words(
+        portal_client, regs, capsys, conn):
+    conn.execute("UPDATE registrations SET notification_pref = 'none' WHERE id = %s",
+                 (regs["ana"],))
+    client = portal_client()
+    sign_in(client, capsys)
+    here = f"/staff/registrations/{regs['ana']}"
+    sent = post(client, f"{here}/send", {}, client.get(here).text)
+    assert sent.headers["location"] == f"{here}?done=not_queued&reason=preference"
+    page = client.get(sent.headers["location"]).text
+    assert "The customer chose no messages" in page
+    # Text in the address is never shown: a link someone sends staff says nothing.
+    forged = client.get(here, params={"done": "not_queued",
+                                      "reason": "Call 1-800-SCAMMER to fix your account"})
+    assert "SCAMMER" not in forged.text and forged.status_code == 200

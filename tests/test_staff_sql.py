@@ -138,9 +138,9 @@ def test_resend_requeues_a_failed_delivery_and_records_who(database_url, conn, r
         # A second press finds it queued: nothing to do.
         assert c.execute("SELECT regnotify_staff.resend(%s) AS a",
                          (failed,)).fetchone()["a"] is None
-        row = c.execute("SELECT status, error_code, handled_by FROM registration_notifications "
-                        "WHERE id = %s", (failed,)).fetchone()
-        assert row == {"status": "queued", "error_code": None, "handled_by": STAFF}
+        row = c.execute("SELECT status, error_code, handled_at IS NOT NULL AS handled "
+                        "FROM registration_notifications WHERE id = %s", (failed,)).fetchone()
+        assert row == {"status": "queued", "error_code": None, "handled": True}
         doc = c.execute("SELECT notification_timeline(%s) AS d", (regs["ana"],)).fetchone()["d"]
         c.commit()
     actions = [e for e in doc["events"] if e["kind"] == "staff_action"]
@@ -194,9 +194,13 @@ def test_mark_handled_once_with_who_and_when(database_url, conn, regs):
         assert c.execute("SELECT regnotify_staff.mark_handled('reply', %s) AS ok",
                          (reply,)).fetchone()["ok"] is False
         c.commit()
-    row = conn.execute("SELECT handled_by, handled_at FROM inbound_messages WHERE id = %s",
+    row = conn.execute("SELECT handled_at FROM inbound_messages WHERE id = %s",
                        (reply,)).fetchone()
-    assert row["handled_by"] == STAFF and row["handled_at"] is not None
+    assert row["handled_at"] is not None
+    # Who: only in the staff log (the reply's customer may read the row itself).
+    who = conn.execute("SELECT actor_email, detail FROM staff_actions WHERE action = "
+                       "'mark_handled'").fetchall()
+    assert who == [{"actor_email": STAFF, "detail": {"kind": "reply", "id": reply}}]
 
 
 def test_staff_members_are_out_of_the_apis_write_reach(database_url, regs):
@@ -204,3 +208,57 @@ def test_staff_members_are_out_of_the_apis_write_reach(database_url, regs):
         with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
                 database_url, role, claims) as c:
             c.execute("INSERT INTO staff_members (email, name) VALUES ('x@y.example', 'X')")
+
+
+def test_a_non_members_regnotify_admin_token_may_not_request_a_notification(
+        database_url, conn, regs):
+    stranger = staff_claims("eve@elsewhere.example")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
+            database_url, "authenticated", stranger) as c:
+        c.execute("SELECT public.request_notification(%s, false)", (regs["ben"],))
+    conn.execute("UPDATE staff_members SET active = false WHERE email = %s", (STAFF,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(
+            database_url, "authenticated", staff_claims()) as c:
+        c.execute("SELECT public.request_notification(%s, false)", (regs["ben"],))
+    assert conn.execute("SELECT count(*) AS n FROM notification_queue WHERE registration_id = "
+                        "%s AND NOT sent AND send_after <= now()", (regs["ben"],)
+                        ).fetchone()["n"] == 0
+    # An active member, Supabase's admins and the backend still may.
+    conn.execute("UPDATE staff_members SET active = true WHERE email = %s", (STAFF,))
+    for role, claims in (("authenticated", staff_claims()),
+                         ("authenticated", staff_claims("eve@elsewhere.example",
+                                                        iss="https://x.supabase.co/auth/v1")),
+                         ("service_role", {"role": "service_role"})):
+        with as_role(database_url, role, claims) as c:
+            answer = c.execute("SELECT public.request_notification(%s, false) AS a",
+                               (regs["ben"],)).fetchone()["a"]
+            assert answer["queued"] is True, (role, claims)
+
+
+def test_a_non_members_regnotify_admin_token_is_a_customer_to_the_timeline(database_url, regs):
+    cases = ((staff_claims("eve@elsewhere.example"), True), (staff_claims(), False),
+             (customer(ANA), True))
+    for claims, is_customer in cases:
+        with as_role(database_url, "authenticated", claims) as c:
+            assert c.execute("SELECT public.timeline_caller_is_customer() AS v"
+                             ).fetchone()["v"] is is_customer, claims
+    with as_role(database_url, "service_role", {"role": "service_role"}) as c:
+        assert c.execute("SELECT public.timeline_caller_is_customer() AS v"
+                         ).fetchone()["v"] is False
+
+
+def test_a_customer_reads_no_staff_identity_on_their_own_rows(database_url, conn, regs):
+    failed = failed_delivery(conn, regs["ana"])
+    reply = conn.execute(
+        "INSERT INTO inbound_messages (message_sid, from_phone, body, registration_id) "
+        "VALUES ('SM2', %s, 'Ready yet?', %s) RETURNING id", (ANA, regs["ana"])).fetchone()["id"]
+    with as_role(database_url, "authenticated", staff_claims()) as c:
+        c.execute("SELECT regnotify_staff.resend(%s)", (failed,))
+        c.execute("SELECT regnotify_staff.mark_handled('reply', %s)", (reply,))
+        c.commit()
+    with as_role(database_url, "authenticated", customer(ANA)) as c:
+        rows = [*c.execute("SELECT * FROM registration_notifications").fetchall(),
+                *c.execute("SELECT * FROM inbound_messages").fetchall()]
+        assert {r["id"] for r in rows} >= {failed, reply}
+        assert not [r for r in rows if any(STAFF in str(v) for v in r.values())], rows
+        assert c.execute("SELECT count(*) AS n FROM staff_actions").fetchone()["n"] == 0

@@ -7,7 +7,14 @@
 --     tokens (app_metadata.role = admin) keep working as before.
 --   * staff_actions: every action taken in the console (who, when, what); it
 --     shows in notification_timeline as "staff_action" events (staff only).
---   * handled_at/handled_by on deliveries and replies: "mark handled".
+--   * handled_at on deliveries and replies: "mark handled". Who handled it is
+--     only in staff_actions (admin only): customers read their own deliveries
+--     and replies, and a staff e-mail on those rows would reach them.
+--   * staff_sign_in_codes: the digests of the console's own sign-in codes, in
+--     the database so that a code works on any relay replica (owner only).
+--   * request_notification() and timeline_caller_is_customer() ask
+--     jwt_is_admin(), so a regnotify admin token of a non-member is no admin
+--     there either.
 --   * Schema regnotify_staff: the few SECURITY DEFINER functions the console
 --     calls (search by contact, re-send, mark handled, record an action).
 --     Each refuses anyone but an admin with 42501 before reading anything.
@@ -67,6 +74,160 @@ $fn$;
 REVOKE ALL ON FUNCTION public.jwt_is_admin() FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.jwt_is_admin() TO authenticated;
 
+-- 2b ─ Admin, as jwt_is_admin() says, in 13's functions ───────────────────────
+
+-- 13 read app_metadata.role from the claims itself in these two, so a
+-- regnotify admin token of someone who is not (or no longer) an active member
+-- still passed there. They are 13's, asking jwt_is_admin() instead.
+
+CREATE OR REPLACE FUNCTION public.timeline_caller_is_customer()
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $fn$
+BEGIN
+    -- Staff, the backend and direct connections are not customers. Only
+    -- authenticated may execute jwt_is_admin() (anon is never admin), so it is
+    -- asked last, in its own statement.
+    IF current_user::text NOT IN ('anon', 'authenticated') THEN
+        RETURN false;
+    END IF;
+    IF current_user::text = 'anon' THEN
+        RETURN true;
+    END IF;
+    RETURN NOT coalesce(public.jwt_is_admin(), false);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION public.request_notification(
+    p_registration_id uuid, p_bypass_quiet_hours boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = ''
+AS $fn$
+DECLARE
+    v_claims   jsonb := coalesce(nullif(pg_catalog.current_setting('request.jwt.claims', true),
+                                        '')::jsonb, '{}'::jsonb);
+    v_reg      record;
+    v_cfg      record;
+    v_chosen   text[];
+    v_channel  text;
+    v_channels text[] := '{}';
+    v_skipped  jsonb := '[]'::jsonb;
+    v_zone     text;
+    v_until    timestamptz;
+    v_answer   jsonb;
+BEGIN
+    -- The backend first, in its own IF: service_role may not execute
+    -- jwt_is_admin(), and PL/pgSQL checks that when the expression is set up.
+    IF v_claims ->> 'role' = 'service_role' THEN
+        NULL;
+    ELSIF NOT coalesce(public.jwt_is_admin(), false) THEN
+        RAISE EXCEPTION 'only staff (an admin) or the backend may request a notification'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_bypass_quiet_hours IS NULL THEN
+        p_bypass_quiet_hours := false;
+    END IF;
+
+    -- FOR UPDATE: a concurrent staff edit of the contact waits for this decision.
+    SELECT r.id, r.customer_phone, r.customer_email, r.notification_pref, r.time_zone,
+           coalesce(o.opted_out, false) AS sms_opted_out
+    INTO v_reg
+    FROM public.registrations AS r
+    LEFT JOIN public.sms_opt_outs AS o ON o.phone = r.customer_phone
+    WHERE r.id = p_registration_id
+    FOR UPDATE OF r;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no registration %', p_registration_id USING ERRCODE = 'no_data_found';
+    END IF;
+
+    -- The claim's decisions (sql/queries/queue.sql, claim_due), said beforehand.
+    IF v_reg.notification_pref = 'none' THEN
+        RETURN pg_catalog.jsonb_build_object(
+            'queued', false, 'reason', 'preference',
+            'detail', 'the customer chose no messages (notification_pref = none)',
+            'skipped', '[]'::jsonb);
+    END IF;
+    v_chosen := CASE v_reg.notification_pref WHEN 'both' THEN ARRAY['sms', 'email']
+                ELSE ARRAY[v_reg.notification_pref] END;
+    FOREACH v_channel IN ARRAY v_chosen LOOP
+        IF v_channel = 'sms' AND v_reg.customer_phone IS NULL THEN
+            v_skipped := v_skipped || pg_catalog.jsonb_build_object(
+                'channel', 'sms', 'reason', 'no_contact',
+                'detail', 'no SMS: no phone number on file');
+        ELSIF v_channel = 'sms' AND v_reg.sms_opted_out THEN
+            v_skipped := v_skipped || pg_catalog.jsonb_build_object(
+                'channel', 'sms', 'reason', 'opted_out',
+                'detail', 'no SMS: the phone number opted out (it can text START)');
+        ELSIF v_channel = 'email' AND v_reg.customer_email IS NULL THEN
+            v_skipped := v_skipped || pg_catalog.jsonb_build_object(
+                'channel', 'email', 'reason', 'no_contact',
+                'detail', 'no e-mail: no address on file');
+        ELSE
+            v_channels := v_channels || v_channel;
+        END IF;
+    END LOOP;
+    IF pg_catalog.cardinality(v_channels) = 0 THEN
+        RETURN pg_catalog.jsonb_build_object(
+            'queued', false, 'reason', v_skipped -> 0 ->> 'reason',
+            'detail', (SELECT pg_catalog.string_agg(s ->> 'detail', '; ')
+                       FROM pg_catalog.jsonb_array_elements(v_skipped) AS s),
+            'skipped', v_skipped);
+    END IF;
+
+    -- The same row `regnotify send` always wrote: a pending burst is made
+    -- due; otherwise a row without old stage (the claim's 'manual').
+    UPDATE public.notification_queue
+    SET send_after = pg_catalog.now(), notify_customer = true,
+        bypass_quiet_hours = p_bypass_quiet_hours, updated_at = pg_catalog.now()
+    WHERE registration_id = p_registration_id AND sent = false;
+    IF NOT FOUND THEN
+        INSERT INTO public.notification_queue
+            (registration_id, old_stage, new_stage, send_after, bypass_quiet_hours)
+        SELECT r.id, NULL, r.current_stage, pg_catalog.now(), p_bypass_quiet_hours
+        FROM public.registrations AS r
+        WHERE r.id = p_registration_id;
+    END IF;
+
+    v_answer := pg_catalog.jsonb_build_object(
+        'queued', true, 'channels', pg_catalog.to_jsonb(v_channels),
+        'skipped', v_skipped, 'bypass_quiet_hours', p_bypass_quiet_hours);
+
+    -- When a quiet channel will wait for the customer's window to open.
+    SELECT c.quiet_hours_start, c.quiet_hours_end, c.quiet_hours_channels, c.default_time_zone
+    INTO v_cfg
+    FROM public.notification_config AS c WHERE c.id;
+    IF FOUND AND NOT p_bypass_quiet_hours
+       AND v_channels && coalesce(v_cfg.quiet_hours_channels, '{}'::text[]) THEN
+        v_zone := coalesce(v_reg.time_zone, v_cfg.default_time_zone);
+        v_until := public.quiet_hours_release_at(pg_catalog.now(), v_zone,
+                                                 v_cfg.quiet_hours_start, v_cfg.quiet_hours_end);
+        IF v_until IS NOT NULL THEN
+            v_answer := v_answer || pg_catalog.jsonb_build_object(
+                'held_until', v_until,
+                'held_until_local', pg_catalog.to_char(v_until AT TIME ZONE v_zone, 'HH24:MI'),
+                'time_zone', v_zone,
+                'held_channels', pg_catalog.to_jsonb(ARRAY(
+                    SELECT ch FROM pg_catalog.unnest(v_channels) AS ch
+                    WHERE ch = ANY(v_cfg.quiet_hours_channels))));
+        END IF;
+    END IF;
+
+    -- The wake-up, so the message leaves within seconds: the backend runs the
+    -- tick itself (pg_net's POST /tick, or NOTIFY); staff's NOTIFY reaches a
+    -- relay that LISTENs (delivered at commit), and the relay's API also
+    -- wakes the queue after the call, as `regnotify send` does.
+    IF pg_catalog.has_function_privilege('public.notification_tick()', 'EXECUTE') THEN
+        PERFORM public.notification_tick();
+    ELSE
+        PERFORM pg_catalog.pg_notify('notification_tick', pg_catalog.json_build_object(
+            'source', 'request_notification', 'at', pg_catalog.now())::text);
+    END IF;
+    RETURN v_answer;
+END
+$fn$;
+
 -- 3 ─ What staff did ─────────────────────────────────────────────────────────
 
 CREATE TABLE IF NOT EXISTS public.staff_actions (
@@ -99,13 +260,31 @@ CREATE POLICY service_role_reads ON public.staff_actions
 
 -- 4 ─ Handled ─────────────────────────────────────────────────────────────────
 
--- Nullable without a default: adding them rewrites nothing.
+-- Nullable without a default: adding them rewrites nothing. When, not who:
+-- customers may read these rows; who is in staff_actions (admin only).
 ALTER TABLE public.registration_notifications
-    ADD COLUMN IF NOT EXISTS handled_at timestamptz,
-    ADD COLUMN IF NOT EXISTS handled_by text;
+    ADD COLUMN IF NOT EXISTS handled_at timestamptz;
 ALTER TABLE public.inbound_messages
-    ADD COLUMN IF NOT EXISTS handled_at timestamptz,
-    ADD COLUMN IF NOT EXISTS handled_by text;
+    ADD COLUMN IF NOT EXISTS handled_at timestamptz;
+
+-- Who handled a delivery or a reply, as the console looks it up.
+CREATE INDEX IF NOT EXISTS ix_staff_actions_item
+    ON public.staff_actions (action, (detail ->> 'kind'), (detail ->> 'id'), at);
+CREATE INDEX IF NOT EXISTS ix_staff_actions_delivery
+    ON public.staff_actions ((detail ->> 'delivery_id'), at) WHERE action = 'resend';
+
+-- 4b ─ The console's own sign-in codes ───────────────────────────────────────
+
+-- A keyed hash of the address and one of the code (never either itself);
+-- the relay writes and reads them on its own connection.
+CREATE TABLE IF NOT EXISTS public.staff_sign_in_codes (
+    key        bytea PRIMARY KEY,
+    digest     bytea NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+ALTER TABLE public.staff_sign_in_codes ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON TABLE public.staff_sign_in_codes
+    FROM PUBLIC, anon, authenticated, service_role;
 
 -- 5 ─ Indexes for the console ─────────────────────────────────────────────────
 
@@ -279,8 +458,7 @@ BEGIN
         updated_at = pg_catalog.now(),
         email_batch_id = CASE WHEN n.error_code = 'outcome_unknown' THEN NULL
                               ELSE n.email_batch_id END,
-        handled_at = pg_catalog.now(),
-        handled_by = lower(nullif(auth.jwt() ->> 'email', ''))
+        handled_at = pg_catalog.now()
     FROM (SELECT o.id, o.error_code, o.outcome_unknown FROM public.registration_notifications AS o
           WHERE o.id = p_delivery_id FOR UPDATE) AS before
     WHERE n.id = before.id AND n.status = 'failed'
@@ -308,17 +486,16 @@ SET search_path = ''
 AS $fn$
 DECLARE
     v_reg uuid;
-    v_who text := lower(nullif(auth.jwt() ->> 'email', ''));
 BEGIN
     PERFORM regnotify_staff.require_admin();
     IF p_kind = 'delivery' THEN
         UPDATE public.registration_notifications
-        SET handled_at = pg_catalog.now(), handled_by = v_who
+        SET handled_at = pg_catalog.now()
         WHERE id = p_id AND handled_at IS NULL
         RETURNING registration_id INTO v_reg;
     ELSIF p_kind = 'reply' THEN
         UPDATE public.inbound_messages
-        SET handled_at = pg_catalog.now(), handled_by = v_who
+        SET handled_at = pg_catalog.now()
         WHERE id = p_id AND handled_at IS NULL
         RETURNING registration_id INTO v_reg;
     ELSE

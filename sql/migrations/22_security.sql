@@ -16,6 +16,8 @@
 --   dealership" (changed_by_label) for who changed a preference, never an id
 --   (a registration's earlier holder's id among them). Only this piece of
 --   notification_timeline is redefined.
+-- * Customers' preference changes recorded under the old subject are mapped
+--   to the number's random one, so "you" still finds them.
 
 -- 1 ─ Session subjects ────────────────────────────────────────────────────────
 
@@ -116,3 +118,96 @@ AS $fn$
     FROM public.notification_pref_changes AS c
     WHERE c.registration_id = p_registration_id
 $fn$;
+
+-- 5 ─ Customers' own earlier preference changes ──────────────────────────────
+
+-- Until now a customer's `sub` was uuid5(NAMESPACE_URL, 'tel:' || phone), and
+-- their preference changes hold it in changed_by, so "you" (their sub now,
+-- the random one) would no longer find them. Each such value is replaced by
+-- the number's random subject (made here if the number has none yet), so the
+-- label stays right and nothing derived from a number is kept. The numbers
+-- are the registrations' own (a change by an earlier holder of a number no
+-- registration has now stays "the dealership"). Applied twice, nothing is left
+-- to map.
+-- uuid5(NAMESPACE_URL, name) as Python's uuid.uuid5 makes it: SHA-1, which
+-- PostgreSQL has no built-in for (pgcrypto is not everywhere), so written out
+-- here. A pg_temp function: it leaves nothing behind once the session ends.
+CREATE OR REPLACE FUNCTION pg_temp.regnotify_url_uuid5(p_name text)
+RETURNS uuid
+LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+DECLARE
+    m     bytea := '\x6ba7b8119dad11d180b400c04fd430c8'::bytea || convert_to(p_name, 'UTF8');
+    ml    bigint := length(m) * 8;
+    mask  constant bigint := 4294967295;
+    h     bigint[] := ARRAY[1732584193, 4023233417, 2562383102, 271733878, 3285377520];
+    w     bigint[];
+    a bigint; b bigint; c bigint; d bigint; e bigint; f bigint; k bigint; t bigint;
+    chunk int; i int; x bigint;
+    out   bytea := ''::bytea;
+BEGIN
+    m := m || '\x80'::bytea;
+    WHILE length(m) % 64 <> 56 LOOP
+        m := m || '\x00'::bytea;
+    END LOOP;
+    m := m || int8send(ml);
+    FOR chunk IN 0 .. length(m) / 64 - 1 LOOP
+        w := ARRAY[]::bigint[];
+        FOR i IN 0 .. 15 LOOP
+            w[i] := (get_byte(m, chunk * 64 + i * 4)::bigint << 24)
+                  | (get_byte(m, chunk * 64 + i * 4 + 1)::bigint << 16)
+                  | (get_byte(m, chunk * 64 + i * 4 + 2)::bigint << 8)
+                  | get_byte(m, chunk * 64 + i * 4 + 3)::bigint;
+        END LOOP;
+        FOR i IN 16 .. 79 LOOP
+            x := w[i - 3] # w[i - 8] # w[i - 14] # w[i - 16];
+            w[i] := ((x << 1) | (x >> 31)) & mask;
+        END LOOP;
+        a := h[1]; b := h[2]; c := h[3]; d := h[4]; e := h[5];
+        FOR i IN 0 .. 79 LOOP
+            IF i < 20 THEN
+                f := (b & c) | ((~b & mask) & d); k := 1518500249;
+            ELSIF i < 40 THEN
+                f := b # c # d; k := 1859775393;
+            ELSIF i < 60 THEN
+                f := (b & c) | (b & d) | (c & d); k := 2400959708;
+            ELSE
+                f := b # c # d; k := 3395469782;
+            END IF;
+            t := ((((a << 5) | (a >> 27)) & mask) + f + e + k + w[i]) & mask;
+            e := d; d := c; c := ((b << 30) | (b >> 2)) & mask; b := a; a := t;
+        END LOOP;
+        h[1] := (h[1] + a) & mask; h[2] := (h[2] + b) & mask; h[3] := (h[3] + c) & mask;
+        h[4] := (h[4] + d) & mask; h[5] := (h[5] + e) & mask;
+    END LOOP;
+    FOR i IN 1 .. 4 LOOP
+        out := out || substring(int8send(h[i]) FROM 5 FOR 4);
+    END LOOP;
+    -- Version 5, RFC 4122 variant.
+    out := set_byte(out, 6, (get_byte(out, 6) & 15) | 80);
+    out := set_byte(out, 8, (get_byte(out, 8) & 63) | 128);
+    RETURN encode(out, 'hex')::uuid;
+END
+$fn$;
+
+CREATE TEMP TABLE regnotify_legacy_subjects (phone text PRIMARY KEY, legacy text NOT NULL);
+INSERT INTO pg_temp.regnotify_legacy_subjects (phone, legacy)
+SELECT p.phone, pg_temp.regnotify_url_uuid5('tel:' || p.phone)::text
+FROM (SELECT DISTINCT r.customer_phone AS phone
+      FROM public.registrations AS r
+      JOIN public.notification_pref_changes AS c ON c.registration_id = r.id
+      WHERE c.changed_by_kind = 'customer' AND r.customer_phone IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM public.customer_subjects AS s
+                        WHERE s.subject::text = c.changed_by)) AS p;
+INSERT INTO public.customer_subjects (phone)
+SELECT l.phone FROM pg_temp.regnotify_legacy_subjects AS l
+WHERE EXISTS (SELECT 1 FROM public.notification_pref_changes AS c
+              WHERE c.changed_by_kind = 'customer' AND c.changed_by = l.legacy)
+ON CONFLICT (phone) DO NOTHING;
+UPDATE public.notification_pref_changes AS c
+SET changed_by = s.subject::text
+FROM pg_temp.regnotify_legacy_subjects AS l
+JOIN public.customer_subjects AS s ON s.phone = l.phone
+WHERE c.changed_by_kind = 'customer' AND c.changed_by = l.legacy;
+DROP TABLE pg_temp.regnotify_legacy_subjects;
+DROP FUNCTION pg_temp.regnotify_url_uuid5(text);

@@ -1,4 +1,4 @@
--- 25: the timeline's functions keep their plans (issue 33, docs/relay-performance.md).
+-- 25: the timeline's functions keep their plans (docs/relay-performance.md).
 --
 -- notification_timeline, the seven timeline_* functions it unions and
 -- timeline_caller_is_customer are LANGUAGE sql with `SET search_path = ''`.

@@ -2,6 +2,24 @@
 -- the signed-in caller (db.as_caller): row-level security and migration 21's
 -- functions decide what exists for them and what they may do.
 
+-- name: staff_code_put
+-- The address's new code replaces its last; expired codes of anyone go.
+WITH gone AS (
+    DELETE FROM public.staff_sign_in_codes WHERE expires_at < now() AND key <> %(key)s
+)
+INSERT INTO public.staff_sign_in_codes (key, digest, expires_at)
+VALUES (%(key)s, %(digest)s, now() + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (key) DO UPDATE SET digest = excluded.digest, expires_at = excluded.expires_at;
+
+-- name: staff_code_take
+-- A row back: the code was the address's live one, and is now used.
+DELETE FROM public.staff_sign_in_codes
+WHERE key = %(key)s AND digest = %(digest)s AND expires_at > now()
+RETURNING 1 AS used;
+
+-- name: staff_code_forget
+DELETE FROM public.staff_sign_in_codes WHERE key = %(key)s;
+
 -- name: staff_member_active
 -- Before a code is sent, on the relay's own login: nobody is signed in yet.
 SELECT 1 FROM public.staff_members WHERE email = lower(%(email)s) AND active;
@@ -110,10 +128,17 @@ LIMIT 200;
 
 -- name: staff_replies
 -- %(handled)s: NULL all, true handled only, false not yet handled.
+-- Who handled a reply is in staff_actions (admin only), not on the row,
+-- which its customer may read.
 SELECT m.id, m.registration_id, m.from_phone, m.body, m.received_at, m.keyword,
-       m.keyword_kind, m.handled_at, m.handled_by, r.customer_name
+       m.keyword_kind, m.handled_at, who.actor_email AS handled_by, r.customer_name
 FROM public.inbound_messages AS m
 LEFT JOIN public.registrations AS r ON r.id = m.registration_id
+LEFT JOIN LATERAL (
+    SELECT a.actor_email FROM public.staff_actions AS a
+    WHERE m.handled_at IS NOT NULL AND a.action = 'mark_handled'
+      AND a.detail ->> 'kind' = 'reply' AND a.detail ->> 'id' = m.id::text
+    ORDER BY a.at DESC LIMIT 1) AS who ON true
 WHERE (%(handled)s::boolean IS NULL OR (m.handled_at IS NOT NULL) = %(handled)s::boolean)
 ORDER BY m.received_at DESC, m.id DESC
 LIMIT 300;

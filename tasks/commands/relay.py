@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until stopped (SIGINT or SIGTERM: uvicorn shuts down gracefully)."""
     import uvicorn
 
+    from tasks.log_hygiene import relay_log_config
     from tasks.relay.http_protocol import header_deadline_protocol
 
     app, host = prepare(args)
@@ -153,9 +154,11 @@ def run(args: argparse.Namespace) -> int:
     workers = choose_workers(args, settings, host)
     # proxy_headers off: the customer page reads X-Forwarded-For itself, from
     # FORWARDED_ALLOW_IPS only (tasks.portal.limits.client_address).
+    # log_config: uvicorn's own, with query strings (searches: phones,
+    # e-mails) left out of the access log.
     if workers == 1:
         uvicorn.run(app, host=host, port=args.port, log_level=args.log_level,
-                    server_header=False, proxy_headers=False,
+                    server_header=False, proxy_headers=False, log_config=relay_log_config(),
                     http=header_deadline_protocol(settings.relay_header_timeout_s))
         return 0
     # Checked above; each worker builds its own app (nothing is shared but the socket).
@@ -174,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"regnotify relay: {workers} workers on {host}:{args.port}", file=sys.stderr)
     uvicorn.run("tasks.commands.relay:worker_app", factory=True, workers=workers, host=host,
                 port=args.port, log_level=args.log_level, server_header=False,
-                proxy_headers=False, http="tasks.relay.http_protocol:HeaderDeadlineProtocol")
+                proxy_headers=False, log_config=relay_log_config(),
+                http="tasks.relay.http_protocol:HeaderDeadlineProtocol")
     return 0
 
 

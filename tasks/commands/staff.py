@@ -61,7 +61,11 @@ def run_remove(args: argparse.Namespace) -> int:
         row = conn.exec_driver_sql(query("staff_remove"), {"email": email}).first()
     if row is None:
         raise CommandError(f"{email} is not an active staff member (see `regnotify staff list`)")
-    print(f"{email} removed: their console session stops at its next request")
+    print(f"{email} removed: a console session regnotify signed (e-mailed code) stops at its "
+          "next request. With Supabase Auth, their account keeps app_metadata.role = admin "
+          "in Supabase: the console shuts them out, but their Supabase tokens stay admin in "
+          "the API until you remove that role in Supabase (and their last token expires, "
+          "within the hour)")
     return 0
 
 

@@ -8,7 +8,8 @@ keeps the relay careful until it does. Keys hold a keyed hash of the number
 or address, never the number itself.
 
 The client's address is the TCP peer, or, when the peer is a trusted proxy
-(FORWARDED_ALLOW_IPS), the last address in X-Forwarded-For that is not one.
+(FORWARDED_ALLOW_IPS), the last address in X-Forwarded-For that is not one
+(with `*`, the last address: the only one a proxy surely wrote).
 """
 
 from __future__ import annotations
@@ -201,7 +202,13 @@ def client_address(peer: str | None, forwarded_for: str | None,
     if not forwarded_for or not _trusted(peer, nets):
         return peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    if not hops:
+        return peer
+    if nets is None:
+        # '*': every peer is taken for a proxy, so the one address a proxy
+        # surely wrote is the last; anything left of it the client may have.
+        return hops[-1]
     for hop in reversed(hops):
         if not _trusted(hop, nets):
             return hop
-    return hops[0] if hops else peer
+    return hops[0]

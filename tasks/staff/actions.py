@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tasks.staff import data, web
+from tasks.staff import data, web, words
+from tasks.staff.pages import parse_id
 
 if TYPE_CHECKING:
     from tasks.relay.runtime import Relay
@@ -40,7 +40,10 @@ async def send_now(request: Request) -> Response:
     answer = done[1]
     here = f"{web.BASE}/registrations/{reg}"
     if not answer.get("queued"):
-        return web.redirect(f"{here}?done=not_queued&reason={quote(str(answer.get('detail')))}")
+        # A code, never text: the page says it in its own fixed words.
+        reason = str(answer.get("reason") or "")
+        code = reason if reason in words.NOT_QUEUED else "other"
+        return web.redirect(f"{here}?done=not_queued&reason={code}")
     # As the API's notify does: a queue run now, not at the next tick.
     relay: Relay = request.app.state.relay
     await run_in_threadpool(relay.background_tick, "staff")
@@ -64,10 +67,10 @@ async def resend(request: Request) -> Response:
     fields = await web.form(request)
     if fields is None:
         return web.refused(request)
-    try:
-        delivery = int(request.path_params["id"])
-    except ValueError:
-        return web.redirect()
+    delivery = parse_id(request.path_params["id"])
+    if delivery is None:
+        return web.bad_input(request, "That is no delivery's number: open the message from "
+                                      "the console's lists and press Re-send there.")
     done = await web.as_staff(request, lambda conn, me: data.resend(conn, delivery))
     if isinstance(done, Response):
         return done
@@ -99,10 +102,10 @@ async def mark_handled(request: Request) -> Response:
     if fields is None:
         return web.refused(request)
     kind = fields.get("kind", "")
-    try:
-        item = int(fields.get("id", ""))
-    except ValueError:
-        return web.redirect()
+    item = parse_id(fields.get("id"))
+    if item is None:
+        return web.bad_input(request, "That is no message's number: press Mark handled on "
+                                      "the console's own lists.")
     if kind not in ("delivery", "reply"):
         return web.redirect()
     done = await web.as_staff(request, lambda conn, me: data.mark_handled(conn, kind, item))

@@ -30,7 +30,10 @@ def _op(summary: str, codes: dict[str, str], *, form: bool, path_id: bool = Fals
 
 PATHS: dict[str, Any] = {
     "/staff": {"get": _op("Messages, newest first (keyset pages); search and filters; the "
-                          "sign-in form when not signed in.", _SIGNED_IN, form=False)},
+                          "sign-in form when not signed in.",
+                          {**_SIGNED_IN, "400": "A date out of range or not YYYY-MM-DD, or "
+                                                "a page address the console did not make."},
+                          form=False)},
     "/staff/staff.css": {"get": {"tags": ["staff console"], "summary": "The console's CSS.",
                                  "responses": {"200": {"description": "text/css"}}}},
     "/staff/code": {"post": _op("E-mail a one-time code to `email` when it is an active "
@@ -55,10 +58,12 @@ PATHS: dict[str, Any] = {
     "/staff/registrations/{id}/silence": {"post": _op(
         "Silence the next stage change.", _ACTION, form=True, path_id=True)},
     "/staff/deliveries/{id}/resend": {"post": _op(
-        "Re-send a failed delivery (as retry-failed does).", _ACTION, form=True,
-        path_id=True)},
+        "Re-send a failed delivery (as retry-failed does).",
+        {**_ACTION, "400": "The id is not a delivery's number (digits, below 2^63)."},
+        form=True, path_id=True)},
     "/staff/handled": {"post": _op("Mark a delivery or a reply (`kind`, `id`) handled.",
-                                   _ACTION, form=True)},
+                                   {**_ACTION, "400": "The id is not a number below 2^63."},
+                                   form=True)},
     "/staff/attention": {"get": _op("What needs attention.", _SIGNED_IN, form=False)},
     "/staff/replies": {"get": _op("Replies grouped by number (`show`: open, handled, all).",
                                   _SIGNED_IN, form=False)},

@@ -9,34 +9,65 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tasks.staff import data, web
+from tasks.staff import data, web, words
+
+#: The largest bigint: ids past it are no row's (PostgreSQL would refuse them).
+MAX_ID = 2**63 - 1
 
 
-def _date(value: str | None) -> datetime | None:
-    try:
-        return datetime.strptime(value or "", "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
+class BadInput(ValueError):
+    """A query value the console cannot use; its text says what to do instead."""
+
+
+def _date(value: str | None, name: str) -> datetime | None:
+    """A YYYY-MM-DD filter (empty: none); a day the page can also add one to."""
+    if not value:
         return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        day + timedelta(days=1)
+    except (ValueError, OverflowError):
+        raise BadInput(f"'{name}' must be a date like 2026-12-06 (up to 9999-12-30): "
+                       "pick one in the date box or leave it empty.") from None
+    return day
+
+
+def parse_id(value: str | None) -> int | None:
+    """A row id from an address or a form: digits, below 2**63; None otherwise."""
+    if not value or not value.isascii() or not value.isdigit():
+        return None
+    number = int(value)
+    return number if number <= MAX_ID else None
 
 
 def _cursor(value: str | None) -> tuple[datetime, int] | None:
     """The keyset of the next page: '<created_at ISO>_<id>'."""
-    at, _, ident = (value or "").rpartition("_")
-    try:
-        return datetime.fromisoformat(at), int(ident)
-    except ValueError:
+    if not value:
         return None
+    at, _, ident = value.rpartition("_")
+    number = parse_id(ident)
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        number = None
+    if number is None:
+        raise BadInput("That page address is not one the console made: go back to the first "
+                       "page of messages and use its 'Older' link.")
+    return when, number
 
 
 async def messages(request: Request) -> Response:
     q = request.query_params
     search = data.parse_search(q.get("q", ""))
-    until = _date(q.get("to"))
+    try:
+        since, until = _date(q.get("from"), "from"), _date(q.get("to"), "to")
+        before = _cursor(q.get("before"))
+    except BadInput as exc:
+        return web.bad_input(request, str(exc))
     filters = data.Filters(
         status=q.get("status") if q.get("status") in data.STATUSES else None,
         channel=q.get("channel") if q.get("channel") in data.CHANNELS else None,
-        since=_date(q.get("from")), until=until + timedelta(days=1) if until else None)
-    before = _cursor(q.get("before"))
+        since=since, until=until + timedelta(days=1) if until else None)
     done = await web.as_staff(request, lambda conn, me: data.messages(conn, search, filters,
                                                                       before))
     if isinstance(done, Response):
@@ -69,7 +100,8 @@ async def registration(request: Request) -> Response:
               "handled": "Marked handled.",
               "not_queued": "No message was queued: see the reason below."}.get(
                   request.query_params.get("done", ""))
-    reason = request.query_params.get("reason")
+    # Only the fixed words for a known code: never text from the address.
+    reason = words.NOT_QUEUED.get(request.query_params.get("reason") or "")
     events = list(reversed(doc["events"]))
     return web.page(request, "registration.html.j2", me, reg=doc["registration"],
                     events=events, notice=notice, reason=reason, zone=doc["zone"])

@@ -1,10 +1,11 @@
 """Who e-mails a staff member's one-time code and checks it: Supabase Auth, the e-mail
 provider, or (a relay on 127.0.0.1 with the console provider) one line on the relay's output.
 
-Each sender answers `send(email)` and `check(email, code)`; a check that
-passes carries the session token. Whether the address belongs to an active
-member is asked before `send` (tasks.staff.signin_routes), so a sender is
-only ever given members' addresses.
+Each sender answers `send(email, ip)` and `check(email, code, ip)`; a check
+that passes carries the session token. Whether the address belongs to an
+active member is asked before `send`, and every address's checks are counted
+before `check` (tasks.staff.signin_routes), so a sender is only ever given
+members' addresses and the limits answer alike for anyone.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 import jwt
 import requests
+from sqlalchemy import Engine
 
+from db.queries import query
 from tasks.api_tokens import AUDIENCE, OWN_ISSUER, verify_token
 from tasks.exceptions import InvalidToken, RelayConfigError
 from tasks.masking import mask_email as _mask_email
@@ -39,9 +42,11 @@ STAFF_SESSION_TTL_S = 10 * 3600
 class StaffSender(Protocol):
     name: str
 
-    def send(self, email: str) -> Result: ...
+    def send(self, email: str, ip: str) -> Result: ...
 
-    def check(self, email: str, code: str) -> Result: ...
+    def check(self, email: str, code: str, ip: str) -> Result: ...
+
+    def forget(self, email: str) -> None: ...
 
 
 def staff_subject(email: str) -> str:
@@ -71,40 +76,43 @@ def mask_email(email: str) -> str:
 
 
 class _OwnCodes:
-    """Codes regnotify keeps itself: six digits, ten minutes, used once, five checks."""
+    """Codes regnotify keeps itself: six digits, ten minutes, used once.
 
-    def __init__(self) -> None:
-        self._codes: dict[str, tuple[bytes, float]] = {}
-        self._lock = threading.Lock()
-        self._checks = limits.CheckCounter()
+    Their digests live in the database (staff_sign_in_codes, owner only), so a
+    code works on whichever relay replica the check reaches. The row's key and
+    digest are keyed hashes: neither names the address nor gives the code away.
+    How many checks an address gets is counted before (tasks.staff.signin_routes).
+    """
+
+    def __init__(self, settings: Settings, engine: Callable[[], Engine]) -> None:
+        secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
+        self._key = hashlib.sha256(b"regnotify-staff-codes|" + secret.encode()).digest()
+        self._engine = engine
+
+    def _mac(self, what: str) -> bytes:
+        return hmac.new(self._key, what.encode(), hashlib.sha256).digest()
 
     def new(self, email: str) -> str:
         code = f"{secrets.randbelow(10**6):06d}"
-        with self._lock:
-            self._codes[email] = (_digest(code), time.monotonic() + limits.CODE_TTL_S)
-            while len(self._codes) > limits.MAX_KEYS:
-                self._codes.pop(next(iter(self._codes)))
-        self._checks.new_code(email)
+        with self._engine().begin() as conn:
+            conn.exec_driver_sql(query("staff_code_put"), {
+                "key": self._mac("address|" + email), "digest": self._mac(email + "|" + code),
+                "ttl_s": limits.CODE_TTL_S})
         return code
 
     def check(self, email: str, code: str) -> Outcome:
-        allowed = self._checks.allow(email)
-        if allowed is None:
-            return Outcome.WRONG
-        if not allowed:
-            with self._lock:
-                self._codes.pop(email, None)
-            return Outcome.TOO_MANY
-        with self._lock:
-            stored = self._codes.get(email)
-            good = (stored is not None and time.monotonic() < stored[1]
-                    and hmac.compare_digest(stored[0], _digest(code)))
-            if good:
-                del self._codes[email]
-        if not good:
-            return Outcome.WRONG
-        self._checks.done(email)
-        return Outcome.OK
+        """OK once for the address's live code; WRONG otherwise (the code stays)."""
+        with self._engine().begin() as conn:
+            used = conn.exec_driver_sql(query("staff_code_take"), {
+                "key": self._mac("address|" + email),
+                "digest": self._mac(email + "|" + code)}).first()
+        return Outcome.OK if used is not None else Outcome.WRONG
+
+    def forget(self, email: str) -> None:
+        """Drop the address's code (its checks are used up)."""
+        with self._engine().begin() as conn:
+            conn.exec_driver_sql(query("staff_code_forget"),
+                                 {"key": self._mac("address|" + email)})
 
 
 class ConsoleCodeSender:
@@ -112,21 +120,24 @@ class ConsoleCodeSender:
 
     name = "console"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: Callable[[], Engine]) -> None:
         self._settings = settings
-        self._codes = _OwnCodes()
+        self._codes = _OwnCodes(settings, engine)
 
-    def send(self, email: str) -> Result:
+    def send(self, email: str, ip: str) -> Result:
         code = self._codes.new(email)
         # The one place a code is shown: the operator's terminal, by design.
         print(f"staff sign-in code for {mask_email(email)}: {code}", flush=True)
         return Result(Outcome.SENT)
 
-    def check(self, email: str, code: str) -> Result:
+    def check(self, email: str, code: str, ip: str) -> Result:
         outcome = self._codes.check(email, code)
         if outcome is not Outcome.OK:
             return Result(outcome)
         return Result(Outcome.OK, issue_staff_token(self._settings, email))
+
+    def forget(self, email: str) -> None:
+        self._codes.forget(email)
 
 
 class EmailCodeSender:
@@ -134,14 +145,14 @@ class EmailCodeSender:
 
     name = "email"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: Callable[[], Engine]) -> None:
         from tasks.providers.resend_email import ResendEmail
 
         self._settings = settings
         self._provider = ResendEmail(settings)
-        self._codes = _OwnCodes()
+        self._codes = _OwnCodes(settings, engine)
 
-    def send(self, email: str) -> Result:
+    def send(self, email: str, ip: str) -> Result:
         code = self._codes.new(email)
         dealership = self._settings.dealership_name
         text = (f"Your sign-in code for {dealership}'s staff console is {code}.\n\n"
@@ -159,11 +170,14 @@ class EmailCodeSender:
             return Result(Outcome.UNAVAILABLE)
         return Result(Outcome.SENT)
 
-    def check(self, email: str, code: str) -> Result:
+    def check(self, email: str, code: str, ip: str) -> Result:
         outcome = self._codes.check(email, code)
         if outcome is not Outcome.OK:
             return Result(outcome)
         return Result(Outcome.OK, issue_staff_token(self._settings, email))
+
+    def forget(self, email: str) -> None:
+        self._codes.forget(email)
 
 
 class SupabaseEmailSender:
@@ -178,23 +192,24 @@ class SupabaseEmailSender:
         self._base = settings.supabase_url.rstrip("/") + "/auth/v1"
         key = settings.supabase_anon_key.get_secret_value()
         self._headers = {"apikey": key, "Authorization": f"Bearer {key}"}
-        self._checks = limits.CheckCounter()
         self._http = requests.Session()
 
-    def _post(self, path: str, body: dict[str, object]) -> requests.Response:
-        return self._http.post(f"{self._base}{path}", json=body, headers=self._headers,
+    def _post(self, path: str, body: dict[str, object], ip: str) -> requests.Response:
+        # Sb-Forwarded-For: Supabase counts its per-IP limits by the member's
+        # address (where the project enables the header), not the relay's.
+        return self._http.post(f"{self._base}{path}", json=body,
+                               headers={**self._headers, "Sb-Forwarded-For": ip},
                                timeout=self._settings.provider_timeout_s)
 
-    def send(self, email: str) -> Result:
+    def send(self, email: str, ip: str) -> Result:
         try:
             # create_user false: a staff member's account is made in Supabase
             # (with app_metadata.role = admin), never by signing in.
-            answer = self._post("/otp", {"email": email, "create_user": False})
+            answer = self._post("/otp", {"email": email, "create_user": False}, ip)
         except requests.RequestException as exc:
             log.warning("staff: Supabase Auth unreachable (%s)", type(exc).__name__)
             return Result(Outcome.UNAVAILABLE)
         if answer.status_code == 200:
-            self._checks.new_code(email)
             return Result(Outcome.SENT)
         if answer.status_code == 429:
             return Result(Outcome.TOO_MANY)
@@ -203,11 +218,9 @@ class SupabaseEmailSender:
         log.warning("staff: Supabase Auth refused a send (%s)", answer.status_code)
         return Result(Outcome.UNAVAILABLE)
 
-    def check(self, email: str, code: str) -> Result:
-        if self._checks.allow(email) is False:
-            return Result(Outcome.TOO_MANY)
+    def check(self, email: str, code: str, ip: str) -> Result:
         try:
-            answer = self._post("/verify", {"type": "email", "email": email, "token": code})
+            answer = self._post("/verify", {"type": "email", "email": email, "token": code}, ip)
         except requests.RequestException as exc:
             log.warning("staff: Supabase Auth unreachable (%s)", type(exc).__name__)
             return Result(Outcome.UNAVAILABLE)
@@ -224,11 +237,14 @@ class SupabaseEmailSender:
         except InvalidToken as exc:
             log.warning("staff: Supabase's session token fails the API's checks (%s)", exc)
             return Result(Outcome.UNAVAILABLE)
-        self._checks.done(email)
         return Result(Outcome.OK, token)
 
+    def forget(self, email: str) -> None:
+        """Supabase keeps its own codes (and their expiry)."""
 
-def choose_staff_sender(settings: Settings, *, loopback: bool) -> StaffSender | None:
+
+def choose_staff_sender(settings: Settings, *, loopback: bool,
+                        engine: Callable[[], Engine]) -> StaffSender | None:
     """Supabase Auth, else the e-mail provider, else (loopback, console e-mail) the relay's
     output; None: none fits (the sign-in page says so)."""
     if settings.supabase_url and settings.supabase_anon_key:
@@ -241,11 +257,8 @@ def choose_staff_sender(settings: Settings, *, loopback: bool) -> StaffSender | 
         log.warning("staff: no e-mail provider for sign-in codes (%s)", exc)
         return None
     if provider == "resend":
-        return EmailCodeSender(settings)
+        return EmailCodeSender(settings, engine)
     if loopback:
-        return ConsoleCodeSender(settings)
+        return ConsoleCodeSender(settings, engine)
     return None
 
-
-def _digest(code: str) -> bytes:
-    return hashlib.sha256(code.encode()).digest()

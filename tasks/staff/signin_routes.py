@@ -13,21 +13,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from db.errors import DatabaseUnavailable
+from tasks.api_tokens import verify_token
+from tasks.exceptions import InvalidToken
+from tasks.portal import limits
 from tasks.portal.signin import Outcome, Result
-from tasks.portal.state import portal_for
+from tasks.portal.state import Portal, portal_for
 from tasks.staff import data, web
-from tasks.staff.signin import STAFF_SESSION_TTL_S, mask_email
+from tasks.staff.signin import STAFF_SESSION_TTL_S, StaffSender, mask_email
 
 log = logging.getLogger(__name__)
 
-#: Every answer to "e-mail me a code" takes at least this long, member or not,
-#: so the time says nothing about who is staff.
+#: Every answer to "e-mail me a code" takes this long, member or not: a member's
+#: send is waited for at most this long and goes on in the background after, so
+#: neither the time nor a slow or refusing sender says who is staff.
 SEND_FLOOR_S = 1.5
+#: Sends per address (any address: counted before membership is asked).
+SENDS_PER_ADDRESS = limits.SENDS_PER_NUMBER
+SENDS_PER_ADDRESS_WINDOW_S = limits.SENDS_PER_NUMBER_WINDOW_S
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+#: Sends still running after their answer went (kept so they are not collected).
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 async def send_code(request: Request) -> Response:
@@ -44,9 +49,10 @@ async def send_code(request: Request) -> Response:
                           error="Enter an e-mail address like name@dealership.com.")
     started = time.monotonic()
     portal = portal_for(request)
+    ip = portal.client_ip(request)
     result = Result(Outcome.SENT)
-    if not (portal.sends_per_ip.allow("staff|" + _client_ip(request))
-            and portal.sends_per_number.allow("staff|" + email)):
+    allowed = await run_in_threadpool(_may_send, portal, email, ip)
+    if not allowed:
         result = Result(Outcome.TOO_MANY)
     else:
         engine = request.app.state.relay.engine()
@@ -56,10 +62,12 @@ async def send_code(request: Request) -> Response:
             log.warning("staff: membership not checked (%s)", type(exc).__name__)
             member, result = False, Result(Outcome.UNAVAILABLE)
         if member:
-            sent = await run_in_threadpool(sender.send, email)
-            # A refused or failed send answers as any address does; the log says why.
-            if sent.outcome is Outcome.TOO_MANY:
-                result = sent
+            task = asyncio.create_task(_send(sender, email, ip))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+            remaining = SEND_FLOOR_S - (time.monotonic() - started)
+            if remaining > 0:
+                await asyncio.wait({task}, timeout=remaining)
     await asyncio.sleep(max(0.0, SEND_FLOOR_S - (time.monotonic() - started)))
     if result.outcome is Outcome.SENT:
         return web.render(request, "signin.html.j2", configured=True, email=email,
@@ -72,6 +80,28 @@ async def send_code(request: Request) -> Response:
                       error=text)
 
 
+def _may_send(portal: Portal, email: str, ip: str) -> bool:
+    """Count a send for the client's address, then for the e-mail address (any address)."""
+    if not portal.counters.hit("staff-ip", ip, limits.SENDS_PER_IP,
+                               limits.SENDS_PER_IP_WINDOW_S):
+        return False
+    return portal.counters.hit("staff-send", email, SENDS_PER_ADDRESS,
+                               SENDS_PER_ADDRESS_WINDOW_S)
+
+
+async def _send(sender: StaffSender, email: str, ip: str) -> None:
+    """A member's send. Whatever it answers, the page said what it says to anyone;
+    a refusal (Supabase's 429 among them) is only logged."""
+    try:
+        sent = await run_in_threadpool(sender.send, email, ip)
+    except Exception as exc:  # the page has answered; a failure here is only logged
+        log.warning("staff: a sign-in code was not sent (%s)", type(exc).__name__)
+        return
+    if sent.outcome is not Outcome.SENT:
+        log.warning("staff: a sign-in code for %s was not sent (%s)", mask_email(email),
+                    sent.outcome.value)
+
+
 async def sign_in(request: Request) -> Response:
     fields = await web.form(request)
     if fields is None:
@@ -81,11 +111,13 @@ async def sign_in(request: Request) -> Response:
     code = re.sub(r"\s", "", fields.get("code", ""))[:10]
     if sender is None or not _EMAIL.match(email):
         return web.redirect()
-    result = await run_in_threadpool(sender.check, email, code)
+    portal = portal_for(request)
+    result = await run_in_threadpool(_check, portal, sender, email, code,
+                                     portal.client_ip(request))
     if result.outcome is Outcome.OK and result.token:
         response = web.redirect()
-        web.cookie(response, portal_for(request), web.SESSION_COOKIE, result.token,
-                   STAFF_SESSION_TTL_S)
+        web.cookie(response, portal, web.SESSION_COOKIE, result.token,
+                   session_max_age(result.token, portal))
         return response
     status, text, again = {
         Outcome.WRONG: (401, "That code is wrong or has expired.", email),
@@ -95,11 +127,31 @@ async def sign_in(request: Request) -> Response:
                       error=text)
 
 
+def _check(portal: Portal, sender: StaffSender, email: str, code: str, ip: str) -> Result:
+    """Count the check for the address first, member or not (a resend does not start
+    the count again: only a good code does), then ask the sender."""
+    if not portal.counters.hit("staff-check", email, limits.CHECKS_PER_CODE,
+                               limits.CHECKS_WINDOW_S):
+        sender.forget(email)
+        return Result(Outcome.TOO_MANY)
+    result = sender.check(email, code, ip)
+    if result.outcome is Outcome.OK:
+        portal.counters.clear("staff-check", email)
+    return result
+
+
+def session_max_age(token: str, portal: Portal) -> int:
+    """The cookie lasts as long as the token in it (Supabase's for an hour, ours ten)."""
+    try:
+        exp = int(verify_token(token, portal.settings).get("exp", 0))
+    except (InvalidToken, TypeError, ValueError):
+        return 0
+    return max(0, min(STAFF_SESSION_TTL_S, exp - int(time.time())))
+
+
 async def sign_out(request: Request) -> Response:
     if await web.form(request) is None:
         return web.refused(request)
     response = web.redirect()
-    portal = portal_for(request)
-    response.delete_cookie(web.SESSION_COOKIE, path=web.BASE, httponly=True, samesite="lax",
-                           secure=portal.secure_cookies)
+    web.forget(response, portal_for(request), web.SESSION_COOKIE)
     return response

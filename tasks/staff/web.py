@@ -2,15 +2,16 @@
 signed-in member (as the database says, never as the Python decides).
 
 The CSP, headers and CSRF tokens are the customer page's (tasks.portal), by
-import; the cookies are the console's own, scoped to /staff.
+import; the cookies are the console's own: `__Host-` ones over https, else
+scoped to /staff.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from collections.abc import Callable, Mapping
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -25,8 +26,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from db.errors import DatabaseUnavailable
 from tasks.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
-from tasks.portal.state import Portal, portal_for
-from tasks.portal.views import HEADERS
+from tasks.portal.state import HOST_PREFIX, Portal, portal_for
+from tasks.portal.views import HEADERS as PORTAL_HEADERS
 from tasks.staff import data, words
 from tasks.staff.signin import StaffSender, choose_staff_sender
 
@@ -41,6 +42,10 @@ _env = Environment(loader=FileSystemLoader(_HERE / "templates"),
 _env.globals.update(status_words=words.status_words, when=words.when, action_words=words.action)
 _lock = threading.Lock()
 T = TypeVar("T")
+#: The customer page's headers, but the referrer kept within this origin, so
+#: that a browser's form post names this origin (no-referrer makes it "null").
+#: Search addresses carry phones and e-mails: they never leave for another site.
+HEADERS = {**PORTAL_HEADERS, "Referrer-Policy": "same-origin"}
 
 
 def sender_for(request: Request) -> StaffSender | None:
@@ -50,31 +55,59 @@ def sender_for(request: Request) -> StaffSender | None:
         with _lock:
             if not hasattr(app.state, "staff_sender"):
                 portal = portal_for(request)
-                app.state.staff_sender = choose_staff_sender(portal.settings,
-                                                             loopback=portal.loopback)
+                app.state.staff_sender = choose_staff_sender(
+                    portal.settings, loopback=portal.loopback, engine=portal.engine)
     sender: StaffSender | None = app.state.staff_sender
     return sender
 
 
-def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+def cookie_name(portal: Portal, key: str) -> str:
+    """A console cookie's name: `__Host-` over https (only this origin may set it)."""
+    return HOST_PREFIX + key if portal.secure_cookies else key
+
+
+def cookie_path(portal: Portal) -> str:
+    # `__Host-` requires Path=/; over plain http the cookies stay under /staff.
+    return "/" if portal.secure_cookies else BASE
+
+
+def _session(request: Request) -> str | None:
+    """The staff cookie when it holds a verified token: the console's CSRF binds to it."""
+    if claims(request) is None:
+        return None
+    return request.cookies.get(cookie_name(portal_for(request), SESSION_COOKIE))
+
+
+def render(request: Request, template: str, status: int = 200, *, signed_out: bool = False,
+           **ctx: Any) -> HTMLResponse:
+    """A console page. Its forms' CSRF token is bound to the staff session, or before
+    sign-in (and on a page that ends the session: `signed_out`) to a nonce this server
+    made and marked; a nonce the browser brings without that mark is never adopted."""
     portal = portal_for(request)
-    nonce = request.cookies.get(CSRF_COOKIE) or ""
-    fresh = len(nonce) < 32
+    session = None if signed_out else _session(request)
+    nonce = request.cookies.get(cookie_name(portal, CSRF_COOKIE))
+    fresh = not session and not portal.nonce_ok(nonce)
     if fresh:
-        nonce = secrets.token_urlsafe(32)
+        nonce = portal.new_nonce()
     html = _env.get_template(template).render(
-        base=BASE, csrf=portal.csrf_token("staff|" + nonce),
+        base=BASE, csrf=portal.csrf_token(session=session, nonce=nonce),
         dealership=portal.settings.dealership_name, **ctx)
     response = HTMLResponse(html, status_code=status, headers=HEADERS)
     if fresh:
-        cookie(response, portal, CSRF_COOKIE, nonce, None)
+        cookie(response, portal, CSRF_COOKIE, str(nonce), None)
     return response
 
 
 def cookie(response: Response, portal: Portal, key: str, value: str,
            max_age: int | None) -> None:
-    response.set_cookie(key, value, max_age=max_age, path=BASE, httponly=True,
-                        samesite="lax", secure=portal.secure_cookies)
+    response.set_cookie(cookie_name(portal, key), value, max_age=max_age,
+                        path=cookie_path(portal), httponly=True, samesite="lax",
+                        secure=portal.secure_cookies)
+
+
+def forget(response: Response, portal: Portal, key: str) -> None:
+    response.delete_cookie(cookie_name(portal, key), path=cookie_path(portal), httponly=True,
+                           samesite="lax", secure=portal.secure_cookies)
 
 
 def redirect(to: str = BASE) -> Response:
@@ -83,15 +116,18 @@ def redirect(to: str = BASE) -> Response:
 
 def _same_origin(request: Request, portal: Portal) -> bool:
     """A form post from this console. Browsers say so in Sec-Fetch-Site; where they do not,
-    an Origin must name this relay. With the pages' `Referrer-Policy: no-referrer` a
-    browser sends `Origin: null` on a form post, so "null" says nothing either way (and
-    the CSRF token is checked whatever this answers)."""
+    an Origin must name this relay. `Origin: null` (a sandboxed frame, a data: page, a
+    redirect from elsewhere) is another origin; the console's pages send
+    `Referrer-Policy: same-origin` so that a browser names its own origin on their
+    forms. No Origin at all (not a browser) leaves it to the CSRF token."""
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         return site == "same-origin"
     given = request.headers.get("origin")
-    if not given or given == "null":
+    if given is None:
         return True
+    if given == "null":
+        return False
     parts = urlsplit(given)
     origin = f"{parts.scheme}://{parts.netloc}"
     own = {f"{request.url.scheme}://{request.url.netloc}"}
@@ -109,8 +145,9 @@ async def form(request: Request) -> dict[str, str] | None:
         return None
     body = (await request.body()).decode("utf-8", "replace")
     fields = {k: v[0] for k, v in parse_qs(body).items()}
-    nonce = request.cookies.get(CSRF_COOKIE)
-    if not nonce or not portal.csrf_ok("staff|" + nonce, fields.get("csrf")):
+    if not portal.csrf_ok(session=_session(request),
+                          nonce=request.cookies.get(cookie_name(portal, CSRF_COOKIE)),
+                          given=fields.get("csrf")):
         return None
     return fields
 
@@ -120,24 +157,39 @@ def refused(request: Request) -> Response:
                   error="This form has expired or came from another site. Please try again.")
 
 
+def bad_input(request: Request, what: str) -> Response:
+    """400: one line that says what was wrong and what to do, before anything is read."""
+    return HTMLResponse("<!doctype html><html lang=\"en\"><title>Bad request</title><main>"
+                        f"<p>{html_escape(what)}</p><p><a href=\"{BASE}\">Back to the "
+                        "console</a></p></main></html>", status_code=400, headers=HEADERS)
+
+
 def claims(request: Request) -> dict[str, Any] | None:
     """The verified claims of the staff cookie. Whether they are staff's is the database's say."""
-    token = request.cookies.get(SESSION_COOKIE)
+    if hasattr(request.state, "staff_claims"):  # verified once per request
+        return request.state.staff_claims  # type: ignore[no-any-return]
+    request.state.staff_claims = None
+    portal = portal_for(request)
+    token = request.cookies.get(cookie_name(portal, SESSION_COOKIE))
     if not token:
         return None
     try:
-        found = verify_token(token, portal_for(request).settings)
+        found = verify_token(token, portal.settings)
     except InvalidToken as exc:
         log.info("staff: session cookie refused (%s)", str(exc)[:120])
         return None
-    return found if found.get("role") == "authenticated" else None
+    if found.get("role") != "authenticated":
+        return None
+    request.state.staff_claims = found
+    return found
 
 
 def signed_out(request: Request, status: int = 200, error: str | None = None) -> Response:
-    response = render(request, "signin.html.j2", status,
+    portal = portal_for(request)
+    response = render(request, "signin.html.j2", status, signed_out=True,
                       configured=sender_for(request) is not None, email=None, error=error)
-    if request.cookies.get(SESSION_COOKIE):
-        response.delete_cookie(SESSION_COOKIE, path=BASE)
+    if request.cookies.get(cookie_name(portal, SESSION_COOKIE)):
+        forget(response, portal, SESSION_COOKIE)
     return response
 
 
@@ -160,7 +212,7 @@ async def as_staff(request: Request, work: Callable[[Connection, dict[str, Any]]
     """
     caller = claims(request)
     if caller is None:
-        expired = bool(request.cookies.get(SESSION_COOKIE))
+        expired = bool(request.cookies.get(cookie_name(portal_for(request), SESSION_COOKIE)))
         return signed_out(request, error="Your session has ended. Please sign in again."
                           if expired else None)
     engine = request.app.state.relay.engine()

@@ -79,3 +79,14 @@ def when(value: datetime | str | None) -> str:
 
 def action(name: str) -> str:
     return ACTIONS.get(name, name)
+
+
+#: Why "send now" queued nothing, by request_notification's reason code. The
+#: registration page shows only these words (the address carries the code).
+NOT_QUEUED = {
+    "preference": "The customer chose no messages (their preference is 'none').",
+    "no_contact": "There is no phone number or e-mail address on file for the chosen "
+                  "channel.",
+    "opted_out": "The customer's number opted out of texts (they can text START).",
+    "other": "Nothing could be queued for this registration.",
+}
