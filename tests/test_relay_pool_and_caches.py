@@ -14,6 +14,7 @@ from tasks.exceptions import InvalidToken
 from tasks.relay import create_app
 from tasks.verified_claims import ClaimsCache, verify_cached
 from tests.pg import new_registration
+from tests.portal_helpers import SESSION_COOKIE
 from tests.relay_helpers import relay_settings
 
 pytest_plugins = ["tests.relay_helpers"]
@@ -42,7 +43,7 @@ def test_the_api_runs_on_the_pool_the_lifespan_opens(clean_db, redis_server, con
         timeline = client.get(f"/api/registrations/{reg}/timeline",
                               headers={"Authorization": f"Bearer {token}"})
         assert timeline.status_code == 200 and timeline.json()["registration_id"] == reg
-        client.cookies.set("rn_session", token)
+        client.cookies.set(SESSION_COOKIE, token)
         page = client.get("/portal")
         assert page.status_code == 200 and "Ford" in page.text
     assert relay.caller_pool()._pool is None  # closed with the lifespan
