@@ -11,6 +11,7 @@ runs anyway.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import redis
@@ -57,27 +58,50 @@ class TickRequest:
 
 _broker = BrokerRedis(timeout_s=2)
 
+# Set when this process cannot tell whether the marker stands for a queued
+# run: setting it timed out (the SET may still land once the network heals:
+# TCP delivers what the socket held) or the publish after it failed. The next
+# tick then sets the marker over whatever is there and queues a run, instead
+# of coalescing into a run that may not exist for up to PENDING_TTL_S.
+_marker_uncertain = threading.Event()
+
 
 def reset_client() -> None:
     """Forget the Redis client (tests that change the broker)."""
     _broker.reset()
+    _marker_uncertain.clear()
 
 
 def should_enqueue_tick() -> bool:
     """Mark a run as waiting to start; False when one already is (coalesce into it)."""
     client = _broker.get()
+    overwrite = _marker_uncertain.is_set()
     try:
         if client is not None:
-            if not client.set(PENDING_KEY, "1", nx=True, ex=PENDING_TTL_S):
+            if not client.set(PENDING_KEY, "1", nx=not overwrite, ex=PENDING_TTL_S):
                 return False
         else:
             with autocommit_engine().connect() as conn:
+                if overwrite:
+                    coordination.marker_clear(conn, PENDING_KEY)
                 if not coordination.marker_set_if_absent(conn, PENDING_KEY, PENDING_TTL_S):
                     return False
     except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
         # Without the marker we may enqueue a spare run; that is harmless.
         log.warning("tick coalescing unavailable: %s", type(exc).__name__)
+        _marker_uncertain.set()
     return True
+
+
+def tick_queued() -> None:
+    """The run a tick asked for is in the broker: the marker stands for it again."""
+    _marker_uncertain.clear()
+
+
+def tick_not_queued() -> None:
+    """The publish after should_enqueue_tick() failed: no run stands behind the marker."""
+    _marker_uncertain.set()
+    run_started()
 
 
 def run_started() -> None:
