@@ -27,8 +27,13 @@ log = logging.getLogger(__name__)
 PENDING_KEY = "regnotify:tick:pending"
 WAKE_KEY = "regnotify:tick:wake_at"
 
-#: A pending marker outlives a lost message by at most this long.
-PENDING_TTL_S = 120
+#: A pending marker outlives a lost message by at most this long. Short,
+#: because a marker can stand for nothing: a SET that timed out while the
+#: coordination Redis's host was cut off still lands when the network heals
+#: (TCP retransmits what the closed socket held, up to half a minute later),
+#: after the run it was for. Ticks coalesced into such a marker queue nothing
+#: until it expires; a run that really waits longer than this costs one spare run.
+PENDING_TTL_S = 15
 #: Wake-ups further out are re-armed by the run they start; a countdown is
 #: an unacked message in Redis, so it must stay well under the visibility timeout.
 MAX_WAKE_DELAY_S = 60.0

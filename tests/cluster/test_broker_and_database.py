@@ -30,6 +30,11 @@ def _processes(cluster):
         yield f"worker-{role}", cluster.hosts[role].procs[f"worker-{role}"]
 
 
+def _relay_ticks(cluster) -> list[str]:
+    return [line for line in cluster.log("relay").splitlines()
+            if "tick" in line or "WARNING" in line or "publish" in line]
+
+
 def _assert_clean(cluster, what: str, took: float, extra: int = 0) -> None:
     result = ledger.take(cluster)
     print(result.row(), f"{what}: drained {took:.1f}s after the heal; "
@@ -59,7 +64,11 @@ def test_broker_host_cut_off_30s_workers_and_relay_recover(cluster):
 
     # The relay's ticks reach the broker again: a new change is sent without help.
     seed_backlog(cluster, 3, prefix="+1555800", mark="after")
-    after = wait_drained(cluster, AFTER_S)
+    try:
+        after = wait_drained(cluster, AFTER_S)
+    finally:
+        # What the relay did with its ticks since the cut, for a slow or failed step.
+        print("relay, since the cut:", *_relay_ticks(cluster)[-40:], sep="\n  ")
     _assert_clean(cluster, f"broker cut 30 s, a change after it sent in {after:.0f} s",
                   took, extra=3)
 
