@@ -15,13 +15,21 @@ from celery import Task
 
 from db import deliveries, replies
 from db.queue import claim_due, seconds_until_next_due
+from tasks import tick_publisher
 from tasks.celery_app import BROKER_HORIZON_S, app
 from tasks.database import engine
 from tasks.dispatch import dispatch, dispatch_released, dispatch_reply_digests
 from tasks.quiet_hours import release_held
 from tasks.retry_policy import INFRASTRUCTURE_RETRY
 from tasks.settings import get_settings
-from tasks.wakeup import TickRequest, claim_wakeup, run_started, should_enqueue_tick
+from tasks.wakeup import (
+    TickRequest,
+    claim_wakeup,
+    run_started,
+    should_enqueue_tick,
+    tick_not_queued,
+    tick_queued,
+)
 from tasks.worker_metrics import record_queue_run
 
 log = logging.getLogger(__name__)
@@ -142,10 +150,26 @@ def process_notification_queue(self: Task, reason: str = "tick") -> dict[str, ob
 
 
 def request_tick() -> TickRequest:
-    """Enqueue process_notification_queue unless a run is already waiting to start."""
+    """Enqueue process_notification_queue unless a run is already waiting to start.
+
+    The publish is bounded (tasks/tick_publisher.py): on a broker that went
+    silent it raises within seconds instead of waiting forever.
+    """
     if not should_enqueue_tick():
         return TickRequest(None, True)
-    result = process_notification_queue.apply_async()
+    if app.conf.task_always_eager:
+        result = process_notification_queue.apply_async()
+        return TickRequest(result.id, False)
+    try:
+        result = tick_publisher.publisher.publish(
+            lambda producer: process_notification_queue.apply_async(
+                producer=producer, retry=True, retry_policy=tick_publisher.RETRY_POLICY))
+    except Exception:
+        # No run was queued: the marker must not coalesce the next ticks into
+        # nothing until it expires.
+        tick_not_queued()
+        raise
+    tick_queued()
     return TickRequest(result.id, False)
 
 

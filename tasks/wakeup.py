@@ -11,6 +11,7 @@ runs anyway.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import redis
@@ -26,8 +27,13 @@ log = logging.getLogger(__name__)
 PENDING_KEY = "regnotify:tick:pending"
 WAKE_KEY = "regnotify:tick:wake_at"
 
-#: A pending marker outlives a lost message by at most this long.
-PENDING_TTL_S = 120
+#: A pending marker outlives a lost message by at most this long. Short,
+#: because a marker can stand for nothing: a SET that timed out while the
+#: coordination Redis's host was cut off still lands when the network heals
+#: (TCP retransmits what the closed socket held, up to half a minute later),
+#: after the run it was for. Ticks coalesced into such a marker queue nothing
+#: until it expires; a run that really waits longer than this costs one spare run.
+PENDING_TTL_S = 15
 #: Wake-ups further out are re-armed by the run they start; a countdown is
 #: an unacked message in Redis, so it must stay well under the visibility timeout.
 MAX_WAKE_DELAY_S = 60.0
@@ -57,27 +63,50 @@ class TickRequest:
 
 _broker = BrokerRedis(timeout_s=2)
 
+# Set when this process cannot tell whether the marker stands for a queued
+# run: setting it timed out (the SET may still land once the network heals:
+# TCP delivers what the socket held) or the publish after it failed. The next
+# tick then sets the marker over whatever is there and queues a run, instead
+# of coalescing into a run that may not exist for up to PENDING_TTL_S.
+_marker_uncertain = threading.Event()
+
 
 def reset_client() -> None:
     """Forget the Redis client (tests that change the broker)."""
     _broker.reset()
+    _marker_uncertain.clear()
 
 
 def should_enqueue_tick() -> bool:
     """Mark a run as waiting to start; False when one already is (coalesce into it)."""
     client = _broker.get()
+    overwrite = _marker_uncertain.is_set()
     try:
         if client is not None:
-            if not client.set(PENDING_KEY, "1", nx=True, ex=PENDING_TTL_S):
+            if not client.set(PENDING_KEY, "1", nx=not overwrite, ex=PENDING_TTL_S):
                 return False
         else:
             with autocommit_engine().connect() as conn:
+                if overwrite:
+                    coordination.marker_clear(conn, PENDING_KEY)
                 if not coordination.marker_set_if_absent(conn, PENDING_KEY, PENDING_TTL_S):
                     return False
     except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
         # Without the marker we may enqueue a spare run; that is harmless.
         log.warning("tick coalescing unavailable: %s", type(exc).__name__)
+        _marker_uncertain.set()
     return True
+
+
+def tick_queued() -> None:
+    """The run a tick asked for is in the broker: the marker stands for it again."""
+    _marker_uncertain.clear()
+
+
+def tick_not_queued() -> None:
+    """The publish after should_enqueue_tick() failed: no run stands behind the marker."""
+    _marker_uncertain.set()
+    run_started()
 
 
 def run_started() -> None:

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.process, pytest.mark.xdist_group(
 REGISTRATIONS = 150
 TWILIO_LATENCY = 0.2
 #: How long a change made after the broker's return may take to be sent
-#: (seen: 1-2 s, and once no tick for over 90 s; see docs/scale.md, "Broker").
+#: (seen: 1-2 s; the relay's publishes are bounded, see tasks/tick_publisher.py).
 AFTER_S = 120
 
 
@@ -28,6 +28,11 @@ def _processes(cluster):
     yield "relay", cluster.hosts["relay"].procs["relay"]
     for role in ("w1", "w2", "w3"):
         yield f"worker-{role}", cluster.hosts[role].procs[f"worker-{role}"]
+
+
+def _relay_ticks(cluster) -> list[str]:
+    return [line for line in cluster.log("relay").splitlines()
+            if "tick" in line or "WARNING" in line or "publish" in line]
 
 
 def _assert_clean(cluster, what: str, took: float, extra: int = 0) -> None:
@@ -61,10 +66,9 @@ def test_broker_host_cut_off_30s_workers_and_relay_recover(cluster):
     seed_backlog(cluster, 3, prefix="+1555800", mark="after")
     try:
         after = wait_drained(cluster, AFTER_S)
-    except AssertionError:
-        pytest.xfail(
-            "known (docs/scale.md, Broker): the relay's publish caught by the cut can hang "
-            f"on kombu's Redis socket (no timeout by default); no tick within {AFTER_S}s")
+    finally:
+        # What the relay did with its ticks since the cut, for a slow or failed step.
+        print("relay, since the cut:", *_relay_ticks(cluster)[-40:], sep="\n  ")
     _assert_clean(cluster, f"broker cut 30 s, a change after it sent in {after:.0f} s",
                   took, extra=3)
 
