@@ -83,7 +83,10 @@ def test_two_workers_elect_one_listener_and_both_speak_for_the_relay(two_workers
     def both_answered() -> bool:
         # A new connection each time: the kernel hands them to either worker.
         body = httpx.get(f"{url}/healthz", timeout=5).json()
-        assert body["listener"] == "connected", body
+        if body["listener"] != "connected":
+            # A standby reports the leader's LISTEN as of its last probe, at
+            # most a second old: one taken before the leader connected says so.
+            return False
         assert body["ticker"] == "own", body
         seen.add(body["worker"])
         return seen == {"leader", "standby"}

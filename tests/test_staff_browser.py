@@ -127,9 +127,9 @@ def test_staff_sign_in_find_resend_answer_and_send_by_hand(stack):
         "INSERT INTO inbound_messages (message_sid, from_phone, body, registration_id) VALUES "
         "('SMreply1', %s, 'Can I pick the plates up on Saturday?', %s) RETURNING id",
         (BEN, ben)).fetchone()["id"]
-    # Quiet hours for texts all day: only the bypass sends now.
-    conn.execute("UPDATE notification_config SET quiet_hours_channels = '{sms}', "
-                 "quiet_hours_start = '00:00', quiet_hours_end = '23:59:59.999'")
+    # No quiet hours while the failed text is re-sent: a re-send is no bypass,
+    # and would wait for the morning like any retry.
+    conn.execute("UPDATE notification_config SET quiet_hours_channels = '{}'")
     url = stack["url"]
     browser = StaffBrowser(stack["tmp"] / "chrome", "en")
     try:
@@ -175,6 +175,9 @@ def test_staff_sign_in_find_resend_answer_and_send_by_hand(stack):
         assert "Staff: sam@dealer.example re-sent a failed message" in page
         browser.shot("6-resent")
 
+        # Quiet hours for texts all day: only the bypass sends now.
+        conn.execute("UPDATE notification_config SET quiet_hours_channels = '{sms}', "
+                     "quiet_hours_start = '00:00', quiet_hours_end = '23:59:59.999'")
         sent_before = len(stack["twilio"].sends(ANA))
         browser.press("Send now, even in quiet hours")
         _wait(conn, "SELECT 1 FROM registration_notifications WHERE registration_id = %s "
