@@ -490,6 +490,10 @@ PROCESS_MODULES = frozenset({
 #: the end while the others are idle. Every other module keeps its place after them.
 LONGEST_FIRST = (
     # Single tests of 20 s or more on a loaded 2-core machine (--durations).
+    "tests/test_send_path_model.py::test_the_send_path_model",
+    "tests/cluster/test_backlog.py",
+    "tests/cluster/test_broker_and_database.py",
+    "tests/cluster/test_worker_hosts.py",
     "tests/test_bench_trigger_profile.py::"
     "test_profile_of_a_real_backend_prices_the_pin_and_counts_the_queue_index_entries",
     "tests/test_bench_trigger_profile.py::"
