@@ -15,11 +15,11 @@ use it goes to stderr.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import re
 import sys
 from urllib.parse import urlsplit
 
+from tasks.commands.relay import is_loopback
 from tasks.exceptions import CommandError, ProviderConfigError
 from tasks.settings import Settings
 
@@ -149,14 +149,7 @@ def not_local(settings: Settings) -> str | None:
 
 
 def _loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return host is not None and is_loopback(host)
 
 
 def _database_is_local(url: str) -> bool:

@@ -169,25 +169,34 @@ class TwilioVerifySender:
         return Result(Outcome.OK)
 
 
+class SupabaseAuth:
+    """Supabase Auth's HTTP door (`/auth/v1`), as the anon key reaches it: the customer
+    page's phone codes and the staff console's e-mail codes both go through it."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.supabase_url and settings.supabase_anon_key
+        self._timeout = settings.provider_timeout_s
+        self._base = settings.supabase_url.rstrip("/") + "/auth/v1"
+        key = settings.supabase_anon_key.get_secret_value()
+        self._headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+        self._http = requests.Session()
+
+    def post(self, path: str, body: dict[str, object], ip: str) -> requests.Response:
+        # Sb-Forwarded-For: Supabase counts its per-IP limits by the person's
+        # address (where the project enables the header), not the relay's.
+        return self._http.post(f"{self._base}{path}", json=body,
+                               headers={**self._headers, "Sb-Forwarded-For": ip},
+                               timeout=self._timeout)
+
+
 class SupabaseSender:
     """Supabase Auth's phone OTP; the session is Supabase's access token."""
 
     name = "supabase"
 
     def __init__(self, settings: Settings) -> None:
-        assert settings.supabase_url and settings.supabase_anon_key
         self._settings = settings
-        self._base = settings.supabase_url.rstrip("/") + "/auth/v1"
-        key = settings.supabase_anon_key.get_secret_value()
-        self._headers = {"apikey": key, "Authorization": f"Bearer {key}"}
-        self._http = requests.Session()
-
-    def _post(self, path: str, body: dict[str, str], ip: str) -> requests.Response:
-        # Sb-Forwarded-For: Supabase counts its per-IP limits by the customer's
-        # address (where the project enables the header), not the relay's.
-        return self._http.post(f"{self._base}{path}", json=body,
-                               headers={**self._headers, "Sb-Forwarded-For": ip},
-                               timeout=self._settings.provider_timeout_s)
+        self._post = SupabaseAuth(settings).post
 
     def send(self, phone: str, ip: str) -> Result:
         try:

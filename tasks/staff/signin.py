@@ -28,7 +28,7 @@ from tasks.api_tokens import AUDIENCE, OWN_ISSUER, verify_token
 from tasks.exceptions import InvalidToken, RelayConfigError
 from tasks.masking import mask_email as _mask_email
 from tasks.portal import limits
-from tasks.portal.signin import Outcome, Result
+from tasks.portal.signin import Outcome, Result, SupabaseAuth
 from tasks.providers.base import Email, ProviderError
 from tasks.settings import ProviderConfigError, Settings
 
@@ -187,19 +187,8 @@ class SupabaseEmailSender:
     name = "supabase"
 
     def __init__(self, settings: Settings) -> None:
-        assert settings.supabase_url and settings.supabase_anon_key
         self._settings = settings
-        self._base = settings.supabase_url.rstrip("/") + "/auth/v1"
-        key = settings.supabase_anon_key.get_secret_value()
-        self._headers = {"apikey": key, "Authorization": f"Bearer {key}"}
-        self._http = requests.Session()
-
-    def _post(self, path: str, body: dict[str, object], ip: str) -> requests.Response:
-        # Sb-Forwarded-For: Supabase counts its per-IP limits by the member's
-        # address (where the project enables the header), not the relay's.
-        return self._http.post(f"{self._base}{path}", json=body,
-                               headers={**self._headers, "Sb-Forwarded-For": ip},
-                               timeout=self._settings.provider_timeout_s)
+        self._post = SupabaseAuth(settings).post
 
     def send(self, email: str, ip: str) -> Result:
         try:
