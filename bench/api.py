@@ -145,7 +145,7 @@ def seed(url: str) -> str:
 
 
 def customer_token() -> str:
-    from tasks.api_tokens import issue_session_token
+    from tasks.auth.api_tokens import issue_session_token
     from tasks.settings import Settings
 
     settings = Settings(session_secret=SESSION_SECRET)  # type: ignore[arg-type]

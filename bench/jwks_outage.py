@@ -26,7 +26,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from tasks.api_tokens import verify_token
+from tasks.auth.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
 from tasks.settings import Settings
 

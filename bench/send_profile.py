@@ -51,7 +51,7 @@ def _profiled_worker() -> None:
         (folder / "done").touch()
 
     threading.Thread(target=control, name="profile-control", daemon=True).start()
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     sys.exit(main(sys.argv[2:]))
 
@@ -78,7 +78,7 @@ def measure(notifications: int, processes: int, threads: int,
     from bench import pipeline, workload
     from bench.pipeline import WorkerShape
     from bench.stack import isolate_environment, private_stack
-    from tasks.celery_app import create_app
+    from tasks.worker.app import create_app
 
     isolate_environment()
     shape = WorkerShape(processes, threads)

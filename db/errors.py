@@ -23,14 +23,14 @@ beside the code that raises it and is listed here::
                                     in an accepted message (transient, opt_out,
                                     outcome_unknown, retry_after)
 
-Each message is one line naming the problem and the fix; tasks/cli.py main()
+Each message is one line naming the problem and the fix; tasks/cli/main.py main()
 prints it and exits with `exit_code` (2), the one place that maps errors to
 exit statuses. `database_problem()` turns SQLAlchemy's and psycopg's errors
 into the family at that same place.
 
 Not in the family, on purpose: control flow that never reaches a person
 (tasks.relay.body_limit.BodyTooLarge and BodyTooSlow). A send that must wait
-raises nothing: tasks.delivery_flow returns an Outcome that says when to run
+raises nothing: tasks.sending.delivery_flow returns an Outcome that says when to run
 again.
 """
 

@@ -139,7 +139,7 @@ class DeliveryEntry:
     updated_at: datetime
     sent_at: datetime | None
     delivered_at: datetime | None
-    # Quiet hours and fallback (migration 10); see tasks/commands/delivery_notes.py.
+    # Quiet hours and fallback (migration 10); see tasks/cli/delivery_notes.py.
     hold_reason: str | None = None
     held_until: datetime | None = None
     hold_zone: str | None = None

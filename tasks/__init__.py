@@ -1,18 +1,19 @@
-"""regnotify's application side: the Celery app, its tasks and their plumbing.
+"""regnotify's application package: one folder per role.
 
-Top-level modules are the app (`celery_app`), the tasks (`queue_tick`,
-`send_sms`, `send_email` with `send_email_batch`) and what they run on
-(settings, engine, coordination and wake-up keys, the send flow for one
-delivery and for an e-mail batch, dispatch, quiet hours, channel fallback,
-rate limits, metrics, rendering, masking, exceptions). Subpackages:
-`providers` (Twilio, Resend, console), `relay` (the ASGI app), `commands`
-(the CLI's subcommands; `cli` is the entry point) and `local` (the stack
-`regnotify up` starts). `celery -A tasks worker` finds the app here.
+- `worker/`: the Celery app (`worker/app.py`) and every task; `celery -A tasks
+  worker` finds the app through `tasks/celery.py`.
+- `sending/`: the send path: one delivery, an e-mail batch, fallback, quiet hours.
+- `maintenance/`: the queue run's jobs (claim, holds, sweep, unpark, digests,
+  wake-up), one module each.
+- `coordination/`: the state every worker shares (Redis, PostgreSQL or in
+  process behind one store interface) and the rate limiter on top.
+- `messages/`: the words and layout of every message (catalogs, templates,
+  rendering, SMS segments).
+- `providers/`: Twilio, Resend and console adapters.
+- `auth/`: verifying tokens (JWKS, HS256, the relay's own).
+- `relay/`, `portal/`, `staff/`: the ASGI app, the customer page, the staff console.
+- `cli/`: `regnotify` and its subcommands; `local/`: the stack `regnotify up` runs.
+
+Loose at the top: `settings`, `exceptions` (the error family), `database` (the
+process's engine), `masking` and `log_hygiene`.
 """
-
-from tasks.celery_app import app
-from tasks.log_hygiene import quiet_chatty_libraries
-
-quiet_chatty_libraries()
-
-__all__ = ["app"]

@@ -18,7 +18,7 @@ _engine: Engine | None = None
 #: (the engine it was derived from, the autocommit view of it)
 _autocommit: tuple[Engine, Engine] | None = None
 #: Threads of this process that run tasks, when a worker said so (see
-#: tasks.worker_budget); else WORKER_CONCURRENCY.
+#: tasks.worker.worker_budget); else WORKER_CONCURRENCY.
 _threads: int | None = None
 
 

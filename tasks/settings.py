@@ -184,7 +184,7 @@ class Settings(BaseSettings):
     # customer page (docs/relay-performance.md): a few per core of the server.
     relay_db_pool_size: int = Field(default=10, ge=1, le=200)
     # Worker processes of `regnotify relay`; unset: what suits the host
-    # (tasks/commands/relay.py, default_workers: a core each but one, up to 4).
+    # (tasks/cli/relay.py, default_workers: a core each but one, up to 4).
     relay_workers: int | None = Field(default=None, ge=1, le=64)
 
 

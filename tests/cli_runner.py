@@ -7,7 +7,7 @@ import pytest
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run `regnotify ARGV` in-process; (exit status, stdout, stderr)."""
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     code = main(list(argv))
     captured = capsys.readouterr()

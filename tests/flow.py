@@ -29,7 +29,7 @@ def make_due(conn: psycopg.Connection) -> int:
 
 def run_tick() -> dict[str, Any]:
     """Run process_notification_queue through Celery (eager in these tests)."""
-    from tasks.queue_tick import process_notification_queue
+    from tasks.worker.queue_tick import process_notification_queue
 
     return process_notification_queue.apply().get()
 

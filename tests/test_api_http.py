@@ -13,7 +13,7 @@ import time
 import jwt
 import pytest
 
-from tasks.api_tokens import issue_session_token
+from tasks.auth.api_tokens import issue_session_token
 from tests.jwks_server import JwksServer, SigningKey, supabase_claims
 from tests.pg import new_registration
 from tests.relay_helpers import relay_settings

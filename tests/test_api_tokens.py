@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from tasks.api_tokens import issue_session_token, verify_token
+from tasks.auth.api_tokens import issue_session_token, verify_token
 from tasks.exceptions import InvalidToken
 from tasks.settings import Settings
 from tests.jwks_server import JwksServer, SigningKey, supabase_claims

@@ -23,8 +23,8 @@ def test_registration_deleted_with_a_pending_row(conn, twilio_wire, resend_wire)
 def test_registration_deleted_between_claim_and_send(conn, twilio_wire, resend_wire):
     from db.queue import claim_due
     from tasks.database import engine
-    from tasks.send_email import send_email
-    from tasks.send_sms import send_sms
+    from tasks.worker.send_email import send_email
+    from tasks.worker.send_sms import send_sms
 
     reg = new_registration(conn)
     change_stage(conn, reg, "documents_collected")
@@ -40,8 +40,8 @@ def test_registration_deleted_between_claim_and_send(conn, twilio_wire, resend_w
 
 
 def test_send_task_for_an_unknown_or_mismatched_delivery(conn, twilio_wire):
-    from tasks.send_email import send_email
-    from tasks.send_sms import send_sms
+    from tasks.worker.send_email import send_email
+    from tasks.worker.send_sms import send_sms
 
     assert send_sms.apply((987654,)).get().startswith("gone")
     reg = new_registration(conn, notification_pref="sms")
@@ -57,7 +57,7 @@ def test_send_task_for_an_unknown_or_mismatched_delivery(conn, twilio_wire):
 def test_email_changed_after_queueing_goes_to_the_new_address(conn, resend_wire):
     from db.queue import claim_due
     from tasks.database import engine
-    from tasks.send_email import send_email
+    from tasks.worker.send_email import send_email
 
     reg = new_registration(conn, notification_pref="email", customer_email="old@example.com")
     change_stage(conn, reg, "documents_collected")

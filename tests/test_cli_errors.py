@@ -105,7 +105,7 @@ def test_a_database_never_migrated(command, workdir, unmigrated_url):
 
 def test_bench_from_an_installed_package_says_how_to_run_it(workdir):
     # As installed from the wheel: no bench package to import.
-    code = ("import sys; sys.modules['bench'] = None; from tasks.cli import main; "
+    code = ("import sys; sys.modules['bench'] = None; from tasks.cli.main import main; "
             "sys.exit(main(['bench', '--smoke']))")
     result = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True,
                             text=True, timeout=60)

@@ -552,7 +552,7 @@ def test_flower_reads_basic_auth_from_its_environment(monkeypatch):
 
 
 def _regnotify_parser() -> argparse.ArgumentParser:
-    from tasks.cli import build_parser
+    from tasks.cli.main import build_parser
 
     return build_parser()
 

@@ -59,7 +59,7 @@ def _timeline(capsys, reg: str) -> str:
 
 def test_single_text_skipped_when_the_customer_switches_to_email(conn, clean_db, capsys,
                                                                  twilio_wire):
-    from tasks.send_sms import send_sms
+    from tasks.worker.send_sms import send_sms
 
     reg, ids = _queued(conn)
     _customer_sets(clean_db, reg, "email")
@@ -101,7 +101,7 @@ def test_the_claim_itself_refuses_when_the_preference_changed_after_the_load(con
 
 
 def test_single_email_skipped_when_the_customer_switches_to_sms(conn, capsys, resend_wire):
-    from tasks.send_email import send_email
+    from tasks.worker.send_email import send_email
 
     reg, ids = _queued(conn)
     conn.execute("UPDATE registrations SET notification_pref = 'sms' WHERE id = %s", (reg,))
@@ -115,7 +115,7 @@ def test_single_email_skipped_when_the_customer_switches_to_sms(conn, capsys, re
 def test_batch_member_who_chose_none_is_left_out(conn, resend_wire):
     from db.queue import claim_due
     from tasks.database import engine
-    from tasks.send_email import send_email_batch
+    from tasks.worker.send_email import send_email_batch
 
     regs = []
     for i in range(3):
@@ -155,8 +155,8 @@ def test_held_text_released_in_the_morning_is_skipped_after_a_switch_to_none(
 def test_fallback_skipped_when_the_customer_chose_none_meanwhile(conn, twilio_wire):
     from db import deliveries
     from tasks.database import engine
-    from tasks.fallback import fall_back
-    from tasks.send_sms import send_sms
+    from tasks.sending.fallback import fall_back
+    from tasks.worker.send_sms import send_sms
 
     reg, ids = _queued(conn, pref="email")
     with engine().begin() as c:
@@ -173,8 +173,8 @@ def test_fallback_email_skipped_once_the_phone_opted_out(conn, resend_wire):
     # but never to a customer whose phone opted out meanwhile.
     from db import deliveries
     from tasks.database import engine
-    from tasks.fallback import fall_back
-    from tasks.send_email import send_email
+    from tasks.sending.fallback import fall_back
+    from tasks.worker.send_email import send_email
 
     _reg, ids = _queued(conn, pref="sms")
     with engine().begin() as c:
@@ -189,8 +189,8 @@ def test_fallback_email_skipped_once_the_phone_opted_out(conn, resend_wire):
 def test_fallback_email_still_goes_on_the_preference_sms(conn, resend_wire):
     from db import deliveries
     from tasks.database import engine
-    from tasks.fallback import fall_back
-    from tasks.send_email import send_email
+    from tasks.sending.fallback import fall_back
+    from tasks.worker.send_email import send_email
 
     _reg, ids = _queued(conn, pref="sms")
     with engine().begin() as c:
@@ -201,7 +201,7 @@ def test_fallback_email_still_goes_on_the_preference_sms(conn, resend_wire):
 
 
 def test_retry_after_a_transient_error_is_skipped_after_a_switch(conn, twilio_wire):
-    from tasks import delivery_flow
+    from tasks.sending import delivery_flow
 
     reg, ids = _queued(conn, pref="sms")
     twilio_wire.script(PHONE, ["503"])
@@ -232,7 +232,7 @@ def test_retry_failed_redrive_is_skipped_after_a_switch(conn, capsys, twilio_wir
 
 
 def test_texts_stop_when_the_number_opts_out_while_waiting(conn, twilio_wire):
-    from tasks.send_sms import send_sms
+    from tasks.worker.send_sms import send_sms
 
     _reg, ids = _queued(conn, pref="sms")
     conn.execute("INSERT INTO sms_opt_outs (phone, opted_out, source) VALUES (%s, true, 'test')",

@@ -36,7 +36,7 @@ def on_rabbitmq(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 
 def test_backend_follows_the_settings() -> None:
-    from tasks.broker_redis import coordination_backend
+    from tasks.coordination.broker_redis import coordination_backend
     from tasks.settings import Settings
 
     assert coordination_backend(Settings(celery_broker_url="redis://127.0.0.1:6379/0")) == "redis"
@@ -46,7 +46,7 @@ def test_backend_follows_the_settings() -> None:
 
 
 def test_two_limiters_on_postgresql_hand_out_one_slot_sequence(on_rabbitmq: str) -> None:
-    from tasks.rate_limit import RateLimiter
+    from tasks.coordination.rate_limit import RateLimiter
 
     name = f"test-{uuid.uuid4().hex[:6]}"
     first = RateLimiter(name, 10, redis_url=None)
@@ -62,7 +62,7 @@ def test_two_limiters_on_postgresql_hand_out_one_slot_sequence(on_rabbitmq: str)
 
 
 def test_postgresql_gate_admits_the_limit_per_second_across_limiters(on_rabbitmq: str) -> None:
-    from tasks.rate_limit import GATE_WINDOW_S, RateLimiter
+    from tasks.coordination.rate_limit import GATE_WINDOW_S, RateLimiter
 
     name = f"gate-{uuid.uuid4().hex[:6]}"
     a = RateLimiter(name, 3, redis_url=None)
@@ -78,7 +78,7 @@ def test_postgresql_gate_admits_the_limit_per_second_across_limiters(on_rabbitmq
 
 def _second_call_waits_for_the_first_answer(a, b) -> None:
     """With a limit of one a second: `b` leaves a window after `a`'s answer, not its departure."""
-    from tasks.rate_limit import GATE_WINDOW_S
+    from tasks.coordination.rate_limit import GATE_WINDOW_S
 
     entered: list[float] = []
 
@@ -100,7 +100,7 @@ def _second_call_waits_for_the_first_answer(a, b) -> None:
 
 
 def test_postgresql_gate_holds_a_place_while_a_call_is_out(on_rabbitmq: str) -> None:
-    from tasks.rate_limit import RateLimiter
+    from tasks.coordination.rate_limit import RateLimiter
 
     name = f"held-{uuid.uuid4().hex[:6]}"
     _second_call_waits_for_the_first_answer(RateLimiter(name, 1, redis_url=None),
@@ -108,7 +108,7 @@ def test_postgresql_gate_holds_a_place_while_a_call_is_out(on_rabbitmq: str) -> 
 
 
 def test_redis_gate_holds_a_place_while_a_call_is_out(redis_server) -> None:
-    from tasks.rate_limit import RateLimiter
+    from tasks.coordination.rate_limit import RateLimiter
 
     name = f"held-{uuid.uuid4().hex[:6]}"
     a = RateLimiter(name, 1, redis_url=redis_server.url)
@@ -117,7 +117,7 @@ def test_redis_gate_holds_a_place_while_a_call_is_out(redis_server) -> None:
 
 
 def test_redis_reserve_and_depart_takes_the_slot_and_the_gate_in_one_call(redis_server) -> None:
-    from tasks.rate_limit import GATE_WINDOW_S, RateLimiter
+    from tasks.coordination.rate_limit import GATE_WINDOW_S, RateLimiter
 
     name = f"depart-{uuid.uuid4().hex[:6]}"
     # Two a second with a burst of five: slots are free at once for a while,
@@ -146,7 +146,7 @@ def test_redis_reserve_and_depart_takes_the_slot_and_the_gate_in_one_call(redis_
 
 
 def test_reserve_and_depart_without_redis_only_reserves(on_rabbitmq: str) -> None:
-    from tasks.rate_limit import RateLimiter
+    from tasks.coordination.rate_limit import RateLimiter
 
     lim = RateLimiter(f"depart-pg-{uuid.uuid4().hex[:6]}", 5, redis_url=None)
     reservation = lim.reserve_and_depart()
@@ -154,7 +154,7 @@ def test_reserve_and_depart_without_redis_only_reserves(on_rabbitmq: str) -> Non
 
 
 def test_process_gate_holds_a_place_while_a_call_is_out() -> None:
-    from tasks.rate_limit import RateLimiter
+    from tasks.coordination.rate_limit import RateLimiter
 
     # One limiter, two threads: the in-process gate is per limiter object.
     lim = RateLimiter("held-local", 1, redis_url=None, use_database=False)
@@ -163,7 +163,7 @@ def test_process_gate_holds_a_place_while_a_call_is_out() -> None:
 
 
 def test_a_dead_callers_place_frees_after_the_hold(on_rabbitmq: str) -> None:
-    from tasks.rate_limit import GATE_WINDOW_S, RateLimiter
+    from tasks.coordination.rate_limit import GATE_WINDOW_S, RateLimiter
 
     name = f"dead-{uuid.uuid4().hex[:6]}"
     # A call out whose worker dies never lands: its place is held for the
@@ -177,7 +177,7 @@ def test_a_dead_callers_place_frees_after_the_hold(on_rabbitmq: str) -> None:
 
 
 def test_provider_retry_after_defers_every_limiter(on_rabbitmq: str) -> None:
-    from tasks.rate_limit import RateLimiter
+    from tasks.coordination.rate_limit import RateLimiter
 
     name = f"defer-{uuid.uuid4().hex[:6]}"
     a = RateLimiter(name, 100, redis_url=None)

@@ -115,7 +115,7 @@ def test_opted_out_phone_gets_no_text(conn, twilio_wire, resend_wire):
 def test_contact_removed_after_queueing_is_skipped_at_send_time(conn, twilio_wire):
     from db.queue import claim_due
     from tasks.database import engine
-    from tasks.send_sms import send_sms
+    from tasks.worker.send_sms import send_sms
 
     reg = new_registration(conn, notification_pref="sms")
     change_stage(conn, reg, "documents_collected")
@@ -178,7 +178,7 @@ def test_large_backlog_is_claimed_in_batches(conn, twilio_wire, resend_wire, mon
 
 
 def test_manual_send_messages_the_current_stage(conn, twilio_wire, resend_wire):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     reg = new_registration(conn, notification_pref="sms", current_stage="sticker_ready")
     assert main(["send", reg, "--inline"]) == 0
@@ -189,7 +189,7 @@ def test_manual_send_messages_the_current_stage(conn, twilio_wire, resend_wire):
 
 
 def test_manual_send_refuses_unknown_registration(conn, capsys):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     assert main(["send", "00000000-0000-0000-0000-000000000000", "--inline"]) == 2
     assert "no registration" in capsys.readouterr().err
@@ -198,7 +198,7 @@ def test_manual_send_refuses_unknown_registration(conn, capsys):
 
 
 def test_manual_send_says_when_nothing_will_be_sent(conn, capsys, twilio_wire, resend_wire):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     quiet = new_registration(conn, notification_pref="none")
     assert main(["send", quiet, "--inline"]) == 2
@@ -218,7 +218,7 @@ def test_manual_send_says_when_nothing_will_be_sent(conn, capsys, twilio_wire, r
 
 
 def test_staff_opt_out_takes_the_one_opt_out_path(conn, capsys, twilio_wire, resend_wire):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     reg = new_registration(conn, customer_phone="+15551230007", notification_pref="both")
     assert main(["opt-out", "+15551230007"]) == 0

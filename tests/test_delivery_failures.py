@@ -231,7 +231,7 @@ def test_resend_timeout_after_acceptance_replays_the_same_email(conn, resend_wir
 
 
 def test_a_finished_delivery_is_left_alone(conn, twilio_wire):
-    from tasks.send_sms import send_sms
+    from tasks.worker.send_sms import send_sms
 
     reg = _notify(conn, notification_pref="sms")
     row = by_channel(deliveries(conn, reg))["sms"]
@@ -242,7 +242,7 @@ def test_a_finished_delivery_is_left_alone(conn, twilio_wire):
 def test_a_leased_delivery_is_left_to_its_worker(conn, twilio_wire):
     from db.queue import claim_due
     from tasks.database import engine
-    from tasks.send_sms import send_sms
+    from tasks.worker.send_sms import send_sms
 
     reg = new_registration(conn, customer_phone=PHONE, notification_pref="sms")
     change_stage(conn, reg, "sticker_ready")

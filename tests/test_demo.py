@@ -10,7 +10,7 @@ pytestmark = pytest.mark.usefixtures("pipeline")
 
 
 def test_demo_shows_sends_merges_and_skips(clean_db, twilio_wire, resend_wire, capsys):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     with connect(clean_db) as conn:
         conn.execute("UPDATE notification_config SET debounce_window = interval '7 minutes'")
@@ -44,14 +44,14 @@ def test_demo_shows_sends_merges_and_skips(clean_db, twilio_wire, resend_wire, c
 
 
 def test_demo_rejects_a_silly_window(capsys):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     assert main(["demo", "--window", "0"]) == 2
     assert "--window" in capsys.readouterr().err
 
 
 def test_demo_names_a_registration_to_follow_on_the_customer_page(monkeypatch):
-    from tasks.commands import demo
+    from tasks.cli import demo
     from tasks.settings import get_settings
 
     monkeypatch.setenv("PORTAL_URL", "http://127.0.0.1:8000/portal")

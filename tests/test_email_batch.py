@@ -102,8 +102,8 @@ def _first_batch_attempt(conn, resend_wire, script: list[str]) -> tuple[list[str
                                                                          str]:
     """Three due e-mails, one batch attempt answered by `script`; (regs, ids, batch id)."""
     from db.queue import claim_due
-    from tasks import email_batch
     from tasks.database import engine
+    from tasks.sending import email_batch
 
     resend_wire.script("m0@example.com", script)
     regs = _due_emails(conn, [f"m{i}@example.com" for i in range(3)])
@@ -122,7 +122,7 @@ def test_lost_batch_answer_then_a_member_withdraws_nobody_gets_it_twice(conn, re
     # Before the retry, one customer switches to `none`. Resending the old
     # payload under the old key would mail them; a new key could mail the
     # others twice. So the others end `failed` / outcome_unknown, unsent.
-    from tasks import email_batch
+    from tasks.sending import email_batch
     from tests.cli_runner import cli
 
     regs, ids, batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
@@ -177,7 +177,7 @@ def test_a_batch_surely_not_accepted_goes_again_under_a_new_key_without_who_left
     # A 429 accepted nothing: the members still to send take a new key (the
     # old one with a different payload would be refused), never the old
     # payload with the member who left.
-    from tasks import email_batch
+    from tasks.sending import email_batch
 
     regs, ids, batch_id = _first_batch_attempt(conn, resend_wire, ["429:0"])
     conn.execute("UPDATE registrations SET notification_pref = 'sms' WHERE id = %s", (regs[2],))
@@ -196,7 +196,7 @@ def test_a_batch_surely_not_accepted_goes_again_under_a_new_key_without_who_left
 def test_a_lost_batch_answer_with_the_same_members_replays_under_its_key(conn, resend_wire):
     # Nobody left: the same payload under the same key, which Resend
     # recognises and answers from its record.
-    from tasks import email_batch
+    from tasks.sending import email_batch
 
     _regs, ids, _batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
     conn.execute("UPDATE registration_notifications SET next_attempt_at = now()")
@@ -228,9 +228,9 @@ def test_parked_deliveries_are_published_by_the_queue_run_when_within_reach(conn
     # publishes what comes within reach and wakes itself for the rest.
     from db import deliveries as db_deliveries
     from db.queue import claim_due
-    from tasks.celery_app import BROKER_HORIZON_S
     from tasks.database import engine
-    from tasks.queue_tick import drain_due
+    from tasks.worker.app import BROKER_HORIZON_S
+    from tasks.worker.queue_tick import drain_due
 
     soon = new_registration(conn, customer_phone="+15551237001", notification_pref="sms")
     later = new_registration(conn, customer_phone="+15551237002", notification_pref="sms")
@@ -260,9 +260,9 @@ def test_parked_deliveries_are_published_by_the_queue_run_when_within_reach(conn
 def test_an_email_sent_alone_with_unknown_outcome_never_joins_a_batch(conn, resend_wire):
     # Its own Idempotency-Key is the only one that may send it again.
     from db.queue import claim_due
-    from tasks import delivery_flow
     from tasks.database import engine
-    from tasks.send_email import send_email_batch
+    from tasks.sending import delivery_flow
+    from tasks.worker.send_email import send_email_batch
 
     resend_wire.script("alone@example.com", ["timeout_after_accept:2"])
     _due_emails(conn, ["alone@example.com", "other@example.com"])
@@ -286,7 +286,7 @@ def test_a_lost_batch_answer_is_not_replayed_under_a_key_resend_has_forgotten(co
                                                                             resend_wire):
     # Resend forgets an Idempotency-Key after 24 hours: the same key then
     # sends again. A batch whose answer was lost a day ago is not resent.
-    from tasks import email_batch
+    from tasks.sending import email_batch
 
     _regs, ids, batch_id = _first_batch_attempt(conn, resend_wire, ["timeout_after_accept:2"])
     keyed = conn.execute("SELECT DISTINCT email_batch_keyed_at AS at FROM "

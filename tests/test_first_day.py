@@ -72,7 +72,7 @@ def test_tick_names_the_broker_it_published_to(folder, broker):
 
 
 def test_tick_hides_the_broker_password():
-    from tasks.commands.tick import hide_password
+    from tasks.cli.tick import hide_password
 
     assert hide_password("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert hide_password("redis://u:s3cret@host/0") == "redis://u:***@host/0"

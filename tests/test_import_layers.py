@@ -91,7 +91,7 @@ def test_the_graph_sees_lazy_imports():
     # Guards the walker itself: queue_tick imports wakeup at the top, and the
     # registry imports the Twilio adapter inside a function.
     graph = _graph()
-    assert "tasks.wakeup" in graph["tasks.queue_tick"]
+    assert "tasks.maintenance.wakeup" in graph["tasks.worker.queue_tick"]
     assert "tasks.providers.twilio_sms" in graph["tasks.providers.registry"]
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     # The bench is walked too: its runner imports each scenario module.
@@ -121,4 +121,4 @@ def test_local_stack_is_used_only_by_up():
         if not name.startswith(("tasks.local", "bench"))
         and any(t.startswith("tasks.local") for t in targets)
     }
-    assert users <= {"tasks.commands.up"}
+    assert users <= {"tasks.cli.up"}

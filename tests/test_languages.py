@@ -7,9 +7,15 @@ import json
 import jinja2
 import pytest
 
-from tasks.message_catalog import LANGUAGES, catalog
-from tasks.rendering import MessageContext, _text_env, render_email, render_sms, sms_opt_out
-from tasks.sms_segments import encoding, is_gsm7, segment_count
+from tasks.messages.catalog import LANGUAGES, catalog
+from tasks.messages.rendering import (
+    MessageContext,
+    _text_env,
+    render_email,
+    render_sms,
+    sms_opt_out,
+)
+from tasks.messages.segments import encoding, is_gsm7, segment_count
 from tests.cli_runner import cli
 from tests.flow import by_channel, change_stage, deliveries, make_due, run_tick
 from tests.pg import connect, new_registration

@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tasks.api_tokens import issue_session_token
+from tasks.auth.api_tokens import issue_session_token
 from tasks.portal import limits, views
 from tests.pg import new_registration
 from tests.portal_helpers import (

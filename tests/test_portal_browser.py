@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from tasks.local.embedded_postgres import free_port
+from tasks.messages.rendering import sms_opt_out
 from tasks.portal.i18n import Words
-from tasks.rendering import sms_opt_out
 from tests.conftest import provider_env
 from tests.flow import change_stage, make_due
 from tests.pg import new_registration

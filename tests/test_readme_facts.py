@@ -82,7 +82,7 @@ def test_the_reply_settings_sql_in_the_readme_runs(conn):
 
 
 def test_the_ports_table_matches_up():
-    from tasks.commands.up import DEFAULT_PORTS
+    from tasks.cli.up import DEFAULT_PORTS
 
     table = _section("local-stack.md", "Ports `regnotify up` uses")
     for name, port in DEFAULT_PORTS.items():
@@ -118,7 +118,7 @@ def test_the_code_cites_no_document_or_issue_it_does_not_ship():
 
 
 def test_the_languages_section_runs_and_quotes_the_catalogs(conn):
-    from tasks.rendering import sms_opt_out
+    from tasks.messages.rendering import sms_opt_out
 
     section = _section("languages.md", "Languages")
     [sql] = re.findall(r"```sql\n(.*?)```", section, re.S)

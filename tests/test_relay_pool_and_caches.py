@@ -9,10 +9,10 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from tasks.api_tokens import issue_session_token
+from tasks.auth.api_tokens import issue_session_token
+from tasks.auth.verified_claims import ClaimsCache, verify_cached
 from tasks.exceptions import InvalidToken
 from tasks.relay import create_app
-from tasks.verified_claims import ClaimsCache, verify_cached
 from tests.pg import new_registration
 from tests.portal_helpers import SESSION_COOKIE
 from tests.relay_helpers import relay_settings

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.commands.relay import is_loopback
+from tasks.cli.relay import is_loopback
 from tasks.local.embedded_postgres import free_port
 from tests.relay_helpers import RELAY_TOKEN, flush_broker, queued, queued_task_names, wait_for
 
@@ -96,7 +96,7 @@ def _env(clean_db: str, broker: str, **extra: str) -> dict[str, str]:
         "RELAY_LISTEN": "false",
         "RELAY_SELF_TICK": "off",
         "RELAY_MAX_BODY_BYTES": "4096",
-        # For the `python -m tasks.cli` fallback when the script is not installed.
+        # For the `python -m tasks.cli.main` fallback when the script is not installed.
         "PYTHONPATH": str(REPO),
         **extra,
     })
@@ -198,8 +198,8 @@ def test_is_loopback(host, loopback):
 
 
 def test_cli_flags_reach_the_app(tmp_path, clean_db, monkeypatch, capsys):
-    from tasks.cli import build_parser
-    from tasks.commands.relay import prepare
+    from tasks.cli.main import build_parser
+    from tasks.cli.relay import prepare
     from tasks.exceptions import CommandError
     from tests.conftest import reset_process_state
 

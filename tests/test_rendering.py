@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.delivery_flow import backoff_seconds
-from tasks.rendering import MessageContext, render_email, render_sms
+from tasks.messages.rendering import MessageContext, render_email, render_sms
+from tasks.messages.segments import is_gsm7, segment_count
+from tasks.sending.delivery_flow import backoff_seconds
 from tasks.settings import Settings
-from tasks.sms_segments import is_gsm7, segment_count
 from tests.pg import connect
 
 STAGES = ["sale_complete", "documents_collected", "submitted_to_dmv", "dmv_processing",

@@ -363,8 +363,8 @@ def test_a_task_of_an_earlier_claim_sends_nothing(relay_client, conn, resend_wir
     # The first claim's task sat behind a backlog until its lease lapsed; the
     # queue run claimed the digest again and that task sent it.
     from db import replies
-    from tasks import send_reply_digest
     from tasks.database import engine
+    from tasks.worker import send_reply_digest
 
     _dana(conn)
     _staff(conn)
@@ -393,7 +393,7 @@ def test_a_signed_text_without_a_message_sid_is_still_kept_once_and_acted_on(
 
 
 def test_a_batch_key_is_stable_and_short():
-    from tasks.send_reply_digest import batch_key
+    from tasks.worker.send_reply_digest import batch_key
 
     many = list(range(1, 101))
     assert batch_key(many) == batch_key(list(reversed(many))) != batch_key(many[:-1])

@@ -188,7 +188,7 @@ def test_bad_arguments_are_one_line_errors(conn, capsys, argv, message):
 
 
 def test_unknown_channel_is_refused_by_the_parser(capsys):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(["retry-failed", "--channel", "fax"])
@@ -209,14 +209,14 @@ def test_unknown_channel_is_refused_by_the_parser(capsys):
     ],
 )
 def test_parse_since_durations(value, expected):
-    from tasks.commands.retry_failed import parse_since
+    from tasks.cli.retry_failed import parse_since
 
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert parse_since(value, now) == now - expected
 
 
 def test_parse_since_iso_times():
-    from tasks.commands.retry_failed import parse_since
+    from tasks.cli.retry_failed import parse_since
 
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert parse_since("2024-04-30T09:30:00Z", now) == datetime(2024, 4, 30, 9, 30, tzinfo=UTC)

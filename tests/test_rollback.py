@@ -19,7 +19,7 @@ from db.errors import MigrationError
 from db.migrations import discover, migrate, status
 from db.sql_files import migrations_dir
 from db.undo import down_dir, number, plan, rollback, undo_file
-from tasks.cli import main
+from tasks.cli.main import main
 from tests.install_helpers import (
     KINDS,
     catalog_state,

@@ -45,7 +45,7 @@ def _per_recipient(sends) -> dict[str, int]:
 # ── 2 ─ a batch's "outcome unknown" survives a quota 429 ────────────────────
 
 def test_2_a_quota_429_after_a_lost_batch_answer_keeps_it_unknown(conn, resend_wire):
-    from tasks import email_batch
+    from tasks.sending import email_batch
 
     # Resend accepts the batch and the answer is lost; the retry (same key)
     # meets the daily quota. Then one member switches to `none`.
@@ -79,7 +79,7 @@ def test_2_a_quota_429_after_a_lost_batch_answer_keeps_it_unknown(conn, resend_w
 
 def test_3_a_409_after_a_lost_answer_is_unknown_and_never_falls_back(conn, resend_wire,
                                                                      twilio_wire):
-    from tasks import delivery_flow
+    from tasks.sending import delivery_flow
 
     resend_wire.script("solo@example.com", ["timeout_after_accept:2"])
     reg = new_registration(conn, customer_email="solo@example.com", notification_pref="email",
@@ -111,7 +111,7 @@ def test_model_a_lost_text_then_a_new_number_is_adopted_not_sent_again(conn, twi
     # Shrunk from the model's soak run: Twilio accepted the text and the answer
     # was lost; the customer changed number before the retry. The retry looked
     # for the earlier text at the new number, found nothing, and sent a second.
-    from tasks import delivery_flow
+    from tasks.sending import delivery_flow
 
     twilio_wire.script("+15553330500", ["timeout_after_accept:2"])
     reg = new_registration(conn, customer_phone="+15553330500", notification_pref="sms")
@@ -135,7 +135,7 @@ def test_model_skipped_after_a_lost_answer_still_says_it_may_have_gone(conn, res
     # lost; the customer then chose `none`. The delivery is rightly skipped,
     # but it said outcome_unknown = false: the audit denied an e-mail the
     # customer had received.
-    from tasks import delivery_flow
+    from tasks.sending import delivery_flow
 
     resend_wire.script("gone@example.com", ["timeout_after_accept:2"])
     reg = new_registration(conn, customer_email="gone@example.com", notification_pref="email")
@@ -156,7 +156,7 @@ def test_model_skipped_after_a_lost_answer_still_says_it_may_have_gone(conn, res
 # ── 5 ─ quiet hours are checked again at the claim ──────────────────────────
 
 def test_5_a_retry_that_comes_due_inside_quiet_hours_waits_for_the_morning(conn, twilio_wire):
-    from tasks import delivery_flow
+    from tasks.sending import delivery_flow
 
     # Daytime at the queue run: no window now. The first attempt meets a 5xx.
     set_quiet_window(conn, "America/Chicago", 3600, 7200)
@@ -183,7 +183,7 @@ def test_5_a_retry_that_comes_due_inside_quiet_hours_waits_for_the_morning(conn,
 
 
 def test_5_a_burst_sent_with_now_still_bypasses_quiet_hours_at_the_claim(conn, twilio_wire):
-    from tasks import delivery_flow
+    from tasks.sending import delivery_flow
 
     set_quiet_window(conn, "UTC", -60, 3600)
     reg = new_registration(conn, customer_phone="+15553330300", notification_pref="sms",
@@ -217,9 +217,9 @@ def _digest(conn, phone: str, body: str) -> int:
 def test_4_a_digest_sent_before_its_worker_died_is_not_mailed_again_with_a_new_one(
         conn, resend_wire):
     from db import replies
-    from tasks import send_reply_digest
     from tasks.database import engine
     from tasks.providers.registry import email_provider
+    from tasks.worker import send_reply_digest
 
     conn.execute("UPDATE notification_config SET staff_email = %s", (STAFF,))
     for i in range(2):
@@ -266,8 +266,8 @@ def test_4_a_digest_sent_before_its_worker_died_is_not_mailed_again_with_a_new_o
 # ── 6 ─ the bounds cover the worst case ─────────────────────────────────────
 
 def test_6_lease_and_gate_hold_cover_a_lookup_and_a_send_at_their_worst(monkeypatch):
-    from tasks import delivery_flow
     from tasks.providers.registry import email_provider, reset_providers, sms_provider
+    from tasks.sending import delivery_flow
     from tasks.settings import get_settings
 
     monkeypatch.setenv("PROVIDER_TIMEOUT_S", "10")
@@ -300,7 +300,7 @@ AMQP = "amqp://guest:guest@127.0.0.1:5672/unused"
 
 def _work_controller(concurrency: int, pool: str):
     """A real Celery worker object, built (worker_init sent) but never started."""
-    from tasks.celery_app import app
+    from tasks.worker.app import app
 
     return app.WorkController(concurrency=concurrency, pool_cls=pool, hostname="budget@test")
 
@@ -342,8 +342,8 @@ def test_1_a_send_holds_one_connection_at_a_time_with_postgresql_coordination(
         conn, twilio_wire, monkeypatch):
     from sqlalchemy import event
 
-    from tasks import delivery_flow
     from tasks.database import engine
+    from tasks.sending import delivery_flow
     from tests.conftest import reset_process_state
 
     monkeypatch.setenv("CELERY_BROKER_URL", AMQP)
@@ -382,7 +382,7 @@ def test_1_a_pool_timeout_is_retried_like_any_infrastructure_error(clean_db):
     import sqlalchemy.exc
 
     from db.connection import make_engine
-    from tasks.retry_policy import INFRASTRUCTURE_ERRORS
+    from tasks.worker.retry_policy import INFRASTRUCTURE_ERRORS
 
     small = make_engine(clean_db, pool_size=1, pool_timeout=0.1)
     held = [small.connect(), small.connect()]  # the pool and its overflow

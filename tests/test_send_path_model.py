@@ -255,13 +255,13 @@ class SendPathModel(RuleBasedStateMachine):
 
     @rule(who=st.integers(0, 2))
     def send_now(self, who: int) -> None:
-        from tasks.cli import main
+        from tasks.cli.main import main
 
         self._step("send --now", lambda: main(["send", self.regs[who], "--now"]))
 
     @rule()
     def retry_failed(self) -> None:
-        from tasks.cli import main
+        from tasks.cli.main import main
 
         self._step("retry-failed", lambda: main(["retry-failed"]))
 
@@ -374,7 +374,7 @@ class SendPathModel(RuleBasedStateMachine):
             return
 
         def act() -> None:
-            from tasks import email_batch
+            from tasks.sending import email_batch
 
             with worker_dies(die):
                 email_batch.run(ids)
@@ -388,7 +388,7 @@ class SendPathModel(RuleBasedStateMachine):
         ids, token = claims[0]
 
         def act() -> None:
-            from tasks import send_reply_digest
+            from tasks.worker import send_reply_digest
 
             with worker_dies(die):
                 send_reply_digest.run(ids, token)
@@ -516,20 +516,20 @@ def _digest_claims(conn: Any) -> list[tuple[list[int], str]]:
 
 
 def _batch_run(ids: list[int]) -> None:
-    from tasks import email_batch
+    from tasks.sending import email_batch
 
     email_batch.run(ids)
 
 
 def _digest_run(ids: list[int], token: str) -> None:
-    from tasks import send_reply_digest
+    from tasks.worker import send_reply_digest
 
     send_reply_digest.run(ids, token)
 
 
 def _send_step(delivery_id: int, channel: str) -> None:
     """One run of the delivery's send task body, as a worker runs it (no re-publish)."""
-    from tasks import delivery_flow, email_batch
+    from tasks.sending import delivery_flow, email_batch
 
     outcome = delivery_flow.run(delivery_id, channel)
     if outcome.status == "in-batch":
@@ -547,7 +547,7 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server) -> No
     import redis
     profile = _PROFILE
     budget = PROFILES[profile]
-    from tasks.celery_app import app
+    from tasks.worker.app import app
 
     _ctx.update(conn=conn, twilio=twilio_wire, resend=resend_wire,
                 redis=redis.Redis.from_url(redis_server.url))

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from tasks.rendering import MessageContext, render_sms
-from tasks.sms_segments import segment_count
+from tasks.messages.rendering import MessageContext, render_sms
+from tasks.messages.segments import segment_count
 from tests.wire.twilio_wire import num_segments, segments
 
 A, EURO, EMOJI, MACRON = "a", "€", "😀", "ō"

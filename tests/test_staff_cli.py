@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from db.replies import Digest, QuotedReply
-from tasks.reply_mail import digest_email
+from tasks.messages.reply_mail import digest_email
 from tests.cli_runner import cli
 from tests.conftest import fresh_owned_database
 from tests.pg import as_role, connect

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tasks.api_tokens import issue_session_token
+from tasks.auth.api_tokens import issue_session_token
 from tasks.staff import signin_routes
 from tasks.staff.signin import issue_staff_token
 from tests.pg import new_registration

@@ -16,7 +16,7 @@ import pytest
 
 from db.migrations import migrate
 from db.undo import uninstall
-from tasks.cli import main
+from tasks.cli.main import main
 from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 from tests.install_helpers import (
     KINDS,

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 import tasks.local.postgres_binaries as postgres_binaries
-from tasks.cli import main
+from tasks.cli.main import main
 from tasks.local.embedded_postgres import (
     EmbeddedPostgres,
     EmbeddedPostgresError,

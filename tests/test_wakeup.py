@@ -19,8 +19,8 @@ from tests.worker_process import WorkerProcess, regnotify_worker_argv
 @pytest.fixture()
 def live_app(redis_server, clean_db, monkeypatch) -> Iterator[Celery]:
     """The module-level app publishing to the test Redis for real (not eager)."""
-    from tasks import wakeup
-    from tasks.celery_app import app
+    from tasks.maintenance import wakeup
+    from tasks.worker.app import app
 
     monkeypatch.setenv("CELERY_BROKER_URL", redis_server.url)
     monkeypatch.setenv("DATABASE_URL", clean_db)
@@ -52,8 +52,8 @@ def _queued(url: str, queue: str = "notifications") -> int:
 
 
 def test_a_hundred_ticks_while_one_run_waits_enqueue_one(live_app, redis_server):
-    from tasks.queue_tick import request_tick
-    from tasks.wakeup import run_started
+    from tasks.maintenance.wakeup import run_started
+    from tasks.worker.queue_tick import request_tick
 
     results = [request_tick() for _ in range(100)]
     assert results[0].task_id and not results[0].coalesced
@@ -68,7 +68,7 @@ def test_a_hundred_ticks_while_one_run_waits_enqueue_one(live_app, redis_server)
 
 def test_tick_and_send_commands_coalesce_like_every_other_tick(live_app, redis_server,
                                                               clean_db, capsys):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     assert main(["tick"]) == 0
     assert "enqueued process_notification_queue" in capsys.readouterr().out
@@ -82,7 +82,7 @@ def test_tick_and_send_commands_coalesce_like_every_other_tick(live_app, redis_s
 
 
 def test_wakeups_are_not_stacked(live_app, redis_server):
-    from tasks.queue_tick import arm_wakeup
+    from tasks.worker.queue_tick import arm_wakeup
 
     assert arm_wakeup(30.0) == 30.0
     assert arm_wakeup(40.0) is None  # one already armed sooner
@@ -110,7 +110,7 @@ def test_a_message_leaves_about_a_second_after_its_window_closes(
             change_stage(conn, reg, "documents_collected")
             time.sleep(0.4)
         # Staggered changes: every row gets its own wake-up; nothing polls.
-        from tasks.queue_tick import request_tick
+        from tasks.worker.queue_tick import request_tick
 
         request_tick()
         deadline = time.monotonic() + 30

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasks import worker_restart
 from tasks.local.embedded_postgres import free_port
 from tasks.local.embedded_redis import EmbeddedRedis
+from tasks.worker import worker_restart
 from tests.conftest import provider_env
 from tests.worker_process import WorkerProcess, regnotify_worker_argv
 
@@ -30,7 +30,7 @@ def _until(check: Callable[[], bool], timeout: float, what: str, proc: WorkerPro
 def test_worker_comes_back_after_celery_gives_up(
     tmp_path: Path, clean_db: str, twilio_wire, resend_wire
 ) -> None:
-    from tasks.celery_app import create_app
+    from tasks.worker.app import create_app
 
     broker = EmbeddedRedis(port=free_port())
     broker.start()

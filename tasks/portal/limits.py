@@ -30,7 +30,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine
 
 from db import signin_limits
-from tasks.broker_redis import connect, is_redis_url
+from tasks.coordination.broker_redis import connect, is_redis_url
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from tasks.api_tokens import issue_session_token, verify_token
+from tasks.auth.api_tokens import issue_session_token, verify_token
 from tasks.exceptions import InvalidToken
 from tasks.masking import mask_phone
 from tasks.portal import limits

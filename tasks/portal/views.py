@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from db import customer_subjects
 from db.errors import DatabaseUnavailable
+from tasks.auth.verified_claims import verify_cached
 from tasks.exceptions import InvalidToken
 from tasks.masking import mask_phone
 from tasks.portal import data
@@ -27,7 +28,6 @@ from tasks.portal.i18n import LANGUAGES, Words, pick_language
 from tasks.portal.phone import PhoneProblem, display_phone, normalize_phone, read_phone, tel_href
 from tasks.portal.signin import SESSION_TTL_S, Outcome, Result, Sender, own_session
 from tasks.portal.state import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Portal, portal_for
-from tasks.verified_claims import verify_cached
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import threading
 
+from tasks.log_hygiene import quiet_chatty_libraries
 from tasks.providers.base import EmailProvider, SmsProvider
 from tasks.providers.console import ConsoleEmail, ConsoleSms
 from tasks.providers.timed import TimedProvider
 from tasks.settings import ProviderConfigError, Settings, get_settings
+
+# Whoever can build a provider can log its requests: quiet the libraries first.
+quiet_chatty_libraries()
 
 #: How each provider's name reads where `up`, `worker` and /healthz say what is live.
 DESCRIPTIONS = {

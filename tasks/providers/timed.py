@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tasks.providers.base import ProviderError
-from tasks.worker_metrics import record_provider_call
+from tasks.worker.worker_metrics import record_provider_call
 
 
 class TimedProvider:

@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse, Response
 
 from db.as_caller import Rows, Statement, run_as_caller
 from db.errors import CallerRoleRefused, DatabaseUnavailable
+from tasks.auth.verified_claims import verified_claims
 from tasks.exceptions import InvalidToken
 from tasks.relay.auth import bearer_token
 from tasks.relay.runtime import Relay
-from tasks.verified_claims import verified_claims
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from db import metrics as db_metrics
 from db.errors import DatabaseUnavailable
-from tasks import worker_metrics
+from tasks.worker import worker_metrics
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from starlette.responses import JSONResponse, Response
 from svix.webhooks import Webhook
 
 from db import webhooks
-from tasks.fallback import dispatch_fallbacks, fall_back_after_webhook
 from tasks.masking import short_id
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
+from tasks.sending.fallback import dispatch_fallbacks, fall_back_after_webhook
 
 log = logging.getLogger(__name__)
 

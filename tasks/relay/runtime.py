@@ -12,15 +12,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.as_caller import CallerPool
 from db.connection import make_engine
-from tasks.broker_redis import connect
+from tasks.coordination.broker_redis import connect
 from tasks.exceptions import DatabaseUnavailable, RelayConfigError
+from tasks.maintenance.wakeup import TickRequest
 from tasks.relay.due_watch import DueWatch
 from tasks.relay.leader import LISTENING_KEY, Leadership
 from tasks.relay.listener import Listener
 from tasks.relay.metrics import RelayMetrics
 from tasks.relay.ticker import Ticker
 from tasks.settings import Settings, refuse_unsafe_settings
-from tasks.wakeup import TickRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Relay:
         #: None: no token required (local-only without a token).
         self.token: str | None = token or None
         if tick is None:
-            from tasks.queue_tick import request_tick
+            from tasks.worker.queue_tick import request_tick
 
             tick = request_tick
         self._tick = tick

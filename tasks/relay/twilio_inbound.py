@@ -6,7 +6,7 @@ Each text is stored once per MessageSid (Twilio retries a webhook). Then:
 - HELP / INFO is answered with notification_config.help_reply when it is set
   and Twilio's Advanced Opt-Out did not answer already (it says so in OptOutType);
 - anything else joins the number's reply digest, one e-mail to staff per
-  burst (tasks/send_reply_digest.py), and the customer hears, at most once
+  burst (tasks/worker/send_reply_digest.py), and the customer hears, at most once
   per reply_ack_every, that their text was passed on.
 The keyword lists are notification_config's (migration 16), matched on the
 trimmed text in any case.
@@ -28,10 +28,10 @@ from starlette.responses import Response
 from db import deliveries, replies
 from db.replies import TWILIO_OPT_OUT_TYPES, Inbound
 from tasks.masking import mask_phone, short_id
+from tasks.messages.reply_mail import passed_on
 from tasks.relay.runtime import DatabaseUnavailable, Relay
 from tasks.relay.twilio_webhooks import INBOUND_PATH, verified_form
 from tasks.relay.webhook_common import database_down, forbidden
-from tasks.reply_mail import passed_on
 
 log = logging.getLogger(__name__)
 

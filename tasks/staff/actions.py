@@ -88,7 +88,7 @@ def _dispatch(delivery_id: int, channel: str) -> None:
     from kombu.exceptions import OperationalError
 
     from db.queue import DeliveryRef
-    from tasks.dispatch import dispatch
+    from tasks.worker.dispatch import dispatch
 
     try:
         dispatch([DeliveryRef(delivery_id, channel)])

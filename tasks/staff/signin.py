@@ -24,7 +24,7 @@ import requests
 from sqlalchemy import Engine
 
 from db.queries import query
-from tasks.api_tokens import AUDIENCE, OWN_ISSUER, verify_token
+from tasks.auth.api_tokens import AUDIENCE, OWN_ISSUER, verify_token
 from tasks.exceptions import InvalidToken, RelayConfigError
 from tasks.masking import mask_email as _mask_email
 from tasks.portal import limits

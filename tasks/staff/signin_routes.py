@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from db.errors import DatabaseUnavailable
-from tasks.api_tokens import verify_token
+from tasks.auth.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
 from tasks.portal import limits
 from tasks.portal.signin import Outcome, Result

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from db.errors import DatabaseUnavailable
-from tasks.api_tokens import verify_token
+from tasks.auth.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
 from tasks.portal.state import HOST_PREFIX, Portal, portal_for
 from tasks.portal.views import HEADERS as PORTAL_HEADERS

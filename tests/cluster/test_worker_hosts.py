@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.process, pytest.mark.xdist_group(
               pytest.mark.timeout(300)]
 
 REGISTRATIONS = 150
-#: The lease is PROVIDER_TIMEOUT_S * 2 + 15 (tasks/delivery_flow.py): 19 s here.
+#: The lease is PROVIDER_TIMEOUT_S * 2 + 15 (tasks/sending/delivery_flow.py): 19 s here.
 LEASE_S = 2 * 2 + 15
 #: Re-dispatch what a lost host held soon after its lease lapses.
 SWEEP_AFTER_S = "10"
