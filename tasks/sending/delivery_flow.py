@@ -28,7 +28,6 @@ from sqlalchemy import Connection
 from db import deliveries
 from db.connection import PING_AFTER_IDLE_S
 from db.deliveries import Claim, Delivery, Refused
-from tasks import worker_budget  # noqa: F401  (connects the worker's pool sizing)
 from tasks.coordination.broker_redis import coordination_redis_url
 from tasks.coordination.rate_limit import RateLimiter
 from tasks.database import autocommit_engine, engine
@@ -38,6 +37,7 @@ from tasks.providers.registry import email_provider, sms_provider
 from tasks.sending.bounds import call_bound_s, lease_seconds
 from tasks.sending.fallback import dispatch_fallbacks, fall_back
 from tasks.settings import Settings, get_settings
+from tasks.worker import worker_budget  # noqa: F401  (connects the worker's pool sizing)
 from tasks.worker.app import BROKER_HORIZON_S, app
 from tasks.worker.queue_tick import arm_wakeup
 
