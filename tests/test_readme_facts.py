@@ -171,7 +171,7 @@ def test_the_first_steps_sql_runs_at_the_psql_prompt(conn):
 
 def test_the_first_steps_quote_the_demo_and_call_commands_from_the_venv():
     steps = _first_steps()
-    demo = (ROOT / "tasks" / "commands" / "demo.py").read_text(encoding="utf-8")
+    demo = (ROOT / "tasks" / "cli" / "demo.py").read_text(encoding="utf-8")
     quoted = re.search(r"`(See one timeline with: regnotify status) <id>`", steps).group(1)
     prints = re.findall(r'console\.print\((?:f?"([^"]*)"|(_portal_hint)\()', demo)
     # The timeline line is printed second to last, before the portal hint, as step 2 says.
