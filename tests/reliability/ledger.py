@@ -9,9 +9,12 @@ the database does not know about, nor the same message twice.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tests.pg import connect
+from tests.wire._core import AcceptedSend
 from tests.wire.resend_wire import ResendWire
 from tests.wire.twilio_wire import TwilioWire
 
@@ -50,10 +53,22 @@ def take(database_url: str, twilio: TwilioWire, resend: ResendWire, *,
         rows = conn.execute(
             "SELECT id, channel, status, provider_message_id, error_code, skip_reason "
             "FROM registration_notifications").fetchall()
-    ledger = Ledger()
     accepted = {"sms": twilio.sends(), "email": resend.sends()}
+    groups = [copies for wire in (twilio, resend) if same_text_is_duplicate
+              for copies in wire.duplicates().values()]
+    return judge(rows, accepted, groups)
+
+
+def judge(rows: Sequence[Mapping[str, Any]], accepted: Mapping[str, Sequence[AcceptedSend]],
+          duplicate_groups: Sequence[Sequence[AcceptedSend]]) -> Ledger:
+    """The audit rows against what each channel's provider accepted.
+
+    `duplicate_groups`: accepted sends with the same recipient and content;
+    every delivery's text is unique in a scenario, so a group is a double send.
+    """
+    ledger = Ledger()
     accepted_ids = {ch: Counter(s.id for s in sends) for ch, sends in accepted.items()}
-    known_ids: dict[str, set[str]] = {"sms": set(), "email": set()}
+    known_ids: dict[str, set[str]] = {ch: set() for ch in accepted}
     for r in rows:
         if r["status"] == "skipped":
             ledger.skipped += 1
@@ -83,7 +98,8 @@ def take(database_url: str, twilio: TwilioWire, resend: ResendWire, *,
                 ledger.duplicated += 1
                 ledger.problems.append(
                     f"{channel} {send.id} to {send.to} accepted but no delivery records it")
-    for wire in (twilio, resend) if same_text_is_duplicate else ():
-        for key, copies in wire.duplicates().items():
-            ledger.problems.append(f"{wire.provider} accepted {key} {len(copies)} times")
+    for copies in duplicate_groups:
+        ledger.duplicated += len(copies) - 1
+        ledger.problems.append(f"{copies[0].provider} accepted {copies[0].to} "
+                               f"{len(copies)} times")
     return ledger
