@@ -10,7 +10,7 @@ rollback still applies) or in its autocommit; psycopg prepares them
 server-side after a few runs, as before.
 
 psycopg's own errors come out unwrapped: the tasks' retry policy
-(tasks/worker/retry_policy.py) and `db.errors.database_problem` know them. A lost
+(tasks/worker/infrastructure_retry.py) and `db.errors.database_problem` know them. A lost
 connection is invalidated, as SQLAlchemy does with the ones it sees fail, so
 the pool never hands it out again.
 """

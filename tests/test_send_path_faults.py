@@ -382,7 +382,7 @@ def test_1_a_pool_timeout_is_retried_like_any_infrastructure_error(clean_db):
     import sqlalchemy.exc
 
     from db.connection import make_engine
-    from tasks.worker.retry_policy import INFRASTRUCTURE_ERRORS
+    from tasks.worker.infrastructure_retry import INFRASTRUCTURE_ERRORS
 
     small = make_engine(clean_db, pool_size=1, pool_timeout=0.1)
     held = [small.connect(), small.connect()]  # the pool and its overflow

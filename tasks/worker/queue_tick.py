@@ -1,21 +1,19 @@
-"""The `process_notification_queue` task: claim due rows, fan out sends, sweep lost ones.
+"""The `process_notification_queue` task: one queue run, the maintenance jobs in order.
 
-Also the two ways to start it: `request_tick` (coalesced) and `arm_wakeup`
-(one run at the next send_after); tasks/maintenance/wakeup.py decides, this module enqueues.
+Each job is a module of tasks/maintenance/ (tasks/maintenance/job.py gives
+their shape); this module only lists them and runs them. Also the two ways to
+start a run: `request_tick` (coalesced) and `arm_wakeup` (one run at the next
+send_after); tasks/maintenance/wakeup.py decides, this module enqueues.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from celery import Task
 
-from db import deliveries, replies
-from db.queue import claim_due, seconds_until_next_due
-from tasks.database import engine
+from tasks.maintenance import claim, digests, holds, next_due, sweep, unpark
+from tasks.maintenance.job import Job, RunBudget, TickResult
 from tasks.maintenance.wakeup import (
     TickRequest,
     claim_wakeup,
@@ -25,110 +23,28 @@ from tasks.maintenance.wakeup import (
     tick_queued,
 )
 from tasks.relay import tick_publisher
-from tasks.sending.bounds import lease_seconds
-from tasks.sending.quiet_hours import release_held
 from tasks.settings import get_settings
-from tasks.worker.app import BROKER_HORIZON_S, app
-from tasks.worker.dispatch import dispatch, dispatch_released, dispatch_reply_digests
-from tasks.worker.retry_policy import INFRASTRUCTURE_RETRY
+from tasks.worker.app import app
+from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
 from tasks.worker.worker_metrics import record_queue_run
 
-log = logging.getLogger(__name__)
-
-#: A run hands over to a fresh one after this long, so one huge backlog
-#: never pins a worker thread or outlives the broker's patience.
-RUN_BUDGET_S = 20.0
-SWEEP_LIMIT = 5000
-
-
-@dataclass
-class TickResult:
-    """What one run did."""
-
-    closed: int = 0
-    dispatched: int = 0
-    swept: int = 0
-    #: Held for quiet hours, and now the window opened.
-    released: int = 0
-    #: Parked for a rate slot or a long backoff, and now within the broker's horizon.
-    unparked: int = 0
-    #: Customers' replies gathered into e-mails to staff, now due (or lost mid-send).
-    reply_digests: int = 0
-    batches: int = 0
-    continued: bool = False
-    wake_in_s: float | None = None
+#: The jobs of one run, in order; a new job is one line here. Sends first
+#: (claim, holds), then the repairs (sweep, unpark), then staff mail; the
+#: next wake-up last, since it reads what the others left.
+JOBS: tuple[Job, ...] = (
+    claim.claim_due_rows,
+    holds.release_holds,
+    sweep.sweep_lost_sends,
+    unpark.unpark_due,
+    digests.claim_reply_digests,
+    next_due.next_wakeup,
+)
 
 
 def drain_due() -> TickResult:
-    """Claim and dispatch due rows batch by batch, then re-dispatch stale deliveries."""
-    settings = get_settings()
-    result = TickResult()
-    started = time.monotonic()
-    while True:
-        with engine().begin() as conn:
-            claimed = claim_due(conn, settings.claim_batch_size)
-        # Committed: the rows exist before any worker can look for them.
-        result.dispatched += dispatch(claimed.deliveries)
-        result.closed += claimed.closed
-        result.batches += 1
-        if claimed.closed < settings.claim_batch_size:
-            break
-        if time.monotonic() - started > RUN_BUDGET_S:
-            result.continued = True
-            break
-    # Quiet hours: deliveries whose window opened (tasks/sending/quiet_hours.py).
-    result.released, more = release_held(settings.claim_batch_size, started + RUN_BUDGET_S)
-    result.continued = result.continued or more
-    with engine().begin() as conn:
-        stale = deliveries.sweep_stale(
-            conn, older_than_s=settings.sweep_after_s, limit=SWEEP_LIMIT
-        )
-    if stale:
-        log.warning("sweep: re-dispatching %d deliveries whose tasks went missing", len(stale))
-    result.swept = dispatch(stale)
-    # Deliveries parked for a rate slot or a long backoff: publish the ones
-    # whose time is within the broker's horizon, for that time.
-    with engine().begin() as conn:
-        released = deliveries.release_parked(
-            conn, horizon_s=BROKER_HORIZON_S, limit=SWEEP_LIMIT
-        )
-    result.unparked = dispatch_released(released)
-    result.reply_digests = _reply_digests(settings.claim_batch_size)
-    with engine().begin() as conn:
-        due = seconds_until_next_due(conn)
-        parked = deliveries.seconds_until_next_parked(conn)
-        digest = replies.seconds_until_next_digest(conn)
-    if parked is not None:
-        # Wake when the next parked one is half a horizon from its time.
-        parked = max(parked - BROKER_HORIZON_S / 2, 0.05)
-    if digest is not None:
-        digest = max(digest, 0.05)
-    times = [t for t in (due, parked, digest) if t is not None]
-    result.wake_in_s = min(times) if times else None
-    return result
-
-
-def _reply_digests(limit: int) -> int:
-    """Claim the reply digests whose debounce window closed and publish their send task."""
-    settings = get_settings()
-    lease_s = lease_seconds(settings)
-    token = uuid.uuid4().hex
-    with engine().begin() as conn:
-        ids = replies.claim_digests(conn, limit=limit, lease_s=lease_s, token=token)
-        # What the hourly cap held back: one summary e-mail, one task.
-        summary = replies.claim_summary(conn, lease_s=lease_s, token=token)
-    return dispatch_reply_digests(ids, token) + _publish_summary(summary, token)
-
-
-def _publish_summary(digest_ids: list[int], token: str) -> int:
-    """One task for the whole summary: it is one e-mail, so never split into batches."""
-    if digest_ids:
-        if "send_reply_digests" not in app.tasks:
-            app.loader.import_default_modules()
-        app.tasks["send_reply_digests"].apply_async(
-            (digest_ids, token), argsrepr=f"(reply_summary={len(digest_ids)} digests)",
-            add_to_parent=False)
-    return len(digest_ids)
+    """Run every job once, in order, within one time budget; their results added up."""
+    run = RunBudget.start(get_settings())
+    return sum((job(run) for job in JOBS), TickResult())
 
 
 @app.task(name="process_notification_queue", bind=True, acks_late=True,

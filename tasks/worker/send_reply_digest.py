@@ -39,7 +39,7 @@ from tasks.sending.delivery_flow import (
 )
 from tasks.settings import get_settings
 from tasks.worker.app import app
-from tasks.worker.retry_policy import INFRASTRUCTURE_RETRY
+from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
 from tasks.worker.worker_metrics import record_retry
 
 log = logging.getLogger(__name__)

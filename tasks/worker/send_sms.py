@@ -6,7 +6,7 @@ from celery import Task
 
 from tasks.sending import delivery_flow
 from tasks.worker.app import app
-from tasks.worker.retry_policy import INFRASTRUCTURE_RETRY
+from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
 from tasks.worker.worker_metrics import record_retry
 
 
