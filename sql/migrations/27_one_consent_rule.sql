@@ -4,7 +4,8 @@
 --   * notification_preferences, notification_languages, notification_skip_reasons:
 --     one row per value. Foreign keys replace the CHECK lists of 04
 --     (notification_pref), 10 (skip_reason, which widened 04's) and 17
---     (the three language columns), so a new value is one INSERT in a
+--     (the three language columns); the CHECKs on what people write ask the
+--     tables instead of listing values. A new value is one INSERT in a
 --     migration. A preference row also says which channels it chooses: the
 --     rule below reads that instead of spelling out 'both' and 'none'.
 --     Python reads the same values from db/vocabulary.py, generated from
@@ -106,8 +107,13 @@ BEGIN
              'reason')
         ) AS k (tbl, col, old_check, ref, ref_col)
     LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE public.%I DROP CONSTRAINT IF EXISTS %I',
-                                  v_key.tbl, v_key.old_check);
+        -- The CHECK listing the values goes (one that asks the table, below, stays).
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                   WHERE conname = v_key.old_check
+                     AND pg_catalog.pg_get_constraintdef(oid) NOT LIKE '%regnotify_known%') THEN
+            EXECUTE pg_catalog.format('ALTER TABLE public.%I DROP CONSTRAINT %I',
+                                      v_key.tbl, v_key.old_check);
+        END IF;
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
                        WHERE conrelid = pg_catalog.format('public.%I', v_key.tbl)::regclass
                          AND conname = v_key.tbl || '_' || v_key.col || '_fkey') THEN
@@ -120,6 +126,71 @@ BEGIN
     END LOOP;
 END
 $keys$;
+
+-- The three columns a person writes (a customer's preference and language,
+-- staff's default language) keep their CHECK by the same name, now asking
+-- the table: a refused value stays a check violation (SQLSTATE 23514)
+-- naming the column, as before. NOT VALID: the foreign keys above already
+-- hold for every row, and pg_dump then restores these after the data, not
+-- while the tables they read may still be empty. STRICT: NULL passes, as
+-- with any CHECK, without a call.
+CREATE OR REPLACE FUNCTION public.regnotify_known_preference(p_pref text)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = ''
+AS $fn$
+    SELECT EXISTS (SELECT 1 FROM public.notification_preferences AS p WHERE p.pref = p_pref)
+$fn$;
+
+CREATE OR REPLACE FUNCTION public.regnotify_known_language(p_language text)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = ''
+AS $fn$
+    SELECT EXISTS (SELECT 1 FROM public.notification_languages AS l
+                   WHERE l.language = p_language)
+$fn$;
+
+-- A CHECK runs as whoever writes the row: customers (authenticated), staff,
+-- the backend (service_role) and the owner.
+REVOKE ALL ON FUNCTION public.regnotify_known_preference(text),
+                       public.regnotify_known_language(text)
+    FROM PUBLIC, anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION public.regnotify_known_preference(text),
+                          public.regnotify_known_language(text)
+    TO authenticated, service_role;
+
+DO $checks$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                   WHERE conname = 'registrations_notification_pref_check'
+                     AND pg_catalog.pg_get_constraintdef(oid) LIKE '%regnotify_known%') THEN
+        ALTER TABLE public.registrations
+            DROP CONSTRAINT IF EXISTS registrations_notification_pref_check;
+        ALTER TABLE public.registrations
+            ADD CONSTRAINT registrations_notification_pref_check
+            CHECK (public.regnotify_known_preference(notification_pref)) NOT VALID;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                   WHERE conname = 'registrations_language_check'
+                     AND pg_catalog.pg_get_constraintdef(oid) LIKE '%regnotify_known%') THEN
+        ALTER TABLE public.registrations
+            DROP CONSTRAINT IF EXISTS registrations_language_check;
+        ALTER TABLE public.registrations
+            ADD CONSTRAINT registrations_language_check
+            CHECK (public.regnotify_known_language(language)) NOT VALID;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                   WHERE conname = 'notification_config_default_language_check'
+                     AND pg_catalog.pg_get_constraintdef(oid) LIKE '%regnotify_known%') THEN
+        ALTER TABLE public.notification_config
+            DROP CONSTRAINT IF EXISTS notification_config_default_language_check;
+        ALTER TABLE public.notification_config
+            ADD CONSTRAINT notification_config_default_language_check
+            CHECK (public.regnotify_known_language(default_language)) NOT VALID;
+    END IF;
+END
+$checks$;
 
 -- 2 ─ The rule ───────────────────────────────────────────────────────────────
 
