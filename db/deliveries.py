@@ -55,6 +55,9 @@ class Delivery:
     was_held: bool
     #: It stands in for a message on the other channel that failed for good.
     is_fallback: bool
+    #: Why it must not go out after all, as the consent rule in SQL
+    #: (public.regnotify_skip_reason) answers at the load; None: it may.
+    skip_reason: str | None
 
     @property
     def in_flight(self) -> bool:

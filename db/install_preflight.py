@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from db.errors import MigrationError
+from db.vocabulary import LANGUAGES, PREFERENCES, SKIP_REASONS
 
 _TEXT = "text"
 _TZ = "timestamp with time zone"
@@ -39,8 +40,8 @@ _TABLES: dict[str, dict[str, object]] = {
             "time_zone": _TEXT, "language": _TEXT,
         },
         "values": {
-            "notification_pref": ["sms", "email", "both", "none"],
-            "language": ["en", "es"],
+            "notification_pref": list(PREFERENCES),
+            "language": list(LANGUAGES),
         },
         "inserts": False,
     },
@@ -65,10 +66,9 @@ _TABLES: dict[str, dict[str, object]] = {
             "channel": ["sms", "email"],
             "status": ["queued", "sending", "sent", "delivered", "undelivered", "failed",
                        "bounced", "complained", "skipped"],
-            "skip_reason": ["preference", "silenced", "no_contact", "opted_out",
-                            "no_net_change", "superseded"],
+            "skip_reason": list(SKIP_REASONS),
             "hold_reason": ["quiet_hours"],
-            "language": ["en", "es"],
+            "language": list(LANGUAGES),
         },
         # The queue run inserts one row per burst and channel.
         "inserts": True,

@@ -8,8 +8,8 @@
 -- Consent is checked here, in the claim itself, against the registration as
 -- it is now: a preference, opt-out or contact changed while the delivery
 -- waited (quiet hours, a rate slot, a retry, a re-drive) ends it `skipped`
--- in this statement, with the same rules as the queue claim (a fallback
--- needs any preference but 'none', and no opted-out phone). One row back:
+-- in this statement, by the one consent rule (public.regnotify_skip_reason,
+-- migration 27) the queue claim applied when it wrote the row. One row back:
 -- claimed (attempts set), skipped (skip_reason set), or `moved` (the address
 -- changed since the message was rendered: render again). No row: another
 -- worker holds it, or it has moved on. was_unknown and previous_attempt_at
@@ -28,17 +28,9 @@ target AS (
     SELECT n.id,
            n.outcome_unknown AS was_unknown,
            n.last_attempt_at AS previous_attempt_at,
-           CASE
-               WHEN r.notification_pref = 'none'
-                    OR (n.fallback_for IS NULL
-                        AND r.notification_pref NOT IN (n.channel, 'both')) THEN 'preference'
-               WHEN CASE n.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
-                    IS NULL THEN 'no_contact'
-               WHEN (n.channel = 'sms' OR n.fallback_for IS NOT NULL) AND EXISTS (
-                   SELECT 1 FROM public.sms_opt_outs AS o
-                   WHERE o.phone = r.customer_phone AND o.opted_out
-               ) THEN 'opted_out'
-           END AS skip_reason,
+           public.regnotify_skip_reason(n.channel, r.notification_pref, r.customer_phone,
+                                        r.customer_email, n.fallback_for IS NOT NULL)
+               AS skip_reason,
            CASE n.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
                IS DISTINCT FROM %(recipient)s AS moved,
            coalesce(r.time_zone, cfg.default_time_zone) AS zone,
@@ -321,7 +313,7 @@ SELECT id FROM public.registration_notifications WHERE email_batch_id = %(batch_
 -- name: claim_email_batch
 -- Persist the batch's membership and take every member's lease in one
 -- statement, before Resend is called, with each member's consent checked
--- against the registration as it is now (the rules of claim_delivery). All
+-- against the registration as it is now (public.regnotify_skip_reason). All
 -- or nothing: when any member no longer matches (skipped here, in this
 -- statement) or its address changed since the render, no member is taken,
 -- so a batch never goes under a key with other members than the caller
@@ -334,16 +326,9 @@ WITH target AS (
            u.subject,
            u.template_used,
            u.language,
-           CASE
-               WHEN r.notification_pref = 'none'
-                    OR (n.fallback_for IS NULL
-                        AND r.notification_pref NOT IN ('email', 'both')) THEN 'preference'
-               WHEN r.customer_email IS NULL THEN 'no_contact'
-               WHEN n.fallback_for IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM public.sms_opt_outs AS o
-                   WHERE o.phone = r.customer_phone AND o.opted_out
-               ) THEN 'opted_out'
-           END AS skip_reason,
+           public.regnotify_skip_reason(n.channel, r.notification_pref, r.customer_phone,
+                                        r.customer_email, n.fallback_for IS NOT NULL)
+               AS skip_reason,
            r.customer_email IS DISTINCT FROM u.recipient AS moved
     FROM unnest(%(ids)s::bigint[], %(recipients)s::text[], %(bodies)s::text[],
                 %(subjects)s::text[], %(templates)s::text[], %(languages)s::text[])
@@ -446,7 +431,10 @@ SELECT n.id,
        coalesce(o.opted_out, false) AS sms_opted_out,
        lang.language,
        (n.held_until IS NOT NULL) AS was_held,
-       (n.fallback_for IS NOT NULL) AS is_fallback
+       (n.fallback_for IS NOT NULL) AS is_fallback,
+       -- Why it must not go out after all (the claim decides for good).
+       public.regnotify_skip_reason(n.channel, r.notification_pref, r.customer_phone,
+                                    r.customer_email, n.fallback_for IS NOT NULL) AS skip_reason
 FROM public.registration_notifications AS n
 JOIN public.registrations AS r ON r.id = n.registration_id
 CROSS JOIN LATERAL (

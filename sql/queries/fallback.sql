@@ -11,7 +11,7 @@
 --   * the failure is final: a text failed/undelivered with any code but the
 --     opt-out 21610, or an e-mail failed or bounced (not a Transient bounce),
 --     and the provider surely did not accept it (outcome_unknown is false);
---   * fallback_enabled, and the preference is not 'none';
+--   * fallback_enabled, and the preference chooses some channel (not 'none');
 --   * the customer has an address for the other channel;
 --   * the customer's phone is not opted out (STOP or 21610): we neither text
 --     them nor e-mail them instead of the text they refused;
@@ -53,16 +53,13 @@ target AS (
     JOIN public.registrations AS r ON r.id = f.registration_id
     JOIN public.registration_notifications AS s
          ON s.queue_id = f.queue_id AND s.channel <> f.channel
-    WHERE r.notification_pref <> 'none'
-      AND s.status = 'skipped'
+    WHERE s.status = 'skipped'
       AND s.skip_reason IN ('preference', 'no_contact')
       AND s.fallback_for IS NULL
-      AND CASE s.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
-          IS NOT NULL
-      AND NOT EXISTS (
-          SELECT 1 FROM public.sms_opt_outs AS o
-          WHERE o.phone = r.customer_phone AND o.opted_out
-      )
+      -- The consent rule for a fallback (migration 27): a preference that
+      -- chooses some channel, an address, no opted-out phone.
+      AND public.regnotify_skip_reason(s.channel, r.notification_pref, r.customer_phone,
+                                       r.customer_email, true) IS NULL
       AND NOT EXISTS (
           SELECT 1 FROM public.registration_notifications AS x
           WHERE x.registration_id = f.registration_id

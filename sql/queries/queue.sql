@@ -52,18 +52,10 @@ decided AS (
            ch.channel,
            CASE ch.channel WHEN 'sms' THEN r.customer_phone ELSE r.customer_email END
                AS recipient,
-           CASE
-               WHEN r.notification_pref NOT IN (ch.channel, 'both') THEN 'preference'
-               WHEN NOT c.notify_customer THEN 'silenced'
-               WHEN c.old_stage IS NOT DISTINCT FROM c.new_stage
-                    AND c.old_stage IS NOT NULL THEN 'no_net_change'
-               WHEN ch.channel = 'sms' AND r.customer_phone IS NULL THEN 'no_contact'
-               WHEN ch.channel = 'email' AND r.customer_email IS NULL THEN 'no_contact'
-               WHEN ch.channel = 'sms' AND EXISTS (
-                   SELECT 1 FROM public.sms_opt_outs AS o
-                   WHERE o.phone = r.customer_phone AND o.opted_out
-               ) THEN 'opted_out'
-           END AS skip_reason,
+           -- The one consent rule (migration 27), with the burst's own inputs.
+           public.regnotify_skip_reason(ch.channel, r.notification_pref, r.customer_phone,
+                                        r.customer_email, false, c.notify_customer,
+                                        c.old_stage, c.new_stage) AS skip_reason,
            -- Only for rows that will be sent on a quiet channel: the call is
            -- not inlined (it pins search_path), so the rest skip it.
            CASE WHEN ch.channel = ANY(cfg.quiet_hours_channels) AND NOT c.bypass_quiet_hours

@@ -2,6 +2,9 @@
 
 The layout (where the greeting, the link and the opt-out line go) stays in
 the jinja templates beside them; a translator edits only the language files.
+Which languages there are is the database's list (notification_languages),
+read from its generated copy db.vocabulary: a new language is a row in a
+migration plus its files here and in tasks/portal/strings/.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from db.vocabulary import LANGUAGES
+
 MESSAGES_DIR = Path(__file__).with_name("templates") / "messages"
-LANGUAGES = ("en", "es")
+#: The language every other is checked against, and the one a message falls
+#: back to (the database's default for notification_config.default_language).
 DEFAULT_LANGUAGE = "en"
 
 
@@ -55,9 +61,17 @@ def resolve_language(language: str | None) -> str:
     return language if language in LANGUAGES else DEFAULT_LANGUAGE
 
 
+def catalog_file(language: str) -> Path:
+    """Where a language's message texts live."""
+    return MESSAGES_DIR / f"{language}.toml"
+
+
 @cache
 def catalog(language: str) -> Catalog:
     language = resolve_language(language)
-    path = MESSAGES_DIR / f"{language}.toml"
+    path = catalog_file(language)
+    if not path.is_file():
+        raise LookupError(f"language {language!r} is in the database's list but has no "
+                          f"message catalog: add {path}")
     with path.open("rb") as fh:
         return Catalog(language, tomllib.load(fh))

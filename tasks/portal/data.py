@@ -13,10 +13,11 @@ import psycopg
 
 from db.as_caller import CallerPool, Statement, run_as_caller
 from db.queries import query
+from db.vocabulary import LANGUAGES, PREFERENCES
 
-PREFERENCES = ("sms", "email", "both", "none")
-#: The languages a customer's messages can go in (registrations.language).
-MESSAGE_LANGUAGES = ("en", "es")
+#: The languages a customer's messages can go in (registrations.language):
+#: the database's list, as db.vocabulary holds it.
+MESSAGE_LANGUAGES = LANGUAGES
 #: Stages off the road from sale to plates: shown as a notice, not a step.
 SIDE_STAGES = frozenset({"needs_attention"})
 

@@ -13,14 +13,26 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel.dates import format_date, format_time
 from markupsafe import Markup, escape
 
-LANGUAGES = ("en", "es")
-DEFAULT = "en"
+from db.vocabulary import LANGUAGES
+from tasks.messages.catalog import DEFAULT_LANGUAGE
+
+#: The page speaks every language messages go in (the database's list).
+DEFAULT = DEFAULT_LANGUAGE
 _STRINGS = Path(__file__).with_name("strings")
+
+
+def strings_file(lang: str) -> Path:
+    """Where a language's page strings live."""
+    return _STRINGS / f"{lang}.toml"
 
 
 @cache
 def _table(lang: str) -> dict[str, Any]:
-    with (_STRINGS / f"{lang}.toml").open("rb") as fh:
+    path = strings_file(lang)
+    if not path.is_file():
+        raise LookupError(f"language {lang!r} is in the database's list but has no "
+                          f"portal strings: add {path}")
+    with path.open("rb") as fh:
         return tomllib.load(fh)
 
 

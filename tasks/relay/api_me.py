@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from db import front_door
 from db.as_caller import Statement
 from db.queries import query
+from db.vocabulary import LANGUAGES, PREFERENCES
 from tasks.relay.api_common import (
     Refusal,
     answer,
@@ -27,12 +28,13 @@ from tasks.relay.api_common import (
 LIST_PATH = "/api/me/registrations"
 ITEM_PATH = "/api/me/registrations/{id}"
 
-#: What a customer may change, and the values each takes. A new field is one
-#: entry here plus its line in update_my_registration (sql/queries/front_door.sql).
+#: What a customer may change, and the values each takes (the database's
+#: lists, db.vocabulary). A new field is one entry here plus its line in
+#: update_my_registration (sql/queries/front_door.sql).
 EDITABLE: dict[str, tuple[str | None, ...]] = {
-    "notification_pref": ("sms", "email", "both", "none"),
+    "notification_pref": PREFERENCES,
     # NULL: the dealership's default language (notification_config.default_language).
-    "language": ("en", "es", None),
+    "language": (*LANGUAGES, None),
 }
 
 

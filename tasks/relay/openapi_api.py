@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from db.vocabulary import SKIP_REASONS
 from tasks.relay.api_me import EDITABLE, ITEM_PATH, LIST_PATH
 from tasks.relay.api_registrations import NOTIFY_PATH, TIMELINE_PATH
 
@@ -109,7 +110,9 @@ def api_schemas() -> dict[str, Any]:
             "properties": {
                 "queued": {"type": "boolean"},
                 "channels": {"type": "array", "items": {"enum": ["sms", "email"]}},
-                "reason": {"type": "string", "enum": ["preference", "no_contact", "opted_out"]},
+                "reason": {"type": "string", "enum": list(SKIP_REASONS),
+                           "description": "Why nothing was queued: the first channel's "
+                                          "skip reason (preference: no channel chosen)."},
                 "detail": {"type": "string"},
                 "skipped": {"type": "array", "items": {"type": "object"}},
                 "bypass_quiet_hours": {"type": "boolean"},
@@ -143,8 +146,8 @@ def api_schemas() -> dict[str, Any]:
                 "stage_label": {"type": "string"},
                 "stage_position": {"type": "integer"},
                 "vehicle": {"type": "object"},
-                "notification_pref": {"enum": ["sms", "email", "both", "none"]},
-                "language": {"enum": ["en", "es", None],
+                "notification_pref": {"enum": list(EDITABLE["notification_pref"])},
+                "language": {"enum": list(EDITABLE["language"]),
                              "description": "null: the dealership's default language"},
                 "updated_at": {"type": "string", "format": "date-time"},
             },

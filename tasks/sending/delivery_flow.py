@@ -216,19 +216,12 @@ def message_context(d: Delivery, settings: Settings) -> MessageContext:
 def skip_reason(d: Delivery) -> str | None:
     """Why this delivery must not go out after all (the consent or contact changed).
 
-    The same rules as the claim statements (claim_delivery, claim_email_batch),
-    which decide for good in the claim's own transaction; this earlier look
-    only spares a render. A fallback goes on any preference but `none`, and
-    never to a customer whose phone opted out.
+    The consent rule's answer when the delivery was loaded: one SQL function
+    (public.regnotify_skip_reason) that the claim statements ask again, and
+    decide by for good, in the claim's own transaction; this earlier look
+    only spares a render.
     """
-    pref = d.notification_pref
-    if pref == "none" or (d.fallback_for is None and pref not in (d.channel, "both")):
-        return "preference"
-    if not d.contact:
-        return "no_contact"
-    if d.sms_opted_out and (d.channel == "sms" or d.fallback_for is not None):
-        return "opted_out"
-    return None
+    return d.skip_reason
 
 
 @dataclass(frozen=True)
