@@ -4,8 +4,8 @@
 --   * notification_preferences, notification_languages, notification_skip_reasons:
 --     one row per value. Foreign keys replace the CHECK lists of 04
 --     (notification_pref), 10 (skip_reason, which widened 04's) and 17
---     (the three language columns); the CHECKs on what people write ask the
---     tables instead of listing values. A new value is one INSERT in a
+--     (the three language columns); a trigger on the columns people write
+--     asks the tables instead of a CHECK listing values. A new value is one INSERT in a
 --     migration. A preference row also says which channels it chooses: the
 --     rule below reads that instead of spelling out 'both' and 'none'.
 --     Python reads the same values from db/vocabulary.py, generated from
@@ -107,10 +107,8 @@ BEGIN
              'reason')
         ) AS k (tbl, col, old_check, ref, ref_col)
     LOOP
-        -- The CHECK listing the values goes (one that asks the table, below, stays).
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-                   WHERE conname = v_key.old_check
-                     AND pg_catalog.pg_get_constraintdef(oid) NOT LIKE '%regnotify_known%') THEN
+        -- The CHECK listing the values goes (a trigger, below, asks the table).
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conname = v_key.old_check) THEN
             EXECUTE pg_catalog.format('ALTER TABLE public.%I DROP CONSTRAINT %I',
                                       v_key.tbl, v_key.old_check);
         END IF;
@@ -128,69 +126,65 @@ END
 $keys$;
 
 -- The three columns a person writes (a customer's preference and language,
--- staff's default language) keep their CHECK by the same name, now asking
--- the table: a refused value stays a check violation (SQLSTATE 23514)
--- naming the column, as before. NOT VALID: the foreign keys above already
--- hold for every row, and pg_dump then restores these after the data, not
--- while the tables they read may still be empty. STRICT: NULL passes, as
--- with any CHECK, without a call.
-CREATE OR REPLACE FUNCTION public.regnotify_known_preference(p_pref text)
-RETURNS boolean
-LANGUAGE sql STABLE STRICT
+-- staff's default language) are checked against the tables by a trigger
+-- that fires only when one of them is written, and refuses a value as the
+-- CHECK lists did: a check violation (SQLSTATE 23514) naming the column's
+-- old constraint. Not a CHECK calling a function: PostgreSQL runs every
+-- CHECK on every UPDATE, so a stage change would pay a function call for a
+-- column it never touches. The foreign keys above stay the data's guard.
+CREATE OR REPLACE FUNCTION public.regnotify_check_vocabulary()
+RETURNS trigger
+LANGUAGE plpgsql
 SET search_path = ''
 AS $fn$
-    SELECT EXISTS (SELECT 1 FROM public.notification_preferences AS p WHERE p.pref = p_pref)
-$fn$;
-
-CREATE OR REPLACE FUNCTION public.regnotify_known_language(p_language text)
-RETURNS boolean
-LANGUAGE sql STABLE STRICT
-SET search_path = ''
-AS $fn$
-    SELECT EXISTS (SELECT 1 FROM public.notification_languages AS l
-                   WHERE l.language = p_language)
-$fn$;
-
--- A CHECK runs as whoever writes the row: customers (authenticated), staff,
--- the backend (service_role) and the owner.
-REVOKE ALL ON FUNCTION public.regnotify_known_preference(text),
-                       public.regnotify_known_language(text)
-    FROM PUBLIC, anon, authenticated, service_role;
-GRANT EXECUTE ON FUNCTION public.regnotify_known_preference(text),
-                          public.regnotify_known_language(text)
-    TO authenticated, service_role;
-
-DO $checks$
+DECLARE
+    v_column text;
+    v_value text;
+    v_known boolean;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-                   WHERE conname = 'registrations_notification_pref_check'
-                     AND pg_catalog.pg_get_constraintdef(oid) LIKE '%regnotify_known%') THEN
-        ALTER TABLE public.registrations
-            DROP CONSTRAINT IF EXISTS registrations_notification_pref_check;
-        ALTER TABLE public.registrations
-            ADD CONSTRAINT registrations_notification_pref_check
-            CHECK (public.regnotify_known_preference(notification_pref)) NOT VALID;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-                   WHERE conname = 'registrations_language_check'
-                     AND pg_catalog.pg_get_constraintdef(oid) LIKE '%regnotify_known%') THEN
-        ALTER TABLE public.registrations
-            DROP CONSTRAINT IF EXISTS registrations_language_check;
-        ALTER TABLE public.registrations
-            ADD CONSTRAINT registrations_language_check
-            CHECK (public.regnotify_known_language(language)) NOT VALID;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-                   WHERE conname = 'notification_config_default_language_check'
-                     AND pg_catalog.pg_get_constraintdef(oid) LIKE '%regnotify_known%') THEN
-        ALTER TABLE public.notification_config
-            DROP CONSTRAINT IF EXISTS notification_config_default_language_check;
-        ALTER TABLE public.notification_config
-            ADD CONSTRAINT notification_config_default_language_check
-            CHECK (public.regnotify_known_language(default_language)) NOT VALID;
-    END IF;
+    FOREACH v_column IN ARRAY TG_ARGV LOOP
+        v_value := pg_catalog.to_jsonb(NEW) ->> v_column;
+        CONTINUE WHEN v_value IS NULL;
+        IF v_column = 'notification_pref' THEN
+            v_known := EXISTS (SELECT 1 FROM public.notification_preferences AS p
+                               WHERE p.pref = v_value);
+        ELSE
+            v_known := EXISTS (SELECT 1 FROM public.notification_languages AS l
+                               WHERE l.language = v_value);
+        END IF;
+        IF NOT v_known THEN
+            RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"',
+                TG_TABLE_NAME, TG_TABLE_NAME || '_' || v_column || '_check'
+                USING ERRCODE = 'check_violation', SCHEMA = TG_TABLE_SCHEMA,
+                      TABLE = TG_TABLE_NAME, COLUMN = v_column,
+                      CONSTRAINT = TG_TABLE_NAME || '_' || v_column || '_check',
+                      DETAIL = pg_catalog.format('%s %L is not a known value.',
+                                                 v_column, v_value);
+        END IF;
+    END LOOP;
+    RETURN NEW;
 END
-$checks$;
+$fn$;
+
+-- A trigger runs as whoever writes the row: customers (authenticated),
+-- staff, the backend (service_role) and the owner.
+REVOKE ALL ON FUNCTION public.regnotify_check_vocabulary() FROM PUBLIC, anon;
+GRANT EXECUTE ON FUNCTION public.regnotify_check_vocabulary() TO authenticated, service_role;
+
+ALTER TABLE public.registrations
+    DROP CONSTRAINT IF EXISTS registrations_notification_pref_check,
+    DROP CONSTRAINT IF EXISTS registrations_language_check;
+ALTER TABLE public.notification_config
+    DROP CONSTRAINT IF EXISTS notification_config_default_language_check;
+
+DROP TRIGGER IF EXISTS regnotify_check_vocabulary ON public.registrations;
+CREATE TRIGGER regnotify_check_vocabulary
+    BEFORE INSERT OR UPDATE OF notification_pref, language ON public.registrations
+    FOR EACH ROW EXECUTE FUNCTION public.regnotify_check_vocabulary('notification_pref', 'language');
+DROP TRIGGER IF EXISTS regnotify_check_vocabulary ON public.notification_config;
+CREATE TRIGGER regnotify_check_vocabulary
+    BEFORE INSERT OR UPDATE OF default_language ON public.notification_config
+    FOR EACH ROW EXECUTE FUNCTION public.regnotify_check_vocabulary('default_language');
 
 -- 2 ─ The rule ───────────────────────────────────────────────────────────────
 

@@ -143,14 +143,10 @@ ALTER TABLE IF EXISTS public.registration_notifications
 ALTER TABLE IF EXISTS public.notification_config
     DROP CONSTRAINT IF EXISTS notification_config_default_language_fkey;
 
--- The CHECKs that ask the tables, then the lists they replaced.
-ALTER TABLE IF EXISTS public.registrations
-    DROP CONSTRAINT IF EXISTS registrations_notification_pref_check,
-    DROP CONSTRAINT IF EXISTS registrations_language_check;
-ALTER TABLE IF EXISTS public.notification_config
-    DROP CONSTRAINT IF EXISTS notification_config_default_language_check;
-DROP FUNCTION IF EXISTS public.regnotify_known_preference(text);
-DROP FUNCTION IF EXISTS public.regnotify_known_language(text);
+-- The trigger that asks the tables, then the CHECK lists it replaced.
+DROP TRIGGER IF EXISTS regnotify_check_vocabulary ON public.registrations;
+DROP TRIGGER IF EXISTS regnotify_check_vocabulary ON public.notification_config;
+DROP FUNCTION IF EXISTS public.regnotify_check_vocabulary();
 
 DO $checks$
 BEGIN
