@@ -33,14 +33,13 @@ from tasks.providers.registry import email_provider
 from tasks.sending.bounds import lease_seconds
 from tasks.sending.outcome import Outcome, arm_release, decide, parks
 from tasks.sending.rate_slot import (
-    MAX_RATE_SLEEP_S,
     PREPARE_LEAD_S,
     SLOT_LATE_S,
     limiter,
     rate_limit_wait_s,
+    sleeps_through,
 )
 from tasks.settings import get_settings
-from tasks.worker.app import app
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +73,7 @@ def _wait_for_slot(ids: list[int], slot_at: float | None) -> Outcome | None:
     else:
         wait_s = limiter("email").reserve(math.inf).wait_s
         go_at = time.time() + wait_s
-        # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
-        if wait_s > MAX_RATE_SLEEP_S and not app.conf.task_always_eager:
+        if not sleeps_through(wait_s):
             return _later(ids, wait_s, parks(wait_s), "waiting", f"rate slot in {wait_s:.1f}s",
                           slot_at=go_at)
     left = go_at - time.time()

@@ -87,9 +87,10 @@ def decide(exc: ProviderError, attempts: int, settings: Settings, *,
     doubt stays, and a message that may have gone out never falls back to
     the other channel (the customer would get two).
     """
-    unknown = was_unknown or exc.outcome_unknown
     if exc.rate_limited:
-        return Decision("wait", unknown, f"provider rate limit ({exc.code})")
+        # A 429 accepted nothing: the doubt is what it was before the call.
+        return Decision("wait", was_unknown, f"provider rate limit ({exc.code})")
+    unknown = was_unknown or exc.outcome_unknown
     max_attempts = settings.send_max_retries + 1
     if not exc.transient or attempts >= max_attempts:
         permanent = not exc.transient

@@ -99,10 +99,15 @@ def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
     reservation = (lim.reserve_and_depart(conn=conn) if depart
                    else lim.reserve(math.inf, conn=conn))
     wait_s = reservation.wait_s
-    # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
-    if app.conf.task_always_eager or wait_s <= MAX_RATE_SLEEP_S:
+    if sleeps_through(wait_s):
         return Slot(go_at=time.time() + wait_s, departed=reservation.departed)
     return Slot(later=wait_later(delivery_ids, wait_s, reason, conn=conn))
+
+
+def sleeps_through(wait_s: float) -> bool:
+    """A wait for a slot this run sleeps through; a longer one is a later run."""
+    # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
+    return app.conf.task_always_eager or wait_s <= MAX_RATE_SLEEP_S
 
 
 def wait_later(delivery_ids: list[int], wait_s: float, reason: str, *,
