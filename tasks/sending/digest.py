@@ -161,7 +161,7 @@ def run(digest_ids: list[int], token: str, slot_at: float | None = None) -> Outc
     if len(groups) > 1:
         # The other requests go in a run of their own, right away.
         return Outcome("sent", f"{sent} of {len(mails)} digests; more to go",
-                             retry_in_s=0.0)
+                       retry_in_s=0.0)
     return Outcome("sent", f"{sent} of {len(mails)} digests")
 
 
@@ -200,7 +200,7 @@ def _run_summary(group: list[Digest], token: str, slot_at: float | None,
             replies.mark_sent(conn, i, message_id)
     if more:
         return Outcome("sent", f"summary of {len(ids)} digests; more to go",
-                             retry_in_s=0.0)
+                       retry_in_s=0.0)
     return Outcome("sent", f"summary of {len(ids)} digests")
 
 
