@@ -97,7 +97,8 @@ def decide(exc: ProviderError, attempts: int, settings: Settings, *,
         return Decision(
             "fail", unknown,
             "permanent" if permanent else f"gave up after {attempts} attempts",
-            # The number opted out: no other channel either (sms_opt_outs decides).
+            # A number that opted out: the customer said no to texts, and e-mailing
+            # them instead is not our call (docs/fallback.md).
             fall_back=permanent and not exc.opt_out and not unknown,
             opted_out=exc.opt_out,
         )
