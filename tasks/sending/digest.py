@@ -12,7 +12,12 @@ digest again, under a new claim token: the first task, should it still run
 nothing.
 
 After a provider error it asks the one decision of every send path
-(tasks.sending.outcome.decide): wait, fail, retry or park.
+(tasks.sending.outcome.decide): wait, fail, retry or park. Where staff mail
+differs from a customer's, and only there: it has no other channel to fall
+back to and no number to opt out, so a decision's `fall_back` and
+`opted_out` do not apply; it records no outcome_unknown, since a digest
+keeps its key (digest_keys) and a resend is answered from Resend's record;
+and its place in the database is its lease, not a parked row (`_later`).
 """
 
 from __future__ import annotations
@@ -211,11 +216,7 @@ def _after_error(ids: list[int], attempts: int, exc: ProviderError) -> Outcome:
         return _later(ids, wait, parks(wait), "waiting", decision.why, exc=exc,
                       slot_at=time.time() + wait)
     if decision.action == "fail":
-        # Where staff mail differs from a customer's, and only here: there is
-        # no other channel to fall back to and no number to opt out, so the
-        # decision's `fall_back` and `opted_out` do not apply; and there is
-        # no outcome_unknown to record, since a digest keeps its key
-        # (digest_keys) and any resend is answered from Resend's record.
+        # No fallback, no opt-out: staff mail (see the module's doc).
         with engine().begin() as conn:
             for i in ids:
                 replies.mark_failed(conn, i, exc.code, exc.message)
@@ -232,7 +233,9 @@ def _later(ids: list[int], wait_s: float, parked: bool, status: str, detail: str
     A digest's place in the database is its lease. Waiting through the
     broker, the lease covers the wait and the next run's call. Parked
     (tasks.sending.outcome.parks), it lapses when the wait is over, and the
-    queue run, woken for it, takes the digests again under a new claim.
+    next queue run takes the digests again under a new claim: the one armed
+    here, or, past the wake-up's own horizon, the minute's tick (the queue
+    run plans its next wake-up from pending digests, not lapsing leases).
     """
     lease_s = wait_s if parked else wait_s + lease_seconds(get_settings())
     with engine().begin() as conn:
