@@ -208,7 +208,11 @@ def run(delivery_ids: list[int], slot_at: float | None = None) -> Outcome:
         except ProviderError as exc:
             error = exc
     # A failed request: the same decision and record as a single send's
-    # (tasks.sending.failure), fallbacks and opt-outs included.
+    # (tasks.sending.failure), fallbacks and opt-outs included. An error of
+    # this attempt (a quota 429, a 409 invalid_idempotent_request, which the
+    # adapter reports outcome_unknown) leaves an earlier lost answer as
+    # unknown as it was: resetting the flag let the next membership change
+    # send the others again under a new key.
     outcome = _record(claimed, results, settings) if error is None else after_error(
         claimed.members, claimed.attempts, error, settings, was_unknown=claimed.uncertain,
         label=f"batch {claimed.batch_id}: ")
