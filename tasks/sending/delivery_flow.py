@@ -1,200 +1,41 @@
 """One send of one delivery: decide, render, wait for a rate slot, lease, call, record.
 
 Shared by `send_sms` and `send_email`; the channel-specific parts are the
-provider and the message shape. Every step is safe to repeat: the status
-guards in sql/queries/deliveries.sql make a duplicated or stale task a no-op.
+provider and the message shape (tasks.sending.prepare). Every step is safe to
+repeat: the status guards in sql/queries/deliveries.sql make a duplicated or
+stale task a no-op.
 
-Waiting is not failing. A send first reserves its provider slot (never
-refused, see tasks.coordination.rate_limit) and then waits for it: a short wait in the
-task, a longer one by a fresh publish of the task for that time (not a Celery
-retry: no retry budget is spent), a wait beyond the broker's horizon parked in
-the database and released by the queue run. A provider's 429 is a wait too.
-Only provider calls that fail count against the retry budget.
+Waiting is not failing: the slot and the gate are tasks.sending.rate_slot's,
+and what a failed call leads to (fail for good, retry, park) is decided once
+for every send path in tasks.sending.outcome and recorded in
+tasks.sending.failure.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 
 from sqlalchemy import Connection
 
 from db import deliveries
 from db.connection import PING_AFTER_IDLE_S
 from db.deliveries import Claim, Delivery, Refused
-from tasks.coordination.broker_redis import coordination_redis_url
-from tasks.coordination.rate_limit import RateLimiter
-from tasks.database import autocommit_engine, engine
-from tasks.messages.rendering import MessageContext, render_email, render_sms
-from tasks.providers.base import Email, ProviderError, Sms
-from tasks.providers.registry import email_provider, sms_provider
-from tasks.sending.bounds import call_bound_s, lease_seconds
-from tasks.sending.fallback import dispatch_fallbacks, fall_back
+from tasks.database import autocommit_engine
+from tasks.messages.rendering import MessageContext
+from tasks.providers.base import ProviderError
+from tasks.sending.bounds import lease_seconds
+from tasks.sending.failure import after_error
+from tasks.sending.outcome import Outcome, arm_release
+from tasks.sending.outcome import backoff_seconds as backoff_seconds  # tests reach it here
+from tasks.sending.prepare import Prepared, prepare
+from tasks.sending.rate_slot import _limiter, plan_slot
+from tasks.sending.rate_slot import limiter as limiter  # tests reach it here
 from tasks.settings import Settings, get_settings
 from tasks.worker import worker_budget  # noqa: F401  (connects the worker's pool sizing)
-from tasks.worker.app import BROKER_HORIZON_S, app
-from tasks.worker.queue_tick import arm_wakeup
 
 log = logging.getLogger(__name__)
-
-#: Longest a task sleeps for its slot; beyond it the task is published again for it.
-MAX_RATE_SLEEP_S = 1.0
-#: A task for a reserved slot that starts later than this lost the slot (a
-#: worker restart, a busy broker): it reserves a new one rather than crowd others.
-SLOT_LATE_S = 2.0
-#: A task published for a slot starts this much before it, to render and
-#: claim first: a request that leaves late crowds the next second.
-PREPARE_LEAD_S = 0.25
-#: Wait after a 429 that named no Retry-After.
-DEFAULT_RATE_LIMIT_WAIT_S = 1.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a send task did; `retry_in_s` set: publish the task again after that long.
-
-    `slot_at` (epoch seconds) is the provider slot reserved for that run;
-    `ids` are the deliveries the next run covers (a batch), `leftover` ones
-    that need a batch task of their own, `singles` e-mails that must go on
-    their own (send_email).
-    """
-
-    status: str
-    detail: str = ""
-    retry_in_s: float | None = None
-    slot_at: float | None = None
-    ids: tuple[int, ...] = ()
-    leftover: tuple[int, ...] = ()
-    singles: tuple[int, ...] = ()
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.detail}".strip()
-
-
-@cache
-def _limiter(channel: str) -> RateLimiter:
-    settings = get_settings()
-    rate = settings.twilio_rate_per_s if channel == "sms" else settings.resend_rate_per_s
-    return RateLimiter(channel, rate, redis_url=coordination_redis_url(),
-                       call_timeout_s=call_bound_s(settings))
-
-
-def limiter(channel: str) -> RateLimiter:
-    """The shared rate limiter of a channel's provider."""
-    return _limiter(channel)
-
-
-@dataclass(frozen=True)
-class Slot:
-    """When a send may call its provider.
-
-    `later` set: not in this run (published again, or parked). Otherwise the
-    run renders, waits for its slot and the gate, and only then claims:
-    `go_at` is the slot reserved for it (epoch s), or None to reserve one at
-    the wait. `departed`: the gate admitted the call along with the slot
-    (RateLimiter.reserve_and_depart); the call must follow at once.
-    """
-
-    later: Outcome | None = None
-    go_at: float | None = None
-    departed: str | None = None
-
-    def wait(self, channel: str) -> None:
-        """Sleep until the slot (taking it now when none was reserved).
-
-        Called before the claim: nothing is leased while it sleeps. The call
-        then goes through the limiter's gate (`limiter(channel).call()`),
-        which also admits it before the claim.
-        """
-        go_at = self.go_at
-        if go_at is None:
-            go_at = time.time() + _limiter(channel).reserve(math.inf).wait_s
-        left = go_at - time.time()
-        if left > 0:
-            time.sleep(left)
-
-
-def plan_slot(channel: str, delivery_ids: list[int], slot_at: float | None,
-              reason: str, *, conn: Connection | None = None, depart: bool = False) -> Slot:
-    """This run's slot: the one reserved for it, one close enough, or a later run.
-
-    The slot is reserved here, before the claim, so a claimed delivery never
-    waits longer than MAX_RATE_SLEEP_S for it: a wait longer than that is a
-    later run, with no lease held meanwhile. `depart`: the caller claims and
-    calls right after this, so a slot that is now also passes the gate here,
-    in the same round trip (the caller then passes `departed` to `call`).
-    """
-    if slot_at is not None and time.time() - slot_at <= SLOT_LATE_S:
-        return Slot(go_at=slot_at)
-    lim = _limiter(channel)
-    reservation = (lim.reserve_and_depart(conn=conn) if depart
-                   else lim.reserve(math.inf, conn=conn))
-    wait_s = reservation.wait_s
-    # Eager tasks (tests) run inline: a countdown would not wait, so they sleep.
-    if app.conf.task_always_eager or wait_s <= MAX_RATE_SLEEP_S:
-        return Slot(go_at=time.time() + wait_s, departed=reservation.departed)
-    return Slot(later=wait_later(delivery_ids, wait_s, reason, conn=conn))
-
-
-def wait_later(delivery_ids: list[int], wait_s: float, reason: str, *,
-               conn: Connection | None = None) -> Outcome:
-    """A reserved slot `wait_s` away: publish the task again a little before it, or park.
-
-    `conn`: an autocommit connection the caller holds (else one is checked out).
-    """
-    slot_at = time.time() + wait_s
-    parked = wait_s > BROKER_HORIZON_S and not app.conf.task_always_eager
-    if conn is not None:
-        deliveries.note_wait(conn, delivery_ids, wait_s, parked=parked)
-    else:
-        with autocommit_engine().connect() as own:
-            deliveries.note_wait(own, delivery_ids, wait_s, parked=parked)
-    if parked:
-        arm_wakeup(wait_s - BROKER_HORIZON_S / 2)
-        return Outcome("parked", f"{reason}: slot in {wait_s:.1f}s")
-    return Outcome("waiting", f"{reason}: slot in {wait_s:.1f}s",
-                   retry_in_s=round(max(0.0, wait_s - PREPARE_LEAD_S), 3), slot_at=slot_at,
-                   ids=tuple(delivery_ids))
-
-
-def after_rate_limit(channel: str, delivery_ids: list[int], exc: ProviderError, *,
-                     outcome_unknown: bool) -> Outcome:
-    """A provider 429: a wait, not a failed attempt. Nobody gets a slot before Retry-After."""
-    with autocommit_engine().connect() as conn:
-        deliveries.rate_limited(conn, delivery_ids, outcome_unknown=outcome_unknown,
-                                code=exc.code, message=exc.message)
-    lim = _limiter(channel)
-    lim.defer(exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT_S)
-    wait = lim.reserve(math.inf).wait_s
-    return wait_later(delivery_ids, wait, f"provider rate limit ({exc.code})")
-
-
-def backoff_seconds(attempt: int, settings: Settings, retry_after: float | None) -> float:
-    """Exponential backoff with jitter (half fixed, half random), never before Retry-After."""
-    base = settings.send_retry_backoff_base
-    ceiling = min(settings.send_retry_backoff_max, base * 2 ** (attempt - 1))
-    countdown = ceiling / 2 + random.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        countdown = max(countdown, retry_after)
-    return round(countdown, 3)
-
-
-def status_callback_url(settings: Settings) -> str | None:
-    """Where Twilio reports delivery status, when the relay is reachable from outside."""
-    if not settings.relay_public_url:
-        return None
-    return f"{settings.relay_public_url}/webhooks/twilio/status"
-
-
-def idempotency_key(delivery_id: int) -> str:
-    """The Resend Idempotency-Key: one per delivery, the same on every retry."""
-    return f"regnotify-delivery-{delivery_id}"
 
 
 def message_context(d: Delivery, settings: Settings) -> MessageContext:
@@ -224,47 +65,6 @@ def skip_reason(d: Delivery) -> str | None:
     return d.skip_reason
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A delivery's rendered message, how to send it, and what the claim stores of it."""
-
-    to: str
-    provider: str
-    body: str
-    subject: str | None
-    template: str
-    send: Callable[[], str]
-    #: Looks for an earlier attempt the provider may have accepted (given
-    #: when that attempt started); None where the provider needs no lookup.
-    find_earlier: Callable[[datetime], str | None] | None
-
-
-def _prepare(d: Delivery, settings: Settings) -> Prepared:
-    """Render the delivery's message for its channel."""
-    assert d.contact is not None
-    ctx = message_context(d, settings)
-    if d.channel == "sms":
-        rendered_sms = render_sms(ctx)
-        texts = sms_provider()
-        sms = Sms(to=d.contact, body=rendered_sms.body,
-                  status_callback=status_callback_url(settings))
-        # The earlier attempt's text as stored at its claim, to the number it
-        # went to: the customer may have changed number since, and a text
-        # Twilio accepted for the old one is this burst's text all the same.
-        earlier = Sms(to=d.recipient or d.contact, body=d.body or sms.body)
-        return Prepared(sms.to, texts.name, sms.body, None, rendered_sms.template,
-                        send=lambda: texts.send(sms),
-                        find_earlier=lambda since: texts.find_sent(earlier, since))
-    rendered = render_email(ctx)
-    mails = email_provider()
-    email = Email(to=d.contact, subject=rendered.subject, html=rendered.html, text=rendered.text,
-                  idempotency_key=idempotency_key(d.id),
-                  tags=(("delivery", str(d.id)), ("stage", d.new_stage)))
-    # No lookup: Resend answers a repeated Idempotency-Key with the first send's id.
-    return Prepared(email.to, mails.name, email.text, email.subject, rendered.template,
-                    send=lambda: mails.send(email), find_earlier=None)
-
-
 def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome:
     """Carry one delivery as far as it can go now; the outcome may ask for a later run."""
     settings = get_settings()
@@ -278,10 +78,10 @@ def run(delivery_id: int, channel: str, slot_at: float | None = None) -> Outcome
     if isinstance(step, Outcome):
         return step
     d, claim, error = step
-    if error.rate_limited:
-        return after_rate_limit(d.channel, [d.id], error, outcome_unknown=claim.was_unknown)
-    return _after_error(d, claim.attempts_this_run, error, settings,
-                        was_unknown=claim.was_unknown)
+    # `was_unknown`: an earlier attempt may have been accepted; an error of
+    # this one says nothing about it (a lookup refused, a 409).
+    return after_error([d], claim.attempts_this_run, error, settings,
+                       was_unknown=claim.was_unknown)
 
 
 class _HeldConnection:
@@ -346,7 +146,7 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
 
     # Rendered before the slot is taken: from the slot on, nothing may fail
     # before the call, which holds its place at the gate (see plan_slot).
-    prepared = _prepare(d, settings)
+    prepared = prepare(d, message_context(d, settings), settings)
     slot = plan_slot(channel, [delivery_id], slot_at, "provider rate limit", conn=held.get(),
                      depart=True)
     if slot.later is not None:
@@ -392,8 +192,7 @@ def _refused(d: Delivery, refused: Refused) -> Outcome:
         # run releases it (release_parked), nothing waits in the broker.
         wait_s = max(0.0, (refused.quiet_until - datetime.now(refused.quiet_until.tzinfo))
                      .total_seconds())
-        if not app.conf.task_always_eager:
-            arm_wakeup(max(0.0, wait_s - BROKER_HORIZON_S / 2))
+        arm_release(wait_s)
         log.info("delivery %s: quiet hours at its claim; parked until %s", d.id,
                  refused.quiet_until.isoformat())
         return Outcome("quiet-hours", f"parked until {refused.quiet_until.isoformat()}")
@@ -414,42 +213,3 @@ def _find_earlier(claim: Claim, prepared: Prepared) -> str | None:
     if prepared.find_earlier and claim.was_unknown and claim.previous_attempt_at is not None:
         return prepared.find_earlier(claim.previous_attempt_at)
     return None
-
-
-def _after_error(d: Delivery, attempts: int, exc: ProviderError, settings: Settings, *,
-                 was_unknown: bool = False) -> Outcome:
-    """Fail now, or record the error and ask to be run again later.
-
-    `was_unknown`: an earlier attempt may have been accepted. An error of this
-    attempt (a quota 429, a 409, a refused lookup) says nothing about that
-    one, so the flag stays set, and a delivery that may have gone out never
-    falls back to the other channel (the customer would get two messages).
-    """
-    max_attempts = settings.send_max_retries + 1
-    unknown = was_unknown or exc.outcome_unknown
-    if not exc.transient or attempts >= max_attempts:
-        fallback = None
-        with engine().begin() as conn:
-            deliveries.mark_failed(conn, d.id, exc.code, exc.message, outcome_unknown=unknown)
-            if exc.opt_out and d.channel == "sms" and d.contact:
-                deliveries.set_sms_opt_out(
-                    conn, d.contact, opted_out=True, source=f"twilio:{exc.code}"
-                )
-            if not exc.transient and not exc.opt_out and not unknown:
-                fallback = fall_back(conn, d.id)  # the other channel (tasks/sending/fallback.py)
-        dispatch_fallbacks([fallback])
-        why = "permanent" if not exc.transient else f"gave up after {attempts} attempts"
-        log.warning("delivery %s failed (%s): %s", d.id, why, exc.code)
-        return Outcome("failed", f"{exc.code} ({why})")
-    countdown = backoff_seconds(attempts, settings, exc.retry_after)
-    parked = countdown > BROKER_HORIZON_S and not app.conf.task_always_eager
-    with autocommit_engine().connect() as conn:
-        deliveries.schedule_retry(
-            conn, d.id, countdown_s=countdown, outcome_unknown=unknown,
-            code=exc.code, message=exc.message, parked=parked,
-        )
-    detail = f"{exc.code} (attempt {attempts} of {max_attempts}), again in {countdown:.1f}s"
-    if parked:
-        arm_wakeup(countdown - BROKER_HORIZON_S / 2)
-        return Outcome("retry-parked", detail)
-    return Outcome("retry", detail, retry_in_s=countdown, ids=(d.id,))

@@ -33,25 +33,18 @@ from sqlalchemy import Connection
 
 from db import deliveries
 from db.deliveries import BatchMember, Delivery
+from db.fallback import Fallback
 from tasks.database import autocommit_engine, engine
-from tasks.messages.rendering import render_email
 from tasks.providers.base import BatchResult, Email, ProviderError
 from tasks.providers.registry import email_provider
 from tasks.sending.bounds import lease_seconds
-from tasks.sending.delivery_flow import (
-    Outcome,
-    after_rate_limit,
-    backoff_seconds,
-    idempotency_key,
-    limiter,
-    message_context,
-    plan_slot,
-    skip_reason,
-)
-from tasks.sending.fallback import dispatch_fallbacks, fall_back
+from tasks.sending.delivery_flow import message_context, skip_reason
+from tasks.sending.failure import after_error, fail_one
+from tasks.sending.fallback import dispatch_fallbacks
+from tasks.sending.outcome import Outcome, decide
+from tasks.sending.prepare import delivery_email
+from tasks.sending.rate_slot import limiter, plan_slot
 from tasks.settings import Settings, get_settings
-from tasks.worker.app import BROKER_HORIZON_S, app
-from tasks.worker.queue_tick import arm_wakeup
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +73,6 @@ class _Claimed:
     #: Before this claim, an earlier attempt of the batch may have been
     #: accepted: no error of a later attempt makes that less likely.
     uncertain: bool = False
-
-
-def _email(d: Delivery, settings: Settings) -> tuple[Email, str]:
-    assert d.contact is not None
-    rendered = render_email(message_context(d, settings))
-    email = Email(to=d.contact, subject=rendered.subject, html=rendered.html, text=rendered.text,
-                  idempotency_key=idempotency_key(d.id),
-                  tags=(("delivery", str(d.id)), ("stage", d.new_stage)))
-    return email, rendered.template
 
 
 def _still_to_send(delivery_ids: list[int]) -> list[int]:
@@ -170,7 +154,7 @@ def _claim_once(conn: Connection, delivery_ids: list[int], settings: Settings
     emails: list[Email] = []
     rows: list[BatchMember] = []
     for d in members:
-        email, template = _email(d, settings)
+        email, template = delivery_email(d, message_context(d, settings))
         emails.append(email)
         rows.append(BatchMember(d.id, email.to, email.text, email.subject, template,
                                 d.language))
@@ -223,18 +207,23 @@ def run(delivery_ids: list[int], slot_at: float | None = None) -> Outcome:
             results = email_provider().send_batch(claimed.emails, batch_key(claimed.batch_id))
         except ProviderError as exc:
             error = exc
-    outcome = _record(claimed, results) if error is None else (
-        after_rate_limit("email", [d.id for d in claimed.members], error,
-                         outcome_unknown=claimed.reused or claimed.uncertain)
-        if error.rate_limited else _after_error(claimed, error, settings))
+    # A failed request: the same decision and record as a single send's
+    # (tasks.sending.failure), fallbacks and opt-outs included. An error of
+    # this attempt (a quota 429, a 409 invalid_idempotent_request, which the
+    # adapter reports outcome_unknown) leaves an earlier lost answer as
+    # unknown as it was: resetting the flag let the next membership change
+    # send the others again under a new key.
+    outcome = _record(claimed, results, settings) if error is None else after_error(
+        claimed.members, claimed.attempts, error, settings, was_unknown=claimed.uncertain,
+        label=f"batch {claimed.batch_id}: ")
     return Outcome(outcome.status, outcome.detail, outcome.retry_in_s, outcome.slot_at,
                    outcome.ids, tuple(leftover), tuple(singles))
 
 
-def _record(claimed: _Claimed, results: list[BatchResult]) -> Outcome:
+def _record(claimed: _Claimed, results: list[BatchResult], settings: Settings) -> Outcome:
     ids = [d.id for d in claimed.members]
     sent = failed = 0
-    fallbacks = []
+    fallbacks: list[Fallback | None] = []
     with engine().begin() as conn:
         accepted = {d.id: r.message_id for d, r in zip(claimed.members, results, strict=True)
                     if r.message_id}
@@ -243,45 +232,15 @@ def _record(claimed: _Claimed, results: list[BatchResult]) -> Outcome:
         for d, result in zip(claimed.members, results, strict=True):
             if result.message_id:
                 continue
-            deliveries.mark_failed(conn, d.id, "validation_error",
-                                   result.error or "refused by Resend")
-            # Refused for its own address, as a lone e-mail would be: the
-            # other channel, where allowed (tasks/sending/fallback.py).
-            fallbacks.append(fall_back(conn, d.id))
+            # Refused for its own address: decided and recorded as a lone
+            # e-mail's refusal would be (the other channel, where allowed).
+            # Resend refused it, so it was not accepted, whatever came before.
+            refusal = ProviderError("validation_error", result.error or "refused by Resend",
+                                    transient=False)
+            decision = decide(refusal, claimed.attempts, settings)
+            fallbacks.append(fail_one(conn, d, refusal, decision))
             failed += 1
     dispatch_fallbacks(fallbacks)
     if failed:
         log.warning("batch %s: %d of %d refused by Resend", claimed.batch_id, failed, len(ids))
     return Outcome("sent", f"batch {claimed.batch_id}: {sent} sent, {failed} refused")
-
-
-def _after_error(claimed: _Claimed, exc: ProviderError, settings: Settings) -> Outcome:
-    """The whole request failed: fail every member now, or retry the same batch later."""
-    ids = [d.id for d in claimed.members]
-    max_attempts = settings.send_max_retries + 1
-    # A quota 429 or a refusal of this attempt leaves an earlier lost answer
-    # as unknown as it was: resetting the flag let the next membership change
-    # send the others again under a new key.
-    unknown = claimed.uncertain or exc.outcome_unknown
-    if not exc.transient or claimed.attempts >= max_attempts:
-        with engine().begin() as conn:
-            for i in ids:
-                deliveries.mark_failed(conn, i, exc.code, exc.message,
-                                       outcome_unknown=unknown or exc.code
-                                       == "invalid_idempotent_request")
-        why = "permanent" if not exc.transient else f"gave up after {claimed.attempts} attempts"
-        log.warning("batch %s failed (%s): %s", claimed.batch_id, why, exc.code)
-        return Outcome("failed", f"batch {claimed.batch_id}: {exc.code} ({why})")
-    countdown = backoff_seconds(claimed.attempts, settings, exc.retry_after)
-    parked = countdown > BROKER_HORIZON_S and not app.conf.task_always_eager
-    with engine().begin() as conn:
-        for i in ids:
-            deliveries.schedule_retry(conn, i, countdown_s=countdown,
-                                      outcome_unknown=unknown, code=exc.code,
-                                      message=exc.message, parked=parked)
-    detail = (f"batch {claimed.batch_id}: {exc.code} (attempt {claimed.attempts} of "
-              f"{max_attempts}), again in {countdown:.1f}s")
-    if parked:
-        arm_wakeup(countdown - BROKER_HORIZON_S / 2)
-        return Outcome("retry-parked", detail)
-    return Outcome("retry", detail, retry_in_s=countdown, ids=tuple(ids))

@@ -7,21 +7,22 @@ from collections.abc import Sequence
 from celery import Task
 
 from tasks.sending import delivery_flow, email_batch
+from tasks.sending.outcome import Outcome
 from tasks.worker.app import app
 from tasks.worker.dispatch import publish_batch
 from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
 from tasks.worker.worker_metrics import record_retry
 
 
-def _follow_up(outcome: delivery_flow.Outcome, ids: Sequence[int]) -> None:
+def _follow_up(outcome: Outcome, ids: Sequence[int]) -> None:
     if outcome.leftover:
         publish_batch(outcome.leftover)
     for single in outcome.singles:
         send_email.apply_async((single,), argsrepr=f"(delivery={single}, email)",
                                add_to_parent=False)
+    if outcome.is_retry:
+        record_retry("email")
     if outcome.retry_in_s is not None:
-        if outcome.slot_at is None:
-            record_retry("email")
         publish_batch(outcome.ids or ids, countdown=outcome.retry_in_s, slot_at=outcome.slot_at)
 
 
@@ -34,9 +35,9 @@ def send_email(self: Task, delivery_id: int, slot_at: float | None = None) -> st
         outcome = email_batch.run([int(delivery_id)], slot_at)
         _follow_up(outcome, [int(delivery_id)])
         return str(outcome)
+    if outcome.is_retry:
+        record_retry("email")
     if outcome.retry_in_s is not None:
-        if outcome.slot_at is None:
-            record_retry("email")
         # A fresh message, not self.retry(): waiting for a slot or a backoff
         # spends no Celery retry budget (attempts are counted in the database).
         send_email.apply_async(

@@ -17,9 +17,9 @@ def send_sms(self: Task, delivery_id: int, slot_at: float | None = None) -> str:
     `slot_at`: the provider slot (epoch seconds) reserved for this run.
     """
     outcome = delivery_flow.run(int(delivery_id), "sms", slot_at)
+    if outcome.is_retry:
+        record_retry("sms")
     if outcome.retry_in_s is not None:
-        if outcome.slot_at is None:
-            record_retry("sms")
         # A fresh message, not self.retry(): waiting for a slot or a backoff
         # spends no Celery retry budget (attempts are counted in the database).
         send_sms.apply_async(
