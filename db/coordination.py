@@ -48,9 +48,9 @@ def marker_clear(conn: Connection, name: str) -> None:
     conn.exec_driver_sql(query("marker_clear"), {"name": name})
 
 
-def forget(conn: Connection, name: str) -> None:
-    """Drop the row `name` (a marker, a gate's entries, a slot)."""
-    conn.exec_driver_sql(query("coordination_forget"), {"name": name})
+def forget(conn: Connection, name: str, group_prefix: str) -> None:
+    """Drop the row `name` (a marker, a gate's entries, a slot) and the rows of group `name`."""
+    conn.exec_driver_sql(query("coordination_forget"), {"name": name, "group": group_prefix})
 
 
 def wake_arm(conn: Connection, name: str, countdown_s: float) -> bool:

@@ -56,8 +56,10 @@ SET value = EXCLUDED.value, updated_at = now();
 UPDATE public.coordination_slots SET value = 0, updated_at = now() WHERE name = %(name)s;
 
 -- name: coordination_forget
--- Whatever the name holds: a marker, a gate's entries, a slot.
-DELETE FROM public.coordination_slots WHERE name = %(name)s;
+-- Whatever the name holds: a marker, a gate's entries, a slot, or a group
+-- of counters (the rows named %(group)s<field>).
+DELETE FROM public.coordination_slots
+WHERE name = %(name)s OR starts_with(name, %(group)s);
 
 -- name: wake_arm
 -- Arm a wake-up %(countdown_s)s from now unless one is armed at or before

@@ -147,7 +147,7 @@ class CoordinationStore(ABC):
 
     @abstractmethod
     def forget(self, key: str) -> None:
-        """Drop whatever `key` holds (a marker, a gate's entries, a slot)."""
+        """Drop whatever `key` holds (a marker, a gate's entries, a slot, a counter group)."""
 
     # ── Counters ────────────────────────────────────────────────────────────
 

@@ -110,7 +110,7 @@ class PostgresStore(CoordinationStore):
 
     def forget(self, key: str) -> None:
         with self._db() as db:
-            coordination.forget(db, key)
+            coordination.forget(db, key, key + COUNTER_SEPARATOR)
 
     def counters_add(self, increments: Mapping[str, Mapping[str, int | float]]) -> None:
         amounts = {f"{key}{COUNTER_SEPARATOR}{name}": float(amount)
