@@ -1,4 +1,9 @@
-"""Coordination state in PostgreSQL: rate-limit slots, the tick marker, the wake-up time."""
+"""Coordination state in PostgreSQL (sql/queries/coordination.sql).
+
+Rate-limit slots, departure gates (also the sign-in counters), the tick
+marker, the wake-up time and the workers' counters, as rows of
+coordination_slots: the PostgreSQL engine of tasks.coordination.store.
+"""
 
 from __future__ import annotations
 
@@ -33,9 +38,19 @@ def marker_set_if_absent(conn: Connection, name: str, ttl_s: float) -> bool:
     ).first() is not None
 
 
+def marker_set(conn: Connection, name: str, ttl_s: float) -> None:
+    """Set marker `name` for `ttl_s`, whatever it held."""
+    conn.exec_driver_sql(query("marker_set"), {"name": name, "ttl_s": ttl_s})
+
+
 def marker_clear(conn: Connection, name: str) -> None:
     """Clear marker `name`."""
     conn.exec_driver_sql(query("marker_clear"), {"name": name})
+
+
+def forget(conn: Connection, name: str, group_prefix: str) -> None:
+    """Drop the row `name` (a marker, a gate's entries, a slot) and the rows of group `name`."""
+    conn.exec_driver_sql(query("coordination_forget"), {"name": name, "group": group_prefix})
 
 
 def wake_arm(conn: Connection, name: str, countdown_s: float) -> bool:
@@ -67,3 +82,21 @@ def gate(conn: Connection, name: str, limit: int, window_s: float,
 def gate_landed(conn: Connection, name: str, logged_at: float) -> None:
     """The call logged at `logged_at` has its answer: log it at this moment instead."""
     conn.exec_driver_sql(query("gate_landed"), {"name": name, "logged_at": logged_at})
+
+
+def gate_prune(conn: Connection) -> None:
+    """Drop gates idle for a day (nothing is left in their windows)."""
+    conn.exec_driver_sql(query("gate_prune"), {})
+
+
+def counters_add(conn: Connection, amounts: dict[str, float]) -> None:
+    """Add to the counters named in `amounts` (rows `group#field`)."""
+    names = sorted(amounts)
+    conn.exec_driver_sql(query("counters_add"),
+                         {"names": names, "amounts": [float(amounts[n]) for n in names]})
+
+
+def counters_read(conn: Connection, prefix: str) -> dict[str, float]:
+    """{field: value} of the counters whose names start with `prefix`."""
+    rows = conn.exec_driver_sql(query("counters_read"), {"prefix": prefix})
+    return {row.field: float(row.value) for row in rows}

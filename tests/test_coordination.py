@@ -145,12 +145,14 @@ def test_redis_reserve_and_depart_takes_the_slot_and_the_gate_in_one_call(redis_
     assert later.wait_s > 0.9 and later.departed is None
 
 
-def test_reserve_and_depart_without_redis_only_reserves(on_rabbitmq: str) -> None:
+def test_reserve_and_depart_without_redis_also_departs(on_rabbitmq: str) -> None:
     from tasks.coordination.rate_limit import RateLimiter
 
     lim = RateLimiter(f"depart-pg-{uuid.uuid4().hex[:6]}", 5, redis_url=None)
     reservation = lim.reserve_and_depart()
-    assert reservation.granted and reservation.departed is None
+    assert reservation.granted and reservation.departed is not None
+    with lim.call(departed=reservation.departed):
+        pass
 
 
 def test_process_gate_holds_a_place_while_a_call_is_out() -> None:

@@ -1,11 +1,11 @@
 """The sign-in limits regnotify keeps, in the coordination store every relay shares.
 
-Counters live where the workers' rate limits live: the coordination Redis
-(COORDINATION_REDIS_URL, else the broker when it is Redis), else PostgreSQL
-(the table coordination_slots). So replicas count together and a restart
-forgets nothing. If the store does not answer, a counter in this process
-keeps the relay careful until it does. Keys hold a keyed hash of the number
-or address, never the number itself.
+Counters live where the workers' rate limits live, in the coordination
+store (tasks.coordination.stores chooses: the coordination Redis, else
+PostgreSQL), each a sliding window: a gate without hold. So replicas count
+together and a restart forgets nothing. If the store does not answer, a
+store in this process keeps the relay careful until it does. Keys hold a
+keyed hash of the number or address, never the number itself.
 
 The client's address is the TCP peer, or, when the peer is a trusted proxy
 (FORWARDED_ALLOW_IPS), the last address in X-Forwarded-For that is not one
@@ -18,19 +18,13 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import random
-import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 
-import redis
-import sqlalchemy.exc
 from sqlalchemy import Engine
 
-from db import signin_limits
-from tasks.coordination.broker_redis import connect, is_redis_url
+from tasks.coordination.store import CoordinationStore, Gate, StoreUnavailable
+from tasks.coordination.stores import choose_store, fallback_store
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,68 +40,30 @@ SENDS_PER_NUMBER = 3
 SENDS_PER_NUMBER_WINDOW_S = 600
 SENDS_PER_IP = 10
 SENDS_PER_IP_WINDOW_S = 3600
-#: Entries kept per kind in the in-process fallback before the oldest go.
+#: Entries kept per kind in this process (the portal's own code cache).
 MAX_KEYS = 50_000
-#: One hit in this many also prunes sign-in rows idle for a day (PostgreSQL).
-PRUNE_ONE_IN = 200
-
-# A sliding window in a sorted set: drop what left the window, refuse when
-# full, else log this hit. Redis's clock, so every relay counts alike.
-_HIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-return 1
-"""
-
-
-class _LocalWindows:
-    """The in-process fallback: at most `limit` events per key within `window_s`."""
-
-    def __init__(self) -> None:
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str, limit: int, window_s: float) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.pop(key, None) or deque()
-            while hits and hits[0] <= now - window_s:
-                hits.popleft()
-            allowed = len(hits) < limit
-            if allowed:
-                hits.append(now)
-            self._hits[key] = hits
-            while len(self._hits) > MAX_KEYS:
-                self._hits.pop(next(iter(self._hits)))
-            return allowed
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._hits.pop(key, None)
 
 
 class SigninCounters:
-    """Sliding-window counters shared by every relay (Redis, else PostgreSQL)."""
+    """Sliding-window counters shared by every relay (the coordination store).
 
-    def __init__(self, settings: Settings, engine: Callable[[], Engine], salt: bytes) -> None:
-        self._engine = engine
+    The store is chosen as the workers' is, except that an unset broker
+    means PostgreSQL (the relay always has it) rather than a Redis on the
+    default port that may not be there, or be someone else's. `store`: one
+    to use instead (tests).
+    """
+
+    def __init__(self, settings: Settings, engine: Callable[[], Engine], salt: bytes, *,
+                 store: CoordinationStore | None = None) -> None:
         self._salt = salt
-        self._local = _LocalWindows()
-        self._redis: redis.Redis | None = None
-        url = store_redis_url(settings)
-        if url is not None:
-            self._redis = connect(url, timeout_s=2)
-            self._hit_script = self._redis.register_script(_HIT)
+        self._store = store or choose_store(settings, database=engine,
+                                            unset_broker_is_redis=False)
+        self._fallback = fallback_store()
         self._warned = False
 
     @property
     def backend(self) -> str:
-        return "redis" if self._redis is not None else "postgresql"
+        return self._store.kind
 
     def key(self, kind: str, value: str) -> str:
         digest = hmac.new(self._salt, f"{kind}|{value}".encode(), hashlib.sha256).hexdigest()
@@ -115,52 +71,30 @@ class SigninCounters:
 
     def hit(self, kind: str, value: str, limit: int, window_s: float) -> bool:
         """Count one event for (kind, value) unless the window is full (then False)."""
-        key = self.key(kind, value)
+        key, window = self.key(kind, value), Gate(limit, window_s)
+        token = uuid.uuid4().hex
         try:
-            if self._redis is not None:
-                allowed = bool(int(self._hit_script(keys=[key], args=[
-                    limit, window_s, uuid.uuid4().hex])))
-            else:
-                with self._engine().begin() as conn:
-                    allowed = signin_limits.hit(conn, key, limit, window_s)
-                    if random.randrange(PRUNE_ONE_IN) == 0:
-                        signin_limits.prune(conn)
+            wait = self._store.gate_depart(key, window, token)
             self._warned = False
-            return allowed
-        except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        except StoreUnavailable as exc:
             self._warn(exc)
-        return self._local.hit(key, limit, window_s)
+            wait = self._fallback.gate_depart(key, window, token)
+        return wait <= 0
 
     def clear(self, kind: str, value: str) -> None:
         key = self.key(kind, value)
-        self._local.clear(key)
+        self._fallback.forget(key)
         try:
-            if self._redis is not None:
-                self._redis.delete(key)
-            else:
-                with self._engine().begin() as conn:
-                    signin_limits.clear(conn, key)
-        except (redis.RedisError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            self._store.forget(key)
+        except StoreUnavailable as exc:
             self._warn(exc)
 
     def _warn(self, exc: Exception) -> None:
         if not self._warned:
             log.warning("portal: sign-in counters' %s store unavailable (%s); counting in this "
-                        "process until it answers", self.backend, type(exc).__name__)
+                        "process until it answers", self.backend,
+                        type(exc.__cause__ or exc).__name__)
             self._warned = True
-
-
-def store_redis_url(settings: Settings) -> str | None:
-    """The Redis the relay's sign-in counters use, or None for PostgreSQL.
-
-    As the workers choose, except that an unset broker means PostgreSQL (the
-    relay always has it) rather than a Redis on the default port that may
-    not be there, or be someone else's.
-    """
-    if settings.coordination_redis_url:
-        return settings.coordination_redis_url
-    url = settings.celery_broker_url
-    return url if is_redis_url(url) else None
 
 
 # ── The client's address ─────────────────────────────────────────────────────

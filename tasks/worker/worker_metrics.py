@@ -1,11 +1,12 @@
-"""Counters the workers keep in Redis so the relay's /metrics can show them.
+"""Counters the workers keep in the coordination store so the relay's /metrics can show them.
 
 Workers are separate processes (and machines): a Prometheus registry in each
-would need scraping each. Counters in Redis hashes survive worker restarts
-and any relay can read them. Increments are summed in memory and written
-once a second in one pipeline, so a send costs a dict update, not a Redis
-round trip. Failures here never touch a send; increments that could not be
-written are kept for the next flush.
+would need scraping each. Counters in the coordination store (Redis hashes,
+else rows of coordination_slots: tasks.coordination.stores chooses) survive
+worker restarts and any relay can read them. Increments are summed in memory
+and written once a second in one round trip, so a send costs a dict update,
+not a store round trip. Failures here never touch a send; increments that
+could not be written are kept for the next flush.
 """
 
 from __future__ import annotations
@@ -17,31 +18,31 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-import redis
-
-from tasks.coordination.broker_redis import BrokerRedis
+from tasks.coordination.store import StoreUnavailable
+from tasks.coordination.stores import SharedStore
 
 log = logging.getLogger(__name__)
 
 #: Histogram bucket bounds for provider request latency, seconds.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-#: How often buffered increments are written to Redis.
+#: How often buffered increments are written to the store.
 FLUSH_INTERVAL_S = 1.0
 _PREFIX = "regnotify:metrics:"
-#: Fields that hold seconds; every other field is a count (HINCRBY refuses floats).
+#: Fields that hold seconds; every other field is a whole count.
 _FLOAT_FIELDS = frozenset({"sum"})
 
 _lock = threading.Lock()
-_broker = BrokerRedis(timeout_s=1)
+#: The coordination store, chosen from the settings on first use.
+store = SharedStore(timeout_s=1)
 _warned = False
-#: Redis hash -> field -> increment not yet written.
+#: Counter group -> field -> increment not yet written.
 _pending: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
 _flusher: threading.Thread | None = None
 
 
 def reset_client() -> None:
-    """Forget the client and any unwritten increments (tests that change the broker)."""
-    _broker.reset()
+    """Forget the store and any unwritten increments (tests that change the broker)."""
+    store.reset()
     with _lock:
         _pending.clear()
 
@@ -64,27 +65,20 @@ def _flush_forever() -> None:
 
 
 def flush() -> None:
-    """Write the buffered increments to Redis now (also run every second and at exit)."""
+    """Write the buffered increments to the store now (also run every second and at exit)."""
     global _warned
     with _lock:
         if not _pending:
             return
         batch = {key: dict(fields) for key, fields in _pending.items()}
         _pending.clear()
-    client = _broker.get()
-    if client is None:
-        return
     try:
-        pipe = client.pipeline(transaction=False)
-        for key, fields in batch.items():
-            for name, amount in fields.items():
-                if name in _FLOAT_FIELDS:
-                    pipe.hincrbyfloat(key, name, amount)
-                else:
-                    pipe.hincrby(key, name, int(amount))
-        pipe.execute()
+        store.get().counters_add({
+            key: {name: amount if name in _FLOAT_FIELDS else int(amount)
+                  for name, amount in fields.items()}
+            for key, fields in batch.items()})
         _warned = False
-    except redis.RedisError as exc:
+    except StoreUnavailable as exc:
         # Keep what was not written; counters are small, a long outage only
         # grows the increments, not the number of keys.
         with _lock:
@@ -92,7 +86,7 @@ def flush() -> None:
                 for name, amount in fields.items():
                     _pending[key][name] += amount
         if not _warned:
-            log.warning("metrics not recorded yet: %s", type(exc).__name__)
+            log.warning("metrics not recorded yet: %s", type(exc.__cause__ or exc).__name__)
             _warned = True
 
 
@@ -140,17 +134,14 @@ class WorkerFigures:
 
 
 def read() -> WorkerFigures | None:
-    """The recorded figures, or None when Redis does not answer."""
+    """The recorded figures, or None when the store does not answer."""
     # A relay that also runs tasks (eager tests, one-process setups) shows its own too.
     flush()
-    client = _broker.get()
-    if client is None:
-        return None
+    shared = store.get()
     try:
         latency: list[Latency] = []
         for provider in ("twilio", "resend", "console"):
-            raw = {k.decode(): v.decode()
-                   for k, v in client.hgetall(f"{_PREFIX}latency:{provider}").items()}
+            raw = shared.counters_read(f"{_PREFIX}latency:{provider}")
             if not raw:
                 continue
             # Each bucket was incremented for every bound >= the observation,
@@ -160,8 +151,8 @@ def read() -> WorkerFigures | None:
                                    float(raw.get("sum", 0.0))))
 
         def _ints(key: str) -> dict[str, int]:
-            return {k.decode(): int(v) for k, v in client.hgetall(_PREFIX + key).items()}
+            return {k: int(v) for k, v in shared.counters_read(_PREFIX + key).items()}
 
         return WorkerFigures(latency, _ints("calls"), _ints("retries"), _ints("queue_runs"))
-    except redis.RedisError:
+    except StoreUnavailable:
         return None
