@@ -26,6 +26,7 @@ HOST_PREFIX = "__Host-"
 #: Where the cookies live without the prefix (a plain-http relay on loopback).
 PLAIN_PATH = "/portal"
 
+
 @dataclass
 class Portal:
     """The customer page of one relay, built with its app."""
