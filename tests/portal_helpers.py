@@ -86,8 +86,7 @@ def portal_client(clean_db: str) -> Iterator[Callable[..., TestClient]]:
     def make(*, loopback: bool = True, **overrides: Any) -> TestClient:
         overrides.setdefault("database_url", clean_db)
         overrides.setdefault("session_secret", SESSION_SECRET)
-        app = create_app(relay_settings(**overrides))
-        app.state.loopback = loopback
+        app = create_app(relay_settings(**overrides), loopback=loopback)
         client = TestClient(app, base_url="https://testserver")
         made.append(client)
         return client

@@ -134,9 +134,8 @@ def prepare(args: argparse.Namespace, *, group: int | None = None) -> tuple[Star
         updates["relay_tick_interval_s"] = args.tick_interval
     settings = get_settings().model_copy(update=updates)
     # A RelayConfigError is said by tasks/cli/main.py like any other.
-    app = create_app(settings, local_only=args.local_only, group=group)
     # Codes printed on the relay's output (the customer page) only on loopback.
-    app.state.loopback = is_loopback(host)
+    app = create_app(settings, local_only=args.local_only, group=group, loopback=is_loopback(host))
     return app, host
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,11 +26,11 @@ HOST_PREFIX = "__Host-"
 #: Where the cookies live without the prefix (a plain-http relay on loopback).
 PLAIN_PATH = "/portal"
 
-_lock = threading.Lock()
-
 
 @dataclass
 class Portal:
+    """The customer page of one relay, built with its app."""
+
     settings: Settings
     sender: Sender | None
     loopback: bool
@@ -110,28 +109,32 @@ class Portal:
 
 
 def portal_for(request: Request) -> Portal:
-    """The app's Portal, made on first use (after `regnotify relay` said where it binds)."""
-    app = request.app
-    found: Portal | None = getattr(app.state, "portal", None)
-    if found is not None:
-        return found
-    with _lock:
-        found = getattr(app.state, "portal", None)
-        if found is None:
-            relay = app.state.relay
-            found = _build(relay.settings, bool(getattr(app.state, "loopback", False)),
-                           relay.engine)
-            app.state.portal = found
-    return found
+    """The app's Portal, built with the app (tasks/relay/app.py)."""
+    portal: Portal = request.app.state.portal
+    return portal
 
 
-def _build(settings: Settings, loopback: bool, engine: Callable[[], Engine]) -> Portal:
+def with_session_key(settings: Settings, *, loopback: bool) -> Settings:
+    """The process's settings, with a session key of its own on a loopback relay without one.
+
+    A relay on 127.0.0.1 (regnotify up, a laptop) without SESSION_SECRET signs
+    the page's sessions with a key of this process: they end when it stops.
+    Made once, before the relay and the page are built, so both hold the same
+    settings object (the relay's /api then accepts the page's sessions too).
+    """
+    if not loopback or (settings.session_secret and settings.session_secret.get_secret_value()):
+        return settings
+    return settings.model_copy(update={"session_secret": SecretStr(secrets.token_urlsafe(32))})
+
+
+def build_portal(settings: Settings, *, loopback: bool, engine: Callable[[], Engine]) -> Portal:
+    """The page's state for one relay: its settings, whether it serves loopback only, its engine.
+
+    `settings` is the relay's own object (after with_session_key): the page keeps
+    no copy. Without a session key (not loopback, no SESSION_SECRET) the CSRF key
+    is random per process and no session can be made.
+    """
     secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
-    if not secret and loopback:
-        # A relay on 127.0.0.1 (regnotify up) without SESSION_SECRET: sessions
-        # signed with a key of this process; they end when it stops.
-        secret = secrets.token_urlsafe(32)
-        settings = settings.model_copy(update={"session_secret": SecretStr(secret)})
     public = settings.portal_url or settings.relay_public_url or ""
     csrf_key = (hashlib.sha256(b"regnotify-portal-csrf|" + secret.encode()).digest()
                 if secret else secrets.token_bytes(32))

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from tasks.portal import ROUTES as PORTAL_ROUTES
 from tasks.portal.openapi import PATHS as PORTAL_PATHS
+from tasks.portal.state import build_portal, with_session_key
 from tasks.relay import (
     api_me,
     api_registrations,
@@ -40,6 +41,7 @@ def create_app(
     local_only: bool = False,
     tick: TickFunction | None = None,
     group: int | None = None,
+    loopback: bool = False,
 ) -> Starlette:
     """Build the relay for these settings (the process's by default).
 
@@ -47,9 +49,12 @@ def create_app(
     replaces tasks.maintenance.wakeup.request_tick (tests that observe ticks). The
     listener and the own ticker start with the app's lifespan. `group`: this
     app is one of several workers, which elect the one that runs those
-    (tasks/relay/leader.py).
+    (tasks/relay/leader.py). `loopback`: the relay binds a loopback address
+    only, so the customer page may print sign-in codes on its output and sign
+    sessions with a key of this process when SESSION_SECRET is unset.
     """
-    settings = settings or get_settings()
+    # One settings object for the process: the relay and the page share it.
+    settings = with_session_key(settings or get_settings(), loopback=loopback)
     relay = Relay(settings, local_only=local_only, tick=tick, group=group)
 
     @asynccontextmanager
@@ -93,6 +98,7 @@ def create_app(
     # Paths are exact here; anything else is a 404.
     app.router.redirect_slashes = False
     app.state.relay = relay
+    app.state.portal = build_portal(settings, loopback=loopback, engine=relay.engine)
     app.state.openapi = openapi.build_openapi()
     app.state.openapi["paths"].update(PORTAL_PATHS)
     app.state.openapi["paths"].update(STAFF_PATHS)
