@@ -99,7 +99,7 @@ def _wait_http(url: str, timeout_s: float, *, auth: tuple[str, str] | None = Non
 def run(args: argparse.Namespace) -> int:
     """Start, supervise, and on Ctrl-C stop everything."""
     from db.connection import redacted
-    from db.errors import check_database_url
+    from db.connector import check_database_url
     from db.migrations import migrate
     from tasks.local import leftovers
     from tasks.local.child_processes import ChildProcesses
