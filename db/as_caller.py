@@ -174,8 +174,9 @@ async def run_as_caller(pool: CallerPool, claims: Mapping[str, Any],
     """Run `statements` in one transaction as the caller, in one round trip; their rows.
 
     Committed when every statement succeeded; rolled back otherwise, and the
-    first error raised (psycopg's, or DatabaseUnavailable when the login
-    cannot become the role).
+    first error raised: psycopg's as it is (edges map it with
+    db.connector.family_errors), or DatabaseUnavailable when the login cannot
+    become the role.
     """
     role = checked_role(claims)
     async with pool.connection() as conn:
