@@ -18,14 +18,13 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
 
-from db.errors import CallerRoleRefused, DatabaseUnavailable
+from db.connector import briefly_away, family_error, family_errors
+from db.errors import CallerNotAllowed, CallerRoleRefused, DatabaseUnavailable
 
 #: The only roles a request may become. Role names cannot be bind parameters,
 #: so this list is also what keeps the SET ROLE statement a constant.
@@ -41,10 +40,9 @@ def as_caller(engine: Engine, claims: Mapping[str, Any]) -> Iterator[Connection]
             f"role {role!r} is not one of {', '.join(CALLER_ROLES)}: the API runs no other")
     with engine.begin() as conn:
         try:
-            conn.execute(text(f"SET LOCAL ROLE {role}"))
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) != "42501":
-                raise
+            with family_errors():
+                conn.execute(text(f"SET LOCAL ROLE {role}"))
+        except CallerNotAllowed:
             # The login role is not a member of the API roles: a setup problem
             # to fix once, not the caller's fault.
             raise DatabaseUnavailable(
@@ -176,8 +174,9 @@ async def run_as_caller(pool: CallerPool, claims: Mapping[str, Any],
     """Run `statements` in one transaction as the caller, in one round trip; their rows.
 
     Committed when every statement succeeded; rolled back otherwise, and the
-    first error raised (psycopg's, or DatabaseUnavailable when the login
-    cannot become the role).
+    first error raised: psycopg's as it is (edges map it with
+    db.connector.family_errors), or DatabaseUnavailable when the login cannot
+    become the role.
     """
     role = checked_role(claims)
     async with pool.connection() as conn:
@@ -192,13 +191,14 @@ async def run_as_caller(pool: CallerPool, claims: Mapping[str, Any],
                     cur = conn.cursor(row_factory=dict_row)
                     await cur.execute(statement.sql, dict(statement.params))
                     cursors.append(cur)
-        except psycopg.Error as exc:
-            if conn.closed or isinstance(exc, psycopg.OperationalError):
-                raise
+        except Exception as exc:
+            problem = family_error(exc)
+            if problem is None or conn.closed or briefly_away(exc):
+                raise  # not the database's answer, or the connection is gone
             # The Sync rolled the implicit transaction back; this is a no-op
             # then, and a safety net should a caller's statement have opened one.
             await conn.rollback()
-            if exc.sqlstate == "42501" and setting.pgresult is None:
+            if isinstance(problem, CallerNotAllowed) and setting.pgresult is None:
                 raise _role_refused(role) from None
             raise
         return [await cur.fetchall() if cur.description else [] for cur in cursors]

@@ -13,6 +13,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from db.connector import family_errors
+from db.errors import DatabaseError
+
 # Children first, so that nothing is dropped while something still needs it.
 DROP_ORDER = ("cron", "trg", "pol", "con_fk", "con", "view", "idx", "col", "table", "seq",
               "fn", "type", "schema", "ext", "member", "role")
@@ -137,10 +140,10 @@ def run_drop(conn: psycopg.Connection, key: str, stmt: str) -> str | None:
             return f"kept extension pg_cron: it holds {others} other job(s)"
     if kind in ("role", "member", "ext"):
         try:
-            with conn.transaction():
+            with family_errors(), conn.transaction():
                 conn.execute(stmt)
-        except psycopg.Error as exc:
-            return f"kept {key.replace('|', ' ', 1)}: {str(exc).splitlines()[0]}"
+        except DatabaseError as exc:
+            return f"kept {key.replace('|', ' ', 1)}: {exc.detail.splitlines()[0]}"
         return None
     conn.execute(stmt)
     return None

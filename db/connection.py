@@ -12,12 +12,11 @@ from psycopg.rows import dict_row
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from db.errors import (
-    DatabaseNotMigrated,
-    DatabaseUnavailable,
-    check_database_url,
-    database_problem,
-)
+from db.connector import check_database_url, family_errors, redacted
+from db.errors import DatabaseError, DatabaseNotMigrated, DatabaseUnavailable
+
+__all__ = ["PING_AFTER_IDLE_S", "check_database_url", "check_ready", "libpq_url",
+           "make_engine", "raw_connection", "redacted", "sqlalchemy_url"]
 
 #: The workers' engine pings a pooled connection only when it sat idle longer
 #: than this. A hot pool hands a connection back within milliseconds; pinging
@@ -43,11 +42,6 @@ def libpq_url(database_url: str) -> str:
     if url.drivername != "postgresql":
         url = url.set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
-
-
-def redacted(database_url: str) -> str:
-    """The URL with its password hidden, for logs and messages."""
-    return make_url(database_url).render_as_string(hide_password=True)
 
 
 def make_engine(
@@ -100,23 +94,22 @@ def check_ready(database_url: str, *, connect_timeout_s: int = 5) -> None:
     """Raise a DatabaseUnavailable (or DatabaseNotMigrated) unless the database can serve us."""
     check_database_url(database_url)
     try:
-        conn = psycopg.connect(libpq_url(database_url), connect_timeout=connect_timeout_s)
-        try:
-            # The queue is the first table every command touches.
-            row = conn.execute("SELECT to_regclass('public.notification_queue')").fetchone()
-            where = (f'database "{conn.info.dbname}" on {conn.info.host}:{conn.info.port} '
-                     f'as user "{conn.info.user}"')
-        finally:
-            conn.close()
-    except psycopg.OperationalError as exc:
-        first = (str(exc).strip().splitlines() or ["no answer"])[0]
+        with family_errors(database_url=database_url):
+            conn = psycopg.connect(libpq_url(database_url), connect_timeout=connect_timeout_s)
+            try:
+                # The queue is the first table every command touches.
+                row = conn.execute("SELECT to_regclass('public.notification_queue')").fetchone()
+                where = (f'database "{conn.info.dbname}" on {conn.info.host}:{conn.info.port} '
+                         f'as user "{conn.info.user}"')
+            finally:
+                conn.close()
+    except DatabaseUnavailable:
+        raise
+    except DatabaseError as exc:
+        # Neither unreachable nor unmigrated: the URL's options or the login.
         raise DatabaseUnavailable(
-            f"database {redacted(database_url)}: {first[:200]} (is it running, and is "
-            "DATABASE_URL right? `regnotify up` starts one locally)") from None
-    except psycopg.Error as exc:
-        raise (database_problem(exc) or DatabaseUnavailable(
-            f"database {redacted(database_url)} refused us ({type(exc).__name__}): "
-            "check DATABASE_URL")) from None
+            f"database {redacted(database_url)} refused us ({type(exc.__cause__).__name__}): "
+            "check DATABASE_URL") from None
     if row is None or row[0] is None:
         # Named in full: an empty DATABASE_URL ("postgresql://") reaches the
         # machine's own server, which nobody should migrate by mistake.

@@ -10,9 +10,9 @@ rollback still applies) or in its autocommit; psycopg prepares them
 server-side after a few runs, as before.
 
 psycopg's own errors come out unwrapped: the tasks' retry policy
-(tasks/worker/infrastructure_retry.py) and `db.errors.database_problem` know them. A lost
-connection is invalidated, as SQLAlchemy does with the ones it sees fail, so
-the pool never hands it out again.
+(db.connector.BRIEFLY_AWAY) and the connector's `family_error` know them. A
+lost connection is invalidated, as SQLAlchemy does with the ones it sees fail,
+so the pool never hands it out again.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def fetch_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[dict[s
             # busy worker's CPU, only to say whether there are rows.
             result = cursor.pgresult
             return cursor.fetchall() if result is not None and result.nfields else []
-    except psycopg.OperationalError as exc:
+    except Exception as exc:
         _invalidate_if_lost(conn, exc)
         raise
 
@@ -59,11 +59,14 @@ def run(conn: Connection, name: str, params: dict[str, Any]) -> None:
     try:
         with _driver(conn).cursor() as cursor:
             cursor.execute(query(name), params)
-    except psycopg.OperationalError as exc:
+    except Exception as exc:
         _invalidate_if_lost(conn, exc)
         raise
 
 
-def _invalidate_if_lost(conn: Connection, exc: psycopg.OperationalError) -> None:
-    if conn.connection.driver_connection.closed or conn.connection.driver_connection.broken:
+def _invalidate_if_lost(conn: Connection, exc: Exception) -> None:
+    if not isinstance(exc, psycopg.OperationalError):
+        return  # the statement failed, not the connection
+    driver = conn.connection.driver_connection
+    if driver.closed or driver.broken:
         conn.invalidate(exc)

@@ -1,46 +1,56 @@
 """Every error regnotify raises on purpose, under one base (httpx's `_exceptions.py` style).
 
-`db` cannot import `tasks`, so the base lives here; each subclass lives
-beside the code that raises it and is listed here::
+`db` cannot import `tasks`, so the base and every member the database layer
+raises live here; the application's members live in tasks.exceptions. The
+whole family::
 
     RegnotifyError                  db.errors: base; `exit_code` for the CLI
-    ├── DatabaseUnavailable         db.errors: DATABASE_URL unset, unusable or unreachable
-    │   └── DatabaseNotMigrated     db.errors: reachable, but `regnotify migrate` never ran
+    ├── ConfigurationError          db.errors: a setting that cannot work (also a ValueError)
+    │   ├── RelayConfigError        tasks.exceptions: the relay cannot run with these settings
+    │   └── ProviderConfigError     tasks.exceptions: missing or half-filled provider
+    │                               credentials (Twilio, Twilio Verify, Resend)
+    ├── DatabaseError               db.errors: the database (or SQLAlchemy on its behalf) did
+    │   │                           not do what was asked; `sqlstate` when the server said why
+    │   ├── DatabaseUnavailable     db.errors: DATABASE_URL unset, unusable or unreachable,
+    │   │   │                       the server busy, or no pooled connection free in time
+    │   │   └── DatabaseNotMigrated db.errors: reachable, but `regnotify migrate` never ran
+    │   ├── CallerNotAllowed        db.errors: no grant, or row-level security said no (42501)
+    │   ├── RegistrationNotFound    db.errors: no such registration, or not the caller's (P0002)
+    │   └── ValueRefused            db.errors: a constraint refused a value (class 23)
+    ├── StoreUnavailable            db.errors: the coordination store (Redis) cannot be used
+    ├── BrokerUnavailable           db.errors: the Celery broker cannot be reached
     ├── MigrationError              db.errors: a migration cannot be applied
-    ├── RelayConfigError            tasks.exceptions: the relay cannot run with these settings
-    ├── ProviderConfigError         tasks.exceptions: half-filled provider credentials
-    ├── InvalidToken                tasks.exceptions: an API bearer token that fails a check
     ├── CallerRoleRefused           db.errors: claims whose role the API never runs as
-    ├── CallerNotAllowed            db.errors: the front door refused the caller (42501)
-    ├── RegistrationNotFound        db.errors: no such registration, or not the caller's
     ├── CommandError                tasks.exceptions: a command refuses its input (own exit code)
+    ├── InvalidToken                tasks.exceptions: an API bearer token that fails a check
     ├── LocalStackError             tasks.exceptions: `regnotify up`'s own servers
     │   ├── ServerBinariesError     no PostgreSQL/Redis binaries from the allowed source
     │   ├── EmbeddedPostgresError   the embedded PostgreSQL cannot start
     │   ├── EmbeddedRedisError      the embedded Redis cannot start
     │   └── StateFolderBusy         another `up` runs in this state folder
-    └── ProviderError               tasks.providers.base: a provider call that did not end
-                                    in an accepted message (transient, opt_out,
-                                    outcome_unknown, retry_after)
+    └── ProviderError               tasks.exceptions: a provider call that did not end in an
+                                    accepted message (transient, opt_out, outcome_unknown,
+                                    retry_after); the provider protocol, tasks.providers.base,
+                                    re-exports it
 
-Each message is one line naming the problem and the fix; tasks/cli/main.py main()
-prints it and exits with `exit_code` (2), the one place that maps errors to
-exit statuses. `database_problem()` turns SQLAlchemy's and psycopg's errors
-into the family at that same place.
+Driver errors (psycopg, psycopg_pool, SQLAlchemy, redis, kombu, the socket
+layer) become members of the family in one place: db.connector.family_error,
+used at the edges through db.connector.family_errors. The CLI, the relay's
+API, its webhooks, the staff console and the migrations catch members, never
+driver classes (tests/test_connector_excepts.py keeps it so). Tasks keep
+driver errors unmapped inside: Celery retries them (db.connector.BRIEFLY_AWAY).
+
+Each message is one line naming the problem and the fix, without secrets (a
+password in a URL is masked); tasks/cli/main.py main() prints it and exits
+with `exit_code` (2), the one place that maps errors to exit statuses.
 
 Not in the family, on purpose: control flow that never reaches a person
-(tasks.relay.body_limit.BodyTooLarge and BodyTooSlow). A send that must wait
-raises nothing: tasks.sending.delivery_flow returns an Outcome that says when to run
-again.
+(tasks.relay.body_limit.BodyTooLarge and BodyTooSlow, tasks.relay.api_common.Refusal,
+tasks.staff.pages.BadInput). A send that must wait raises nothing:
+tasks.sending.delivery_flow returns an Outcome that says when to run again.
 """
 
 from __future__ import annotations
-
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
-
-#: Where a person finds the right URL format.
-URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
 
 
 class RegnotifyError(Exception):
@@ -49,7 +59,30 @@ class RegnotifyError(Exception):
     exit_code: int = 2
 
 
-class DatabaseUnavailable(RegnotifyError):
+class ConfigurationError(RegnotifyError, ValueError):
+    """A setting that cannot work, said in one line naming it and the fix.
+
+    Also a ValueError: the provider adapters raised plain ValueErrors for
+    missing credentials before, and a caller may still catch those.
+    """
+
+
+class DatabaseError(RegnotifyError):
+    """The database did not do what was asked.
+
+    `sqlstate` is the server's code when it answered with one (None for a
+    lost connection or SQLAlchemy's own errors); `detail` is the driver's own
+    text, secrets masked, for messages that quote it.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None,
+                 detail: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.detail = message if detail is None else detail
+
+
+class DatabaseUnavailable(DatabaseError):
     """The database cannot be used: DATABASE_URL unset, not a PostgreSQL URL, or unreachable."""
 
 
@@ -57,53 +90,34 @@ class DatabaseNotMigrated(DatabaseUnavailable):
     """The database answers but has no regnotify tables: `regnotify migrate` never ran."""
 
 
-class MigrationError(RegnotifyError):
-    """A migration cannot be applied; the message says why and what to do."""
-
-
-class CallerNotAllowed(RegnotifyError):
+class CallerNotAllowed(DatabaseError):
     """The database refused the caller (SQLSTATE 42501): not staff, or not their row."""
 
 
-class RegistrationNotFound(RegnotifyError):
+class RegistrationNotFound(DatabaseError):
     """No such registration, or none the caller may see (they cannot be told apart)."""
+
+
+class ValueRefused(DatabaseError):
+    """A constraint refused a value (SQLSTATE class 23: unique, check, foreign key, not null)."""
+
+
+class StoreUnavailable(RegnotifyError):
+    """The coordination store (Redis) did not answer, or answered with an error."""
+
+
+class BrokerUnavailable(RegnotifyError):
+    """The Celery broker cannot be reached: a task was not published."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = message if detail is None else detail
+
+
+class MigrationError(RegnotifyError):
+    """A migration cannot be applied; the message says why and what to do."""
 
 
 class CallerRoleRefused(RegnotifyError):
     """Claims whose `role` is not one the API runs as (anon, authenticated, service_role)."""
 
-
-def check_database_url(database_url: str) -> None:
-    """Raise DatabaseUnavailable unless the URL is a PostgreSQL URL we can drive."""
-    try:
-        url = make_url(database_url)
-    except sa_exc.ArgumentError:
-        raise DatabaseUnavailable(
-            f"DATABASE_URL is not a database URL: set it to {URL_EXAMPLE}") from None
-    backend = url.get_backend_name()
-    if backend not in ("postgres", "postgresql"):
-        raise DatabaseUnavailable(
-            f"DATABASE_URL is a {backend} URL; regnotify needs PostgreSQL: "
-            f"set it to {URL_EXAMPLE}")
-
-
-def database_problem(error: BaseException) -> DatabaseUnavailable | None:
-    """The family member a SQLAlchemy or psycopg error means, or None when it is not ours to say."""
-    import psycopg
-
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
-            return DatabaseNotMigrated(
-                "the database has no regnotify tables (or an older set): "
-                "run `regnotify migrate` first")
-        if isinstance(cause, psycopg.OperationalError):
-            first = str(cause).strip().splitlines()[0] if str(cause).strip() else "no answer"
-            return DatabaseUnavailable(
-                f"cannot reach the database ({first[:200]}): is it running, and is "
-                "DATABASE_URL right? (`regnotify up` starts one locally)")
-        if isinstance(cause, sa_exc.NoSuchModuleError | sa_exc.ArgumentError):
-            return DatabaseUnavailable(
-                f"DATABASE_URL is not a PostgreSQL URL: set it to {URL_EXAMPLE}")
-        cause = getattr(cause, "orig", None) or cause.__cause__
-    return None

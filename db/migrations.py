@@ -31,7 +31,8 @@ import psycopg
 from db import install_ledger, install_preflight
 from db.catalog_snapshot import snapshot
 from db.connection import libpq_url
-from db.errors import MigrationError
+from db.connector import family_errors
+from db.errors import CallerNotAllowed, DatabaseError, DatabaseUnavailable, MigrationError
 from db.sql_files import migrations_dir
 
 # Arbitrary but fixed: "regnotify" spelled as bytes, folded into a bigint.
@@ -195,18 +196,19 @@ def _check_api_roles(conn: psycopg.Connection) -> None:
 def _protected_setting_unreadable(conn: psycopg.Connection) -> bool:
     """Whether reading cron.database_name raises here (pg_cron loaded, owner unprivileged)."""
     try:
-        with conn.transaction():
+        with family_errors(), conn.transaction():
             conn.execute(_PROTECTED_PROBE)
-    except psycopg.errors.InsufficientPrivilege:
+    except CallerNotAllowed:
         return True
     return False
 
 
 def _connect(database_url: str) -> psycopg.Connection:
     try:
-        return psycopg.connect(libpq_url(database_url), autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise MigrationError(f"cannot connect to the database: {exc}".strip()) from exc
+        with family_errors():
+            return psycopg.connect(libpq_url(database_url), autocommit=True)
+    except DatabaseUnavailable as exc:
+        raise MigrationError(f"cannot connect to the database: {exc.detail}".strip()) from exc
 
 
 def status(database_url: str, folder: Path | None = None) -> list[MigrationState]:
@@ -255,10 +257,11 @@ def migrate(
             install_preflight.check(conn, [f.filename for f in files
                                            if f.filename not in already])
             try:
-                _prepare_ledger(conn)
-            except psycopg.Error as exc:
+                with family_errors():
+                    _prepare_ledger(conn)
+            except DatabaseError as exc:
                 raise MigrationError(
-                    f"cannot set up the migration ledger {LEDGER}: {exc}".strip()
+                    f"cannot set up the migration ledger {LEDGER}: {exc.detail}".strip()
                 ) from exc
             done = _applied(conn)
             pending = [f.filename for f in files if f.filename not in done]
@@ -286,7 +289,7 @@ def migrate(
                     continue
                 notices.clear()
                 try:
-                    with conn.transaction():
+                    with family_errors(), conn.transaction():
                         # The previous file's "after" is this one's "before":
                         # the advisory lock keeps other runners out between them.
                         before = after if after is not None else snapshot(conn)
@@ -303,9 +306,9 @@ def migrate(
                         install_ledger.record_diff(conn, f.filename, before, now)
                         install_ledger.log(conn, f.filename, "apply")
                     after = now
-                except psycopg.Error as exc:
+                except DatabaseError as exc:
                     raise MigrationError(
-                        f"{f.filename} failed and was rolled back: {exc}".strip()
+                        f"{f.filename} failed and was rolled back: {exc.detail}".strip()
                     ) from exc
                 applied_now.append(f.filename)
                 if on_applied:

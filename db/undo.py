@@ -31,7 +31,8 @@ from psycopg.rows import tuple_row
 from db import install_ledger
 from db.catalog_restore import drop_kind, drop_statements, restore, run_drop
 from db.catalog_snapshot import snapshot
-from db.errors import MigrationError
+from db.connector import family_errors
+from db.errors import DatabaseError, MigrationError
 from db.migrations import (
     LEDGER,
     MIGRATION_LOCK_KEY,
@@ -143,13 +144,13 @@ def rollback(
             state: dict[str, str] | None = None
             for u in undos:
                 try:
-                    with conn.transaction():
+                    with family_errors(), conn.transaction():
                         notes, after = _undo_one(conn, u, report, state)
                     state = after
-                except psycopg.Error as exc:
+                except DatabaseError as exc:
                     raise MigrationError(
                         f"the undo of {u.migration} failed and was rolled back (the "
-                        f"database is as it was before it): {str(exc).strip()}") from exc
+                        f"database is as it was before it): {exc.detail}") from exc
                 report.undone.append(u.migration)
                 if on_undone:
                     on_undone(u.migration, notes)
@@ -288,7 +289,7 @@ def uninstall(
                     _say(k) for k in sorted(install_ledger.adopted_keys(conn))
                     if k.startswith("rel|") and _is_table(conn, k)]
             try:
-                with conn.transaction():
+                with family_errors(), conn.transaction():
                     state: dict[str, str] | None = None
                     for u in undos:
                         _, state = _undo_one(conn, u, report, state)
@@ -296,10 +297,10 @@ def uninstall(
                     report.notes += _leftovers(conn)
                     conn.execute("DROP SCHEMA IF EXISTS regnotify CASCADE")
                     report.notes.append("dropped schema regnotify (the migration ledger)")
-            except psycopg.Error as exc:
+            except DatabaseError as exc:
                 raise MigrationError(
                     f"uninstall failed and was rolled back (nothing was removed): "
-                    f"{str(exc).strip()}") from exc
+                    f"{exc.detail}") from exc
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return report
@@ -325,12 +326,12 @@ def _leftovers(conn: psycopg.Connection) -> list[str]:
                 notes.append(f"unscheduled pg_cron job {name}")
         if cur.execute("SELECT to_regclass('vault.secrets') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
             try:
-                with conn.transaction():
+                with family_errors(), conn.transaction():
                     gone = cur.execute("DELETE FROM vault.secrets WHERE name = %s",
                                        (VAULT_SECRET,)).rowcount
                 if gone:
                     notes.append(f"deleted Vault secret {VAULT_SECRET}")
-            except psycopg.Error as exc:
-                notes.append(f"kept Vault secret {VAULT_SECRET}: {str(exc).splitlines()[0]} "
+            except DatabaseError as exc:
+                notes.append(f"kept Vault secret {VAULT_SECRET}: {exc.detail.splitlines()[0]} "
                              f"(delete it in the dashboard: Vault, {VAULT_SECRET})")
     return notes

@@ -1,20 +1,24 @@
-"""The application side of the error family; the tree and its base are in db/errors.py.
-
-ProviderError lives with the provider protocol (tasks/providers/base.py);
-the database errors live in db/errors.py because db/ cannot import tasks/.
-"""
+"""The application's members of the error family; the tree, its base and the
+database's members are in db/errors.py (db/ cannot import tasks/)."""
 
 from __future__ import annotations
 
 from db.errors import (
+    BrokerUnavailable,
+    ConfigurationError,
+    DatabaseError,
     DatabaseNotMigrated,
     DatabaseUnavailable,
     MigrationError,
     RegnotifyError,
+    StoreUnavailable,
 )
 
 __all__ = [
+    "BrokerUnavailable",
     "CommandError",
+    "ConfigurationError",
+    "DatabaseError",
     "DatabaseNotMigrated",
     "DatabaseUnavailable",
     "EmbeddedPostgresError",
@@ -23,18 +27,20 @@ __all__ = [
     "LocalStackError",
     "MigrationError",
     "ProviderConfigError",
+    "ProviderError",
     "RegnotifyError",
     "RelayConfigError",
     "ServerBinariesError",
     "StateFolderBusy",
+    "StoreUnavailable",
 ]
 
 
-class RelayConfigError(RegnotifyError):
+class RelayConfigError(ConfigurationError):
     """The relay cannot run with these settings (said in one line)."""
 
 
-class ProviderConfigError(RegnotifyError):
+class ProviderConfigError(ConfigurationError):
     """Provider settings that cannot work, said in one line naming what is missing."""
 
 
@@ -68,3 +74,34 @@ class EmbeddedRedisError(LocalStackError):
 
 class InvalidToken(RegnotifyError):
     """A bearer token that cannot be trusted (the API answers 401 without saying why)."""
+
+
+class ProviderError(RegnotifyError):
+    """A provider call that did not end in an accepted message.
+
+    `transient` errors are retried; the rest fail the delivery at once.
+    `outcome_unknown` means the provider may have accepted the message anyway
+    (a timeout, a dropped connection, a 5xx), so a retry must check first.
+    `rate_limited`: the provider refused for its request rate (HTTP 429), so
+    the call was a wait for a slot, not a failed attempt (see delivery_flow).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        transient: bool,
+        outcome_unknown: bool = False,
+        retry_after: float | None = None,
+        opt_out: bool = False,
+        rate_limited: bool = False,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.transient = transient
+        self.outcome_unknown = outcome_unknown
+        self.retry_after = retry_after
+        self.opt_out = opt_out
+        self.rate_limited = rate_limited

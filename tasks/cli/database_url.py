@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from db.connection import check_ready
-from db.errors import DatabaseUnavailable, check_database_url
+from db.connector import check_database_url
+from db.errors import DatabaseUnavailable
 from tasks.exceptions import CommandError
 from tasks.settings import get_settings
 
@@ -67,15 +68,9 @@ def parse_registration_id(value: str) -> str:
 @contextmanager
 def database(args: argparse.Namespace) -> Iterator[Connection]:
     """A transaction on the configured database; an unreachable server is a one-line error."""
-    from sqlalchemy.exc import OperationalError
-
-    from db.connection import redacted
+    from db.connector import family_errors
     from tasks.database import engine
 
     url = use_database_url(args)
-    try:
-        with engine().begin() as conn:
-            yield conn
-    except OperationalError as exc:
-        first_line = str(exc.orig or exc).strip().splitlines()[0]
-        raise CommandError(f"database {redacted(url)}: {first_line}") from None
+    with family_errors(database_url=url), engine().begin() as conn:
+        yield conn

@@ -6,10 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import psycopg
-from sqlalchemy.exc import SQLAlchemyError
-
-from db.errors import RegnotifyError, database_problem
+from db.connector import family_errors
+from db.errors import RegnotifyError
 from tasks.cli import COMMANDS, dev_token
 
 
@@ -31,16 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        # A driver's error met mid-command (the server went away, a table is
+        # missing) is said the same way as when a command's own check finds it.
+        with family_errors():
+            return int(args.handler(args) or 0)
     except RegnotifyError as exc:
         return _report(args.command, exc)
-    except (SQLAlchemyError, psycopg.Error) as exc:
-        # Met mid-command (the server went away, a table is missing): said
-        # the same way as when a command's own check finds it.
-        problem = database_problem(exc)
-        if problem is None:
-            raise
-        return _report(args.command, problem)
     except KeyboardInterrupt:
         return 130
 

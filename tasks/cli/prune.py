@@ -93,27 +93,21 @@ def run(args: argparse.Namespace) -> int:
 @contextmanager
 def _engine(args: argparse.Namespace) -> Iterator[Engine]:
     """The configured database; unreachable or never migrated is a one-line error."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
     from db.connection import redacted
+    from db.connector import family_errors
+    from db.errors import CallerNotAllowed, DatabaseNotMigrated
     from tasks.database import engine
 
     url = use_database_url(args)
     try:
-        yield engine()
-    except OperationalError as exc:
-        first_line = str(exc.orig or exc).strip().splitlines()[0]
-        raise CommandError(f"database {redacted(url)}: {first_line}") from None
-    except ProgrammingError as exc:
-        from psycopg import errors
-
-        if isinstance(exc.orig, errors.UndefinedFunction):
-            raise CommandError(f"database {redacted(url)} has no retention functions yet: "
-                               "run `regnotify migrate`") from None
-        if isinstance(exc.orig, errors.InsufficientPrivilege):
-            raise CommandError(f"the role in {redacted(url)} may not prune: connect as the "
-                               "database owner (the role that ran the migrations)") from None
-        raise
+        with family_errors(database_url=url):
+            yield engine()
+    except DatabaseNotMigrated:
+        raise CommandError(f"database {redacted(url)} has no retention functions yet: "
+                           "run `regnotify migrate`") from None
+    except CallerNotAllowed:
+        raise CommandError(f"the role in {redacted(url)} may not prune: connect as the "
+                           "database owner (the role that ran the migrations)") from None
 
 
 def _dry_run(args: argparse.Namespace, engine: Engine) -> int:

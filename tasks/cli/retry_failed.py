@@ -126,17 +126,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dispatch(refs: Sequence[DeliveryRef]) -> int:
-    from kombu.exceptions import OperationalError
-
+    from db.connector import family_errors
+    from db.errors import BrokerUnavailable
     from tasks.worker.dispatch import dispatch
 
     try:
-        return dispatch(refs)
-    except OperationalError as exc:
+        with family_errors(network=BrokerUnavailable):
+            return dispatch(refs)
+    except BrokerUnavailable as exc:
         # The rows are queued in the database already; the tick's sweep
         # re-publishes queued deliveries nobody is working on.
         raise CommandError(
-            f"requeued {len(refs)} deliveries but could not reach the broker ({exc}); "
+            f"requeued {len(refs)} deliveries but could not reach the broker ({exc.detail}); "
             "the next tick's sweep will send them",
             exit_code=1,
         ) from None

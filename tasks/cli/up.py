@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _settings() -> Settings:
     """The settings `up` runs with, refused before anything starts when unusable."""
-    from db.errors import check_database_url
+    from db.connector import check_database_url
     from tasks.settings import Settings, refuse_placeholders, refuse_unsafe_settings
 
     # The environment and .env only: up.env is what an `up` wrote for other

@@ -26,7 +26,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from tasks.auth.api_tokens import issue_session_token, verify_token
-from tasks.exceptions import InvalidToken
+from tasks.exceptions import InvalidToken, ProviderConfigError
 from tasks.masking import mask_phone
 from tasks.portal import limits
 from tasks.settings import Settings
@@ -114,8 +114,8 @@ class TwilioVerifySender:
 
     def __init__(self, settings: Settings) -> None:
         if not (settings.twilio_account_sid and settings.twilio_auth_token):
-            raise ValueError("TWILIO_VERIFY_SERVICE_SID needs TWILIO_ACCOUNT_SID and "
-                             "TWILIO_AUTH_TOKEN")
+            raise ProviderConfigError("TWILIO_VERIFY_SERVICE_SID needs TWILIO_ACCOUNT_SID and "
+                                      "TWILIO_AUTH_TOKEN")
         self._settings = settings
         self._service = settings.twilio_verify_service_sid
         self._local = threading.local()

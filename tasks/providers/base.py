@@ -1,4 +1,5 @@
-"""What every provider adapter offers, and the one error type the send tasks understand."""
+"""What every provider adapter offers, and the one error type the send tasks understand
+(ProviderError, a member of the error family defined in tasks.exceptions)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from db.errors import RegnotifyError
+from tasks.exceptions import ProviderError
+
+__all__ = ["BatchResult", "Email", "EmailProvider", "ProviderError", "Sms", "SmsProvider",
+           "parse_retry_after"]
 
 
 @dataclass(frozen=True)
@@ -28,37 +32,6 @@ class Email:
     text: str
     idempotency_key: str
     tags: tuple[tuple[str, str], ...] = ()
-
-
-class ProviderError(RegnotifyError):
-    """A provider call that did not end in an accepted message.
-
-    `transient` errors are retried; the rest fail the delivery at once.
-    `outcome_unknown` means the provider may have accepted the message anyway
-    (a timeout, a dropped connection, a 5xx), so a retry must check first.
-    `rate_limited`: the provider refused for its request rate (HTTP 429), so
-    the call was a wait for a slot, not a failed attempt (see delivery_flow).
-    """
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        transient: bool,
-        outcome_unknown: bool = False,
-        retry_after: float | None = None,
-        opt_out: bool = False,
-        rate_limited: bool = False,
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.transient = transient
-        self.outcome_unknown = outcome_unknown
-        self.retry_after = retry_after
-        self.opt_out = opt_out
-        self.rate_limited = rate_limited
 
 
 class SmsProvider(Protocol):

@@ -11,6 +11,7 @@ import resend
 from resend.exceptions import ResendError
 from resend.http_client import HTTPClient
 
+from tasks.exceptions import ProviderConfigError
 from tasks.providers.base import BatchResult, Email, ProviderError, parse_retry_after
 from tasks.providers.http_env import pin_environment
 from tasks.settings import Settings
@@ -70,7 +71,7 @@ class ResendEmail:
 
     def __init__(self, settings: Settings) -> None:
         if not settings.resend_api_key:
-            raise ValueError("Resend needs RESEND_API_KEY")
+            raise ProviderConfigError("Resend needs RESEND_API_KEY")
         resend.api_key = settings.resend_api_key.get_secret_value()
         if settings.resend_api_base_url:
             resend.api_url = settings.resend_api_base_url

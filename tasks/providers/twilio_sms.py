@@ -19,6 +19,7 @@ from twilio.rest import Client
 from urllib3 import HTTPConnectionPool
 from urllib3.util import Retry, Timeout
 
+from tasks.exceptions import ProviderConfigError
 from tasks.providers.base import ProviderError, Sms, parse_retry_after
 from tasks.providers.http_env import pin_environment
 from tasks.settings import Settings
@@ -147,9 +148,10 @@ class TwilioSms:
 
     def __init__(self, settings: Settings) -> None:
         if not settings.twilio_account_sid or not settings.twilio_auth_token:
-            raise ValueError("Twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+            raise ProviderConfigError("Twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
         if not (settings.twilio_from_number or settings.twilio_messaging_service_sid):
-            raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+            raise ProviderConfigError(
+                "Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
         self._sid = settings.twilio_account_sid
         self._token = settings.twilio_auth_token.get_secret_value()
         self._from = settings.twilio_from_number

@@ -15,13 +15,18 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
-from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from db.as_caller import Rows, Statement, run_as_caller
-from db.errors import CallerRoleRefused, DatabaseUnavailable
+from db.connector import family_errors
+from db.errors import (
+    CallerNotAllowed,
+    CallerRoleRefused,
+    DatabaseUnavailable,
+    RegistrationNotFound,
+    ValueRefused,
+)
 from tasks.auth.verified_claims import verified_claims
 from tasks.exceptions import InvalidToken
 from tasks.relay.auth import bearer_token
@@ -93,30 +98,28 @@ async def as_the_caller(request: Request, claims: dict[str, Any],
                         *statements: Statement) -> list[Rows]:
     """Run `statements` in one transaction as the caller (one round trip); their rows.
 
-    The database's refusals become Refusals: 42501 (no grant, or row-level
-    security) 403, P0002 (the functions' "not found") 404, a constraint 422,
-    an unreachable database 503.
+    The database's refusals, as the connector names them, become Refusals:
+    CallerNotAllowed (no grant, or row-level security) 403, RegistrationNotFound
+    (the functions' "not found") 404, ValueRefused (a constraint) 422,
+    DatabaseUnavailable 503. Any other database error is the server's 500.
     """
     relay: Relay = request.app.state.relay
     try:
-        return await run_as_caller(relay.caller_pool(), claims, statements)
+        with family_errors():
+            return await run_as_caller(relay.caller_pool(), claims, statements)
     except CallerRoleRefused:
         raise Refusal(error(401, "invalid bearer token",
                             {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})) from None
-    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
-            DatabaseUnavailable) as exc:
+    except DatabaseUnavailable as exc:
         log.warning("API %s %s: 503, database unavailable (%s)", request.method,
-                    request.url.path, (str(exc).splitlines() or [""])[0][:200])
+                    request.url.path, (exc.detail.splitlines() or [""])[0][:200])
         raise Refusal(error(503, "database unavailable", {"Retry-After": "5"})) from None
-    except psycopg.Error as exc:
-        state = exc.sqlstate
-        if state == "42501":  # no grant (anon), a row-level security refusal, the function's
-            raise Refusal(error(403, "not allowed")) from None
-        if state == "P0002":  # the function's "no such registration (for you)"
-            raise not_found() from None
-        if state is not None and state.startswith("23"):  # a constraint said no
-            raise Refusal(error(422, "the database refused this value")) from None
-        raise
+    except CallerNotAllowed:
+        raise Refusal(error(403, "not allowed")) from None
+    except RegistrationNotFound:
+        raise not_found() from None
+    except ValueRefused:
+        raise Refusal(error(422, "the database refused this value")) from None
 
 
 def scalar(rows: Rows) -> Any:

@@ -25,6 +25,8 @@ import threading
 import psycopg
 
 from db.connection import libpq_url
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.relay.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,9 @@ class Leadership(BackgroundLoop):
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._hold_while_possible()
-            except psycopg.Error as exc:
+                with family_errors():
+                    self._hold_while_possible()
+            except DatabaseError as exc:
                 if self._leading.is_set():
                     log.warning("relay leader: lost the database (%s); another worker may "
                                 "take over", type(exc).__name__)

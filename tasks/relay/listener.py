@@ -17,6 +17,8 @@ from collections.abc import Callable
 import psycopg
 
 from db.connection import libpq_url
+from db.connector import family_errors
+from db.errors import DatabaseError, DatabaseNotMigrated, DatabaseUnavailable
 from tasks.relay.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
@@ -98,16 +100,17 @@ class Listener(BackgroundLoop):
                     break
                 continue
             try:
-                self._listen_until_lost()
+                with family_errors():
+                    self._listen_until_lost()
                 backoff = self.backoff_initial_s
-            except psycopg.Error as exc:
+            except DatabaseError as exc:
                 self._connected.clear()
                 self.last_error = type(exc).__name__
                 # Full jitter so several relays do not reconnect in lockstep.
                 delay = random.uniform(backoff / 2, backoff)
                 log.warning(
                     "LISTEN %s: connection lost or refused (%s: %s); reconnecting in %.1fs",
-                    self.channel, type(exc).__name__, _first_line(exc), delay,
+                    self.channel, type(exc).__name__, _first_line(exc.detail), delay,
                 )
                 if self._stop.wait(delay):
                     break
@@ -173,10 +176,13 @@ class Listener(BackgroundLoop):
     def _run_watch(self, conn: psycopg.Connection) -> None:
         assert self._watch is not None
         try:
-            self._watch(conn)
-        except psycopg.OperationalError:
-            raise  # the connection is gone: reconnect like any other loss
-        except psycopg.Error as exc:
+            with family_errors():
+                self._watch(conn)
+        except DatabaseError as exc:
+            gone = (isinstance(exc, DatabaseUnavailable)
+                    and not isinstance(exc, DatabaseNotMigrated))
+            if gone:
+                raise  # the connection is gone: reconnect like any other loss
             # A missing table (not migrated yet) must not end the LISTEN;
             # said once, not every second.
             if not self._watch_failing:
@@ -195,6 +201,6 @@ class Listener(BackgroundLoop):
             log.warning("LISTEN %s: tick failed (%s)", self.channel, type(exc).__name__)
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException | str) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else ""

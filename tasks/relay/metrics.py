@@ -20,12 +20,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from db import metrics as db_metrics
-from db.errors import DatabaseUnavailable
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.worker import worker_metrics
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class PipelineCollector(Collector):
         up = GaugeMetricFamily("regnotify_database_up",
                                "1 when the last scrape could read the database")
         try:
-            with self._engine().connect() as conn:
+            with family_errors(), self._engine().connect() as conn:
                 queue = db_metrics.queue_figures(conn)
                 deliveries = db_metrics.delivery_figures(conn)
                 held = db_metrics.held_figures(conn)
@@ -53,7 +53,7 @@ class PipelineCollector(Collector):
                 digests = db_metrics.reply_digest_figures(conn)
                 unknown = db_metrics.outcome_unknown_figures(conn)
             up.add_metric([], 1.0)
-        except (SQLAlchemyError, RuntimeError, DatabaseUnavailable) as exc:
+        except (DatabaseError, RuntimeError) as exc:
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0.0)
             queue, deliveries, held, unknown = None, [], None, None

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from svix.webhooks import Webhook
 
 from db import webhooks
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.masking import short_id
-from tasks.relay.runtime import DatabaseUnavailable, Relay
+from tasks.relay.runtime import Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
 from tasks.sending.fallback import dispatch_fallbacks, fall_back_after_webhook
 
@@ -154,8 +155,9 @@ async def resend_webhook(request: Request) -> Response:
         relay.metrics.webhooks.labels("resend", "ignored").inc()
         return JSONResponse({"result": "ignored"})
     try:
-        changes = await run_in_threadpool(_apply, relay, event)
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        with family_errors():
+            changes = await run_in_threadpool(_apply, relay, event)
+    except DatabaseError as exc:
         # Svix retries non-2xx answers; the rolled-back transaction forgot the svix-id too.
         return database_down(PATH, exc)
     if changes is None:

@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import redis
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from db.as_caller import CallerPool
 from db.connection import make_engine
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.coordination.broker_redis import connect
 from tasks.exceptions import DatabaseUnavailable, RelayConfigError
 from tasks.maintenance.wakeup import TickRequest
@@ -146,9 +147,9 @@ class Relay:
         from db.webhooks import cron_job_scheduled
 
         try:
-            with self.engine().connect() as conn:
+            with family_errors(), self.engine().connect() as conn:
                 return cron_job_scheduled(conn)
-        except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        except DatabaseError as exc:
             log.info("pg_cron check failed (%s)", type(exc).__name__)
             return None
 

@@ -20,16 +20,17 @@ import re
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from db import deliveries, replies
+from db.connector import family_errors
+from db.errors import DatabaseError
 from db.replies import TWILIO_OPT_OUT_TYPES, Inbound
 from tasks.masking import mask_phone, short_id
 from tasks.messages.reply_mail import passed_on
-from tasks.relay.runtime import DatabaseUnavailable, Relay
+from tasks.relay.runtime import Relay
 from tasks.relay.twilio_webhooks import INBOUND_PATH, verified_form
 from tasks.relay.webhook_common import database_down, forbidden
 
@@ -105,8 +106,9 @@ async def inbound(request: Request) -> Response:
         relay.metrics.webhooks.labels("twilio_inbound", "ignored").inc()
         return _twiml(None)
     try:
-        handled = await run_in_threadpool(_handle, relay, sid, phone, to, body, twilio_kind)
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        with family_errors():
+            handled = await run_in_threadpool(_handle, relay, sid, phone, to, body, twilio_kind)
+    except DatabaseError as exc:
         return database_down(INBOUND_PATH, exc)
     outcome = _outcome(handled)
     # The text itself is the customer's and stays out of the logs.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
@@ -16,8 +15,10 @@ from starlette.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
 
 from db import webhooks
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.masking import short_id
-from tasks.relay.runtime import DatabaseUnavailable, Relay
+from tasks.relay.runtime import Relay
 from tasks.relay.webhook_common import database_down, forbidden, report_changes
 from tasks.sending.fallback import dispatch_fallbacks, fall_back_after_webhook
 
@@ -118,9 +119,10 @@ async def status_callback(request: Request) -> Response:
         message = (f"Twilio reported {twilio_status} with error {error_code}" if error_code
                    else f"Twilio reported {twilio_status} without an error code")
     try:
-        changes = await run_in_threadpool(
-            _apply_status, relay, sid, status, error_code if final else None, message)
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        with family_errors():
+            changes = await run_in_threadpool(
+                _apply_status, relay, sid, status, error_code if final else None, message)
+    except DatabaseError as exc:
         return database_down(STATUS_PATH, exc)
     outcome = report_changes(relay.metrics, "twilio_status", "twilio status", sid, status,
                              changes)

@@ -85,14 +85,15 @@ async def resend(request: Request) -> Response:
 
 
 def _dispatch(delivery_id: int, channel: str) -> None:
-    from kombu.exceptions import OperationalError
-
+    from db.connector import family_errors
+    from db.errors import BrokerUnavailable
     from db.queue import DeliveryRef
     from tasks.worker.dispatch import dispatch
 
     try:
-        dispatch([DeliveryRef(delivery_id, channel)])
-    except OperationalError as exc:
+        with family_errors(network=BrokerUnavailable):
+            dispatch([DeliveryRef(delivery_id, channel)])
+    except BrokerUnavailable as exc:
         log.warning("staff: re-send of %s queued, broker unreachable (%s)", delivery_id,
                     type(exc).__name__)
 

@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from db.as_caller import as_caller
+from db.connector import family_errors
+from db.errors import RegistrationNotFound
 from db.queries import query
 
 PAGE_SIZE = 50
@@ -141,12 +142,11 @@ def send_now(conn: Connection, registration_id: str, bypass: bool) -> dict[str, 
 
 def silence_next(conn: Connection, registration_id: str) -> bool:
     try:
-        return bool(conn.exec_driver_sql(query("staff_silence_next"),
-                                         {"id": registration_id}).scalar())
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "P0002":
-            return False
-        raise
+        with family_errors():
+            return bool(conn.exec_driver_sql(query("staff_silence_next"),
+                                             {"id": registration_id}).scalar())
+    except RegistrationNotFound:
+        return False
 
 
 def resend(conn: Connection, delivery_id: int) -> dict[str, Any] | None:

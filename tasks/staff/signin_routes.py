@@ -7,12 +7,12 @@ import logging
 import re
 import time
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from db.errors import DatabaseUnavailable
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.auth.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
 from tasks.portal import limits
@@ -57,8 +57,9 @@ async def send_code(request: Request) -> Response:
     else:
         engine = request.app.state.relay.engine()
         try:
-            member = await run_in_threadpool(data.member_is_active, engine, email)
-        except (SQLAlchemyError, DatabaseUnavailable) as exc:
+            with family_errors():
+                member = await run_in_threadpool(data.member_is_active, engine, email)
+        except DatabaseError as exc:
             log.warning("staff: membership not checked (%s)", type(exc).__name__)
             member, result = False, Result(Outcome.UNAVAILABLE)
         if member:

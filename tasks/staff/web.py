@@ -18,12 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from db.errors import DatabaseUnavailable
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.auth.api_tokens import verify_token
 from tasks.exceptions import InvalidToken
 from tasks.portal.state import HOST_PREFIX, Portal, portal_for
@@ -224,11 +224,12 @@ async def as_staff(request: Request, work: Callable[[Connection, dict[str, Any]]
             return me, work(conn, me)
 
     try:
-        return await run_in_threadpool(run)
+        with family_errors():
+            return await run_in_threadpool(run)
     except NotStaff:
         return signed_out(request, 403, "This session is not a staff member's (any more). "
                           "Sign in with your staff e-mail.")
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+    except DatabaseError as exc:
         log.warning("staff: database unavailable (%s)", type(exc).__name__)
         return unavailable()
 

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import psycopg
-import redis
-import sqlalchemy.exc
-from kombu.exceptions import OperationalError as KombuOperationalError
+from db.connector import BRIEFLY_AWAY
 
 #: A restart or failover of PostgreSQL or Redis; the task is idempotent, so
-#: running it again later is always safe.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.DisconnectionError,
-    # The pool had no connection free within its timeout: the database is
-    # busy, not the task wrong; acking it left the delivery to the sweep.
-    sqlalchemy.exc.TimeoutError,
-    psycopg.OperationalError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    KombuOperationalError,
-)
+#: running it again later is always safe. The list is the connector's.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = BRIEFLY_AWAY
 
 #: Options for @app.task: exponential backoff with full jitter, capped at a
 #: minute; after that the sweep finds the delivery again from the database.
