@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.exceptions import ProviderConfigError, RelayConfigError
 
+#: The broker when CELERY_BROKER_URL is unset: a Redis on this machine.
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
 #: Written by `regnotify up` (relative to the folder it runs in).
 UP_ENV_FILE = ".regnotify/up.env"
 

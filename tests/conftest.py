@@ -376,12 +376,12 @@ def provider_env(
 
 def reset_process_state() -> None:
     """Make the tasks re-read the environment: settings, engine, providers, limiters."""
+    from tasks.coordination import worker_metrics
     from tasks.database import reset_engine
     from tasks.maintenance import wakeup
     from tasks.providers.registry import reset_providers
     from tasks.sending import delivery_flow
     from tasks.settings import get_settings
-    from tasks.worker import worker_metrics
 
     get_settings.cache_clear()
     reset_engine()

@@ -36,7 +36,7 @@ def on_rabbitmq(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 
 def test_backend_follows_the_settings() -> None:
-    from tasks.coordination.broker_redis import coordination_backend
+    from tasks.coordination.stores import coordination_backend
     from tasks.settings import Settings
 
     assert coordination_backend(Settings(celery_broker_url="redis://127.0.0.1:6379/0")) == "redis"

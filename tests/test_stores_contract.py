@@ -232,7 +232,7 @@ def test_the_sign_in_counters_on_every_store(store: CoordinationStore) -> None:
 
 
 def test_the_worker_counters_on_every_store(store: CoordinationStore) -> None:
-    from tasks.worker import worker_metrics
+    from tasks.coordination import worker_metrics
 
     worker_metrics.store.use(store)
     try:

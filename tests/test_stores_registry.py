@@ -25,7 +25,7 @@ ENGINE_MODULES = {"tasks.coordination.store_redis", "tasks.coordination.store_po
                   "tasks.coordination.store_process"}
 #: The modules that decide over the interface.
 DECISIONS = ("tasks/coordination/rate_limit.py", "tasks/maintenance/wakeup.py",
-             "tasks/portal/limits.py", "tasks/worker/worker_metrics.py")
+             "tasks/portal/limits.py", "tasks/coordination/worker_metrics.py")
 
 
 def test_every_engine_is_listed_once_and_implements_the_whole_interface() -> None:

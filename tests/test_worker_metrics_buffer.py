@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tasks.coordination import worker_metrics
 from tasks.local.embedded_postgres import free_port
 from tasks.local.embedded_redis import EmbeddedRedis
-from tasks.worker import worker_metrics
 from tests.conftest import reset_process_state
 
 

@@ -161,7 +161,7 @@ def _banner(relay_url: str, flower_url: str, portal_url: str, secrets: StackSecr
 
 def _coordination(broker: str) -> str:
     """Where the workers share rate limits, the tick marker and the wake-up."""
-    from tasks.coordination.broker_redis import coordination_backend
+    from tasks.coordination.stores import coordination_backend
     from tasks.settings import Settings
 
     return coordination_backend(Settings(celery_broker_url=broker))

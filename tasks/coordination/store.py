@@ -6,7 +6,7 @@ engine (Redis, PostgreSQL, this process's memory: see
 tasks.coordination.stores) implements these primitives, each one atomic on
 its own store (a Lua script, one SQL statement, a lock). The decisions built
 on them (tasks.coordination.rate_limit, tasks.maintenance.wakeup,
-tasks.portal.limits, tasks.worker.worker_metrics) are written once, over
+tasks.portal.limits, tasks.coordination.worker_metrics) are written once, over
 this interface, and never ask which engine they have.
 
 An engine that cannot reach its server raises StoreUnavailable, whatever its

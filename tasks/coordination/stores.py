@@ -20,8 +20,7 @@ from tasks.coordination.store_postgres import PostgresStore
 from tasks.coordination.store_process import ProcessStore
 from tasks.coordination.store_redis import RedisStore, is_redis_url
 from tasks.database import autocommit_engine
-from tasks.settings import Settings, get_settings
-from tasks.worker.app import DEFAULT_BROKER_URL
+from tasks.settings import DEFAULT_BROKER_URL, Settings, get_settings
 
 #: Every engine, in the order the chooser offers them the settings.
 STORES: tuple[type[CoordinationStore], ...] = (RedisStore, PostgresStore, ProcessStore)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from tasks.coordination.worker_metrics import record_provider_call
 from tasks.providers.base import ProviderError
-from tasks.worker.worker_metrics import record_provider_call
 
 
 class TimedProvider:

@@ -24,15 +24,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from tasks.coordination.broker_redis import (
-    coordination_backend,
-    coordination_redis_url,
-    is_redis_url,
-)
+from tasks.coordination.store_redis import is_redis_url
+from tasks.coordination.stores import coordination_backend, coordination_redis_url
 from tasks.providers.registry import provider_report
 from tasks.relay.leader import LISTENING_ELSEWHERE_SQL, LISTENING_KEY
 from tasks.relay.runtime import Relay
-from tasks.worker.app import DEFAULT_BROKER_URL
+from tasks.settings import DEFAULT_BROKER_URL
 
 log = logging.getLogger(__name__)
 

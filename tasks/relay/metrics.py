@@ -26,7 +26,7 @@ from starlette.responses import Response
 from db import metrics as db_metrics
 from db.connector import family_errors
 from db.errors import DatabaseError
-from tasks.worker import worker_metrics
+from tasks.coordination import worker_metrics
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from db.as_caller import CallerPool
 from db.connection import make_engine
 from db.connector import family_errors
 from db.errors import DatabaseError
-from tasks.coordination.broker_redis import connect
+from tasks.coordination.store_redis import connect
 from tasks.exceptions import DatabaseUnavailable, RelayConfigError
 from tasks.maintenance.wakeup import TickRequest
 from tasks.relay.due_watch import DueWatch

@@ -19,8 +19,8 @@ from functools import cache
 from sqlalchemy import Connection
 
 from db import deliveries
-from tasks.coordination.broker_redis import coordination_redis_url
 from tasks.coordination.rate_limit import RateLimiter
+from tasks.coordination.stores import coordination_redis_url
 from tasks.database import autocommit_engine
 from tasks.providers.base import ProviderError
 from tasks.sending.bounds import call_bound_s

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from tasks.settings import get_settings
+from tasks.settings import DEFAULT_BROKER_URL, get_settings
 from tasks.worker import broker_transport
 
 #: The tick runs on its own queue so a backlog of sends never delays claiming.
@@ -14,7 +14,6 @@ QUEUE_SMS = "sms"
 QUEUE_EMAIL = "email"
 ALL_QUEUES = (QUEUE_TICK, QUEUE_SMS, QUEUE_EMAIL)
 
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 #: Redis redelivers an unacknowledged message after this long. It must exceed
 #: every countdown we schedule (rate-slot waits and retries beyond a minute

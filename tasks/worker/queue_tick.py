@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 from celery import Task
 
+from tasks.coordination.worker_metrics import record_queue_run
 from tasks.maintenance import claim, digests, holds, next_due, sweep, unpark
 from tasks.maintenance.job import Job, RunBudget, TickResult
 from tasks.maintenance.wakeup import (
@@ -26,7 +27,6 @@ from tasks.relay import tick_publisher
 from tasks.settings import get_settings
 from tasks.worker.app import app
 from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
-from tasks.worker.worker_metrics import record_queue_run
 
 #: The jobs of one run, in order; a new job is one line here. Sends first
 #: (claim, holds), then the repairs (sweep, unpark), then staff mail; the

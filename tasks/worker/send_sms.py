@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery import Task
 
+from tasks.coordination.worker_metrics import record_retry
 from tasks.sending import delivery_flow
 from tasks.worker.app import app
 from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
-from tasks.worker.worker_metrics import record_retry
 
 
 @app.task(name="send_sms", bind=True, acks_late=True, **INFRASTRUCTURE_RETRY)

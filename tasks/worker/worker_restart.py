@@ -78,7 +78,7 @@ def restart_process(restarts: int, exit_code: object) -> None:
     sys.stdout.flush()
     time.sleep(delay)
     # exec skips atexit: write the buffered counters now.
-    from tasks.worker import worker_metrics
+    from tasks.coordination import worker_metrics
 
     worker_metrics.flush()
     os.environ[RESTARTS_ENV] = str(restarts)
