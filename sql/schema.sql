@@ -540,6 +540,41 @@ BEGIN
 END
 $$;
 
+-- FUNCTION public.regnotify_check_vocabulary()
+
+CREATE FUNCTION public.regnotify_check_vocabulary() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_column text;
+    v_value text;
+    v_known boolean;
+BEGIN
+    FOREACH v_column IN ARRAY TG_ARGV LOOP
+        v_value := pg_catalog.to_jsonb(NEW) ->> v_column;
+        CONTINUE WHEN v_value IS NULL;
+        IF v_column = 'notification_pref' THEN
+            v_known := EXISTS (SELECT 1 FROM public.notification_preferences AS p
+                               WHERE p.pref = v_value);
+        ELSE
+            v_known := EXISTS (SELECT 1 FROM public.notification_languages AS l
+                               WHERE l.language = v_value);
+        END IF;
+        IF NOT v_known THEN
+            RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"',
+                TG_TABLE_NAME, TG_TABLE_NAME || '_' || v_column || '_check'
+                USING ERRCODE = 'check_violation', SCHEMA = TG_TABLE_SCHEMA,
+                      TABLE = TG_TABLE_NAME, COLUMN = v_column,
+                      CONSTRAINT = TG_TABLE_NAME || '_' || v_column || '_check',
+                      DETAIL = pg_catalog.format('%s %L is not a known value.',
+                                                 v_column, v_value);
+        END IF;
+    END LOOP;
+    RETURN NEW;
+END
+$$;
+
 -- FUNCTION public.regnotify_now()
 
 CREATE FUNCTION public.regnotify_now() RETURNS timestamp with time zone
@@ -549,6 +584,37 @@ CREATE FUNCTION public.regnotify_now() RETURNS timestamp with time zone
     SELECT pg_catalog.now() + pg_catalog.make_interval(secs => coalesce(
         NULLIF(pg_catalog.current_setting('regnotify.clock_offset_s', true), '')
             ::float8, 0))
+$$;
+
+-- FUNCTION public.regnotify_skip_reason(text, text, text, text, boolean, boolean, text, text)
+
+CREATE FUNCTION public.regnotify_skip_reason(p_channel text, p_pref text, p_phone text, p_email text, p_fallback boolean DEFAULT false, p_notify_customer boolean DEFAULT true, p_old_stage text DEFAULT NULL::text, p_new_stage text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    IF NOT coalesce((SELECT CASE WHEN p_fallback THEN pg_catalog.cardinality(p.channels) > 0
+                                 ELSE p_channel = ANY (p.channels) END
+                     FROM public.notification_preferences AS p
+                     WHERE p.pref = p_pref), false) THEN
+        RETURN 'preference';
+    END IF;
+    IF NOT p_notify_customer THEN
+        RETURN 'silenced';
+    END IF;
+    IF p_old_stage = p_new_stage THEN
+        RETURN 'no_net_change';
+    END IF;
+    IF coalesce(CASE p_channel WHEN 'sms' THEN p_phone ELSE p_email END, '') = '' THEN
+        RETURN 'no_contact';
+    END IF;
+    IF (p_channel = 'sms' OR p_fallback) AND EXISTS (
+        SELECT 1 FROM public.sms_opt_outs AS o WHERE o.phone = p_phone AND o.opted_out
+    ) THEN
+        RETURN 'opted_out';
+    END IF;
+    RETURN NULL;
+END
 $$;
 
 -- FUNCTION public.request_notification(uuid, boolean)
@@ -562,8 +628,8 @@ DECLARE
                                         '')::jsonb, '{}'::jsonb);
     v_reg      record;
     v_cfg      record;
-    v_chosen   text[];
     v_channel  text;
+    v_reason   text;
     v_channels text[] := '{}';
     v_skipped  jsonb := '[]'::jsonb;
     v_zone     text;
@@ -583,43 +649,46 @@ BEGIN
     END IF;
 
     -- FOR UPDATE: a concurrent staff edit of the contact waits for this decision.
-    SELECT r.id, r.customer_phone, r.customer_email, r.notification_pref, r.time_zone,
-           coalesce(o.opted_out, false) AS sms_opted_out
+    SELECT r.id, r.customer_phone, r.customer_email, r.notification_pref, r.time_zone
     INTO v_reg
     FROM public.registrations AS r
-    LEFT JOIN public.sms_opt_outs AS o ON o.phone = r.customer_phone
     WHERE r.id = p_registration_id
     FOR UPDATE OF r;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no registration %', p_registration_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    -- The claim's decisions (sql/queries/queue.sql, claim_due), said beforehand.
-    IF v_reg.notification_pref = 'none' THEN
-        RETURN pg_catalog.jsonb_build_object(
-            'queued', false, 'reason', 'preference',
-            'detail', 'the customer chose no messages (notification_pref = none)',
-            'skipped', '[]'::jsonb);
-    END IF;
-    v_chosen := CASE v_reg.notification_pref WHEN 'both' THEN ARRAY['sms', 'email']
-                ELSE ARRAY[v_reg.notification_pref] END;
-    FOREACH v_channel IN ARRAY v_chosen LOOP
-        IF v_channel = 'sms' AND v_reg.customer_phone IS NULL THEN
-            v_skipped := v_skipped || pg_catalog.jsonb_build_object(
-                'channel', 'sms', 'reason', 'no_contact',
-                'detail', 'no SMS: no phone number on file');
-        ELSIF v_channel = 'sms' AND v_reg.sms_opted_out THEN
-            v_skipped := v_skipped || pg_catalog.jsonb_build_object(
-                'channel', 'sms', 'reason', 'opted_out',
-                'detail', 'no SMS: the phone number opted out (it can text START)');
-        ELSIF v_channel = 'email' AND v_reg.customer_email IS NULL THEN
-            v_skipped := v_skipped || pg_catalog.jsonb_build_object(
-                'channel', 'email', 'reason', 'no_contact',
-                'detail', 'no e-mail: no address on file');
-        ELSE
+    -- The queue claim's decision for each channel (regnotify_skip_reason), said
+    -- beforehand. A channel the preference leaves out is no news; a
+    -- preference that leaves out every channel is the answer.
+    FOREACH v_channel IN ARRAY ARRAY['sms', 'email'] LOOP
+        v_reason := public.regnotify_skip_reason(v_channel, v_reg.notification_pref,
+                                                 v_reg.customer_phone, v_reg.customer_email);
+        IF v_reason IS NULL THEN
             v_channels := v_channels || v_channel;
+        ELSIF v_reason <> 'preference' THEN
+            v_skipped := v_skipped || pg_catalog.jsonb_build_object(
+                'channel', v_channel, 'reason', v_reason,
+                'detail', CASE v_channel WHEN 'sms' THEN 'no SMS: ' ELSE 'no e-mail: ' END
+                          || CASE
+                                 WHEN v_reason = 'no_contact' AND v_channel = 'sms'
+                                     THEN 'no phone number on file'
+                                 WHEN v_reason = 'no_contact' THEN 'no address on file'
+                                 WHEN v_reason = 'opted_out'
+                                     THEN 'the phone number opted out (it can text START)'
+                                 ELSE (SELECT s.meaning FROM public.notification_skip_reasons AS s
+                                       WHERE s.reason = v_reason)
+                             END);
         END IF;
     END LOOP;
+    IF pg_catalog.cardinality(v_channels) = 0 AND pg_catalog.jsonb_array_length(v_skipped) = 0
+    THEN
+        RETURN pg_catalog.jsonb_build_object(
+            'queued', false, 'reason', 'preference',
+            'detail', 'the customer chose no messages (notification_pref = '
+                      || v_reg.notification_pref || ')',
+            'skipped', '[]'::jsonb);
+    END IF;
     IF pg_catalog.cardinality(v_channels) = 0 THEN
         RETURN pg_catalog.jsonb_build_object(
             'queued', false, 'reason', v_skipped -> 0 ->> 'reason',
@@ -1239,7 +1308,6 @@ CREATE TABLE public.notification_config (
     default_language text DEFAULT 'en'::text NOT NULL,
     staff_digest_hourly_cap integer DEFAULT 30,
     CONSTRAINT notification_config_debounce_window_check CHECK ((debounce_window >= '00:00:00'::interval)),
-    CONSTRAINT notification_config_default_language_check CHECK ((default_language = ANY (ARRAY['en'::text, 'es'::text]))),
     CONSTRAINT notification_config_id_check CHECK (id),
     CONSTRAINT notification_config_max_wait_covers_window CHECK ((max_wait >= debounce_window)),
     CONSTRAINT notification_config_quiet_hours_channels_check CHECK ((quiet_hours_channels <@ ARRAY['sms'::text, 'email'::text])),
@@ -1248,6 +1316,14 @@ CREATE TABLE public.notification_config (
     CONSTRAINT notification_config_retention_positive CHECK (((COALESCE(retain_processed_queue, '1 day'::interval) >= '01:00:00'::interval) AND (COALESCE(retain_webhook_events, '1 day'::interval) >= '01:00:00'::interval) AND (COALESCE(retain_cron_history, '1 day'::interval) >= '01:00:00'::interval) AND (COALESCE(retain_deliveries, '1 day'::interval) >= '1 day'::interval))),
     CONSTRAINT notification_config_staff_digest_cap_positive CHECK (((staff_digest_hourly_cap IS NULL) OR (staff_digest_hourly_cap >= 1))),
     CONSTRAINT notification_config_staff_email_shape CHECK ((staff_email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$'::text))
+);
+
+-- TABLE public.notification_languages
+
+CREATE TABLE public.notification_languages (
+    language text NOT NULL,
+    name text NOT NULL,
+    "position" smallint NOT NULL
 );
 
 -- TABLE public.notification_pref_changes
@@ -1272,6 +1348,14 @@ ALTER TABLE public.notification_pref_changes ALTER COLUMN id ADD GENERATED ALWAY
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+-- TABLE public.notification_preferences
+
+CREATE TABLE public.notification_preferences (
+    pref text NOT NULL,
+    channels text[] NOT NULL,
+    "position" smallint NOT NULL
 );
 
 -- TABLE public.notification_queue
@@ -1301,6 +1385,13 @@ ALTER TABLE public.notification_queue ALTER COLUMN id ADD GENERATED ALWAYS AS ID
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+-- TABLE public.notification_skip_reasons
+
+CREATE TABLE public.notification_skip_reasons (
+    reason text NOT NULL,
+    meaning text NOT NULL
 );
 
 -- TABLE public.registration_notifications
@@ -1343,8 +1434,6 @@ CREATE TABLE public.registration_notifications (
     handled_at timestamp with time zone,
     CONSTRAINT registration_notifications_channel_check CHECK ((channel = ANY (ARRAY['sms'::text, 'email'::text]))),
     CONSTRAINT registration_notifications_hold_reason_check CHECK ((hold_reason = 'quiet_hours'::text)),
-    CONSTRAINT registration_notifications_language_check CHECK ((language = ANY (ARRAY['en'::text, 'es'::text]))),
-    CONSTRAINT registration_notifications_skip_reason_check CHECK ((skip_reason = ANY (ARRAY['preference'::text, 'silenced'::text, 'no_contact'::text, 'opted_out'::text, 'no_net_change'::text, 'superseded'::text]))),
     CONSTRAINT registration_notifications_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'delivered'::text, 'undelivered'::text, 'failed'::text, 'bounced'::text, 'complained'::text, 'skipped'::text])))
 );
 
@@ -1407,8 +1496,6 @@ CREATE TABLE public.registrations (
     CONSTRAINT registrations_customer_email_shape CHECK ((customer_email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$'::text)),
     CONSTRAINT registrations_customer_name_check CHECK ((length(btrim(customer_name)) > 0)),
     CONSTRAINT registrations_customer_phone_e164 CHECK ((customer_phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
-    CONSTRAINT registrations_language_check CHECK ((language = ANY (ARRAY['en'::text, 'es'::text]))),
-    CONSTRAINT registrations_notification_pref_check CHECK ((notification_pref = ANY (ARRAY['sms'::text, 'email'::text, 'both'::text, 'none'::text]))),
     CONSTRAINT registrations_vehicle_year_check CHECK (((vehicle_year >= 1900) AND (vehicle_year <= 2100)))
 );
 
@@ -1615,15 +1702,30 @@ ALTER TABLE ONLY public.inbound_messages
 ALTER TABLE ONLY public.notification_config
     ADD CONSTRAINT notification_config_pkey PRIMARY KEY (id);
 
+-- CONSTRAINT public.notification_languages notification_languages_pkey
+
+ALTER TABLE ONLY public.notification_languages
+    ADD CONSTRAINT notification_languages_pkey PRIMARY KEY (language);
+
 -- CONSTRAINT public.notification_pref_changes notification_pref_changes_pkey
 
 ALTER TABLE ONLY public.notification_pref_changes
     ADD CONSTRAINT notification_pref_changes_pkey PRIMARY KEY (id);
 
+-- CONSTRAINT public.notification_preferences notification_preferences_pkey
+
+ALTER TABLE ONLY public.notification_preferences
+    ADD CONSTRAINT notification_preferences_pkey PRIMARY KEY (pref);
+
 -- CONSTRAINT public.notification_queue notification_queue_pkey
 
 ALTER TABLE ONLY public.notification_queue
     ADD CONSTRAINT notification_queue_pkey PRIMARY KEY (id);
+
+-- CONSTRAINT public.notification_skip_reasons notification_skip_reasons_pkey
+
+ALTER TABLE ONLY public.notification_skip_reasons
+    ADD CONSTRAINT notification_skip_reasons_pkey PRIMARY KEY (reason);
 
 -- CONSTRAINT public.registration_notifications registration_notifications_pkey
 
@@ -1858,6 +1960,14 @@ CREATE TRIGGER registrations_customer_guard BEFORE UPDATE ON public.registration
 
 CREATE TRIGGER registrations_pref_audit AFTER UPDATE OF notification_pref ON public.registrations FOR EACH ROW WHEN ((old.notification_pref IS DISTINCT FROM new.notification_pref)) EXECUTE FUNCTION public.record_notification_pref_change();
 
+-- TRIGGER public.notification_config regnotify_check_vocabulary
+
+CREATE TRIGGER regnotify_check_vocabulary BEFORE INSERT OR UPDATE OF default_language ON public.notification_config FOR EACH ROW EXECUTE FUNCTION public.regnotify_check_vocabulary('default_language');
+
+-- TRIGGER public.registrations regnotify_check_vocabulary
+
+CREATE TRIGGER regnotify_check_vocabulary BEFORE INSERT OR UPDATE OF notification_pref, language ON public.registrations FOR EACH ROW EXECUTE FUNCTION public.regnotify_check_vocabulary('notification_pref', 'language');
+
 -- TRIGGER public.notification_config trg_check_default_time_zone
 
 CREATE TRIGGER trg_check_default_time_zone BEFORE INSERT OR UPDATE OF default_time_zone ON public.notification_config FOR EACH ROW EXECUTE FUNCTION public.check_time_zone_name('default_time_zone');
@@ -1892,6 +2002,11 @@ ALTER TABLE ONLY public.inbound_messages
 ALTER TABLE ONLY public.inbound_messages
     ADD CONSTRAINT inbound_messages_registration_id_fkey FOREIGN KEY (registration_id) REFERENCES public.registrations(id) ON DELETE SET NULL;
 
+-- FK CONSTRAINT public.notification_config notification_config_default_language_fkey
+
+ALTER TABLE ONLY public.notification_config
+    ADD CONSTRAINT notification_config_default_language_fkey FOREIGN KEY (default_language) REFERENCES public.notification_languages(language);
+
 -- FK CONSTRAINT public.notification_pref_changes notification_pref_changes_registration_id_fkey
 
 ALTER TABLE ONLY public.notification_pref_changes
@@ -1907,15 +2022,35 @@ ALTER TABLE ONLY public.notification_queue
 ALTER TABLE ONLY public.registration_notifications
     ADD CONSTRAINT registration_notifications_fallback_for_fkey FOREIGN KEY (fallback_for) REFERENCES public.registration_notifications(id) ON DELETE SET NULL;
 
+-- FK CONSTRAINT public.registration_notifications registration_notifications_language_fkey
+
+ALTER TABLE ONLY public.registration_notifications
+    ADD CONSTRAINT registration_notifications_language_fkey FOREIGN KEY (language) REFERENCES public.notification_languages(language);
+
 -- FK CONSTRAINT public.registration_notifications registration_notifications_registration_id_fkey
 
 ALTER TABLE ONLY public.registration_notifications
     ADD CONSTRAINT registration_notifications_registration_id_fkey FOREIGN KEY (registration_id) REFERENCES public.registrations(id) ON DELETE CASCADE;
 
+-- FK CONSTRAINT public.registration_notifications registration_notifications_skip_reason_fkey
+
+ALTER TABLE ONLY public.registration_notifications
+    ADD CONSTRAINT registration_notifications_skip_reason_fkey FOREIGN KEY (skip_reason) REFERENCES public.notification_skip_reasons(reason);
+
 -- FK CONSTRAINT public.registrations registrations_current_stage_fkey
 
 ALTER TABLE ONLY public.registrations
     ADD CONSTRAINT registrations_current_stage_fkey FOREIGN KEY (current_stage) REFERENCES public.registration_stages(stage);
+
+-- FK CONSTRAINT public.registrations registrations_language_fkey
+
+ALTER TABLE ONLY public.registrations
+    ADD CONSTRAINT registrations_language_fkey FOREIGN KEY (language) REFERENCES public.notification_languages(language);
+
+-- FK CONSTRAINT public.registrations registrations_notification_pref_fkey
+
+ALTER TABLE ONLY public.registrations
+    ADD CONSTRAINT registrations_notification_pref_fkey FOREIGN KEY (notification_pref) REFERENCES public.notification_preferences(pref);
 
 -- FK CONSTRAINT public.reply_digests reply_digests_registration_id_fkey
 
@@ -2015,13 +2150,37 @@ CREATE POLICY member_reads_own_row ON public.staff_members FOR SELECT TO authent
 
 ALTER TABLE public.notification_config ENABLE ROW LEVEL SECURITY;
 
+-- ROW SECURITY public.notification_languages
+
+ALTER TABLE public.notification_languages ENABLE ROW LEVEL SECURITY;
+
 -- ROW SECURITY public.notification_pref_changes
 
 ALTER TABLE public.notification_pref_changes ENABLE ROW LEVEL SECURITY;
 
+-- ROW SECURITY public.notification_preferences
+
+ALTER TABLE public.notification_preferences ENABLE ROW LEVEL SECURITY;
+
 -- ROW SECURITY public.notification_queue
 
 ALTER TABLE public.notification_queue ENABLE ROW LEVEL SECURITY;
+
+-- ROW SECURITY public.notification_skip_reasons
+
+ALTER TABLE public.notification_skip_reasons ENABLE ROW LEVEL SECURITY;
+
+-- POLICY public.notification_languages readable
+
+CREATE POLICY readable ON public.notification_languages FOR SELECT TO authenticated, service_role USING (true);
+
+-- POLICY public.notification_preferences readable
+
+CREATE POLICY readable ON public.notification_preferences FOR SELECT TO authenticated, service_role USING (true);
+
+-- POLICY public.notification_skip_reasons readable
+
+CREATE POLICY readable ON public.notification_skip_reasons FOR SELECT TO authenticated, service_role USING (true);
 
 -- ROW SECURITY public.registration_notifications
 
@@ -2193,10 +2352,22 @@ REVOKE ALL ON FUNCTION public.record_notification_pref_change() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.registrations_customer_guard() FROM PUBLIC;
 
+-- ACL FUNCTION public.regnotify_check_vocabulary()
+
+REVOKE ALL ON FUNCTION public.regnotify_check_vocabulary() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.regnotify_check_vocabulary() TO authenticated;
+GRANT ALL ON FUNCTION public.regnotify_check_vocabulary() TO service_role;
+
 -- ACL FUNCTION public.regnotify_now()
 
 REVOKE ALL ON FUNCTION public.regnotify_now() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.regnotify_now() TO service_role;
+
+-- ACL FUNCTION public.regnotify_skip_reason(p_channel text, p_pref text, p_phone text, p_email text, p_fallback boolean, p_notify_customer boolean, p_old_stage text, p_new_stage text)
+
+REVOKE ALL ON FUNCTION public.regnotify_skip_reason(p_channel text, p_pref text, p_phone text, p_email text, p_fallback boolean, p_notify_customer boolean, p_old_stage text, p_new_stage text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.regnotify_skip_reason(p_channel text, p_pref text, p_phone text, p_email text, p_fallback boolean, p_notify_customer boolean, p_old_stage text, p_new_stage text) TO authenticated;
+GRANT ALL ON FUNCTION public.regnotify_skip_reason(p_channel text, p_pref text, p_phone text, p_email text, p_fallback boolean, p_notify_customer boolean, p_old_stage text, p_new_stage text) TO service_role;
 
 -- ACL FUNCTION public.request_notification(p_registration_id uuid, p_bypass_quiet_hours boolean)
 
@@ -2343,15 +2514,30 @@ GRANT SELECT(default_time_zone) ON TABLE public.notification_config TO authentic
 
 GRANT SELECT(default_language) ON TABLE public.notification_config TO authenticated;
 
+-- ACL TABLE public.notification_languages
+
+GRANT SELECT ON TABLE public.notification_languages TO authenticated;
+GRANT SELECT ON TABLE public.notification_languages TO service_role;
+
 -- ACL TABLE public.notification_pref_changes
 
 GRANT SELECT ON TABLE public.notification_pref_changes TO service_role;
 GRANT SELECT ON TABLE public.notification_pref_changes TO authenticated;
 
+-- ACL TABLE public.notification_preferences
+
+GRANT SELECT ON TABLE public.notification_preferences TO authenticated;
+GRANT SELECT ON TABLE public.notification_preferences TO service_role;
+
 -- ACL TABLE public.notification_queue
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.notification_queue TO authenticated;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.notification_queue TO service_role;
+
+-- ACL TABLE public.notification_skip_reasons
+
+GRANT SELECT ON TABLE public.notification_skip_reasons TO authenticated;
+GRANT SELECT ON TABLE public.notification_skip_reasons TO service_role;
 
 -- ACL TABLE public.registration_notifications
 
