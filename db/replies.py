@@ -161,7 +161,7 @@ def claim_summary(conn: Connection, *, lease_s: float, token: str) -> list[int]:
 
 
 def seconds_until_next_digest(conn: Connection) -> float | None:
-    """Seconds until the next pending digest is due (negative: overdue), or None."""
+    """Seconds until the next digest is due or its lease lapses (negative: overdue), or None."""
     value = conn.exec_driver_sql(query("reply_digests_next_due")).scalar()
     return None if value is None else float(value)
 

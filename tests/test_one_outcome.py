@@ -154,6 +154,20 @@ def test_a_digest_retry_beyond_the_broker_horizon_parks_and_the_queue_run_takes_
     assert resend_wire.accepted_count(STAFF) == 1
 
 
+def test_a_parked_digest_is_the_next_wake_up_of_the_queue_run(conn, pipeline):
+    # A parked digest waits as its lease, not as a pending row: the next-due
+    # job must wake the queue run when the lease lapses, not a cron tick later.
+    from tasks.maintenance.job import RunBudget
+    from tasks.maintenance.next_due import next_wakeup
+    from tasks.settings import get_settings
+
+    digest_id = _digest(conn, "parked")
+    conn.execute("UPDATE reply_digests SET lease_until = now() + interval '300 seconds' "
+                 "WHERE id = %s", (digest_id,))
+    wake = next_wakeup(RunBudget.start(get_settings())).wake_in_s
+    assert wake is not None and 290 < wake <= 300, wake
+
+
 def test_the_decision_table():
     # The one decision, as a table: (error, attempts) -> action and consequences.
     from tasks.providers.base import ProviderError

@@ -181,9 +181,14 @@ WHERE d.status = 'pending' AND d.send_after <= now()
               WHERE s.in_summary AND s.claimed_at > now() - interval '1 hour');
 
 -- name: reply_digests_next_due
-SELECT extract(epoch FROM min(send_after) - now())::float8 AS seconds
-FROM public.reply_digests
-WHERE status = 'pending';
+-- The next pending digest, or the next lease to lapse: a digest parked
+-- beyond the broker's horizon waits as a lease and the queue run takes it
+-- again when the lease ends (reply_digests_claim), so its wake-up is that time.
+SELECT extract(epoch FROM min(due) - now())::float8 AS seconds
+FROM (SELECT min(send_after) AS due FROM public.reply_digests WHERE status = 'pending'
+      UNION ALL
+      SELECT min(lease_until) FROM public.reply_digests
+      WHERE status = 'sending' AND NOT in_summary) AS next;
 
 -- name: reply_digests_take
 -- The send task's own digests (its claim's token), still sending, freshly leased.
