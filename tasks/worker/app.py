@@ -17,7 +17,7 @@ ALL_QUEUES = (QUEUE_TICK, QUEUE_SMS, QUEUE_EMAIL)
 
 #: Redis redelivers an unacknowledged message after this long. It must exceed
 #: every countdown we schedule (rate-slot waits and retries beyond a minute
-#: park in the database, see tasks.sending.delivery_flow.BROKER_HORIZON_S; the
+#: park in the database, see tasks.sending.outcome.parks and BROKER_HORIZON_S; the
 #: wake-up caps at a minute) or a waiting message would be delivered twice.
 #: Lost work is found sooner by the sweep, which reads the database.
 VISIBILITY_TIMEOUT_S = 3600
