@@ -2,11 +2,13 @@
 
 - `worker/`: the Celery app (`worker/app.py`) and every task; `celery -A tasks
   worker` finds the app through `tasks/celery.py`.
-- `sending/`: the send path: one delivery, an e-mail batch, fallback, quiet hours.
-- `maintenance/`: the queue run's jobs (claim, holds, sweep, unpark, digests,
-  wake-up), one module each.
+- `sending/`: the send path: one delivery, an e-mail batch, a staff digest,
+  the one fail/retry/park decision, fallback, the call bound and the lease.
+- `maintenance/`: the queue run's jobs (claim, quiet-hour holds, sweep,
+  unpark, digests, next due), one module each, and when to start a run.
 - `coordination/`: the state every worker shares (Redis, PostgreSQL or in
-  process behind one store interface) and the rate limiter on top.
+  process behind one store interface), the rate limiter and the workers'
+  counters on top.
 - `messages/`: the words and layout of every message (catalogs, templates,
   rendering, SMS segments).
 - `providers/`: Twilio, Resend and console adapters.
