@@ -72,7 +72,7 @@ def _seed(url: str, emails: int, texts: int) -> None:
 def _drain(stack: Stack, limits: Limits, emails: int, texts: int, *, batch: int,
            name: str, timeout_s: float) -> Drain:
     """Seed, start a worker at `limits`, tick once, wait for every send."""
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     _seed(stack.pg.url, emails, texts)
     for wire in (stack.twilio, stack.resend):

@@ -1,11 +1,11 @@
 """The bare-Celery reference: a no-op task on the same broker, pool and settings as our worker.
 
 `celery -A bench.bare_celery worker -Q bench_noop ...` runs it. The app copies
-every setting of `tasks.worker.app.create_app()` that changes how a worker
+every setting of `tasks.broker.app.create_app()` that changes how a worker
 takes, runs and acknowledges a message (pool, prefetch, late acks, events,
 serializer), so the ratio of our send rate to this one is the cost of our
 work per message, not of a different Celery configuration. The Redis
-transport is shared too: `create_app()` registers tasks/worker/broker_transport.py
+transport is shared too: `create_app()` registers tasks/broker/broker_transport.py
 for this process, so the peer's channels reuse their client as ours do.
 """
 
@@ -18,7 +18,7 @@ import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
-from tasks.worker.app import create_app
+from tasks.broker.app import create_app
 
 QUEUE = "bench_noop"
 

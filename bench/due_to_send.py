@@ -43,7 +43,7 @@ def measure(messages: int, window_s: float, spread_s: float, *, stack: Stack | N
 
 def _measure(stack: Stack, messages: int, window_s: float, spread_s: float,
              concurrency: int) -> dict[str, float]:
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     app = create_app()
     app.conf.broker_url = stack.redis.url

@@ -201,7 +201,7 @@ def _cpu_text(ms: dict[str, float]) -> str:
 
 def _sends(stack: Stack, plan: Plan, results: Results, log: Callable[[str], None]) -> None:
     """Bare Celery before and after our drain (noise falls on both), then RSS, then 200 ms."""
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     shape = plan.shape
     bare_runs = [pipeline.measure_bare(stack, shape, plan.bare_tasks)]

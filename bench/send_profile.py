@@ -78,7 +78,7 @@ def measure(notifications: int, processes: int, threads: int,
     from bench import pipeline, workload
     from bench.pipeline import WorkerShape
     from bench.stack import isolate_environment, private_stack
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     isolate_environment()
     shape = WorkerShape(processes, threads)

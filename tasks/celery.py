@@ -1,5 +1,5 @@
 """Where `celery -A tasks ...` finds the app (Celery looks for `<package>.celery`)."""
 
-from tasks.worker.app import app
+from tasks.broker.app import app
 
 __all__ = ["app"]

@@ -376,9 +376,9 @@ def provider_env(
 
 def reset_process_state() -> None:
     """Make the tasks re-read the environment: settings, engine, providers, limiters."""
+    from tasks.broker import wakeup
     from tasks.coordination import worker_metrics
     from tasks.database import reset_engine
-    from tasks.maintenance import wakeup
     from tasks.providers.registry import reset_providers
     from tasks.sending import delivery_flow
     from tasks.settings import get_settings
@@ -400,7 +400,7 @@ def pipeline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[dict[str, str]]:
     """Eager Celery (tasks run in this process) against the test database and the wires."""
-    from tasks.worker.app import app
+    from tasks.broker.app import app
 
     state = ResendSdkState.capture()
     env = provider_env(clean_db, redis_server.url, twilio_wire, resend_wire)
@@ -436,7 +436,7 @@ def state_root() -> Iterator[Path]:
 @pytest.fixture()
 def broker_app(redis_server: EmbeddedRedis) -> Iterator[Celery]:
     """A client of the test broker, to enqueue and inspect (not the module-level app)."""
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     app = create_app()
     app.conf.broker_url = redis_server.url

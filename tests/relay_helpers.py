@@ -85,8 +85,8 @@ def flush_broker(redis_url: str) -> None:
 @contextmanager
 def celery_broker(url: str, database_url: str) -> Iterator[str]:
     """Point the process's Celery app, tick coalescing and settings at `url` for a while."""
-    from tasks.maintenance import wakeup
-    from tasks.worker.app import app
+    from tasks.broker import wakeup
+    from tasks.broker.app import app
 
     saved_env = {k: os.environ.get(k) for k in ("CELERY_BROKER_URL", "DATABASE_URL")}
     saved_url = app.conf.broker_url

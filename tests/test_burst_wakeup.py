@@ -90,7 +90,7 @@ def test_every_message_leaves_within_two_seconds_of_its_window_without_a_tick(
     window_s, tmp_path, live_broker, redis_server, clean_db, conn, twilio_wire, resend_wire,
     relay_process,
 ):
-    from tasks.worker.app import app
+    from tasks.broker.app import app
 
     conn.execute("UPDATE notification_config SET debounce_window = %s, "
                  "max_wait = interval '1 minute'", (f"{window_s} seconds",))

@@ -228,8 +228,8 @@ def test_parked_deliveries_are_published_by_the_queue_run_when_within_reach(conn
     # publishes what comes within reach and wakes itself for the rest.
     from db import deliveries as db_deliveries
     from db.queue import claim_due
+    from tasks.broker.app import BROKER_HORIZON_S
     from tasks.database import engine
-    from tasks.worker.app import BROKER_HORIZON_S
     from tasks.worker.queue_tick import drain_due
 
     soon = new_registration(conn, customer_phone="+15551237001", notification_pref="sms")

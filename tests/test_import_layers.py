@@ -99,7 +99,7 @@ def test_the_graph_sees_lazy_imports():
     # Guards the walker itself: queue_tick imports wakeup at the top, and the
     # registry imports the Twilio adapter inside a function.
     graph = _graph()
-    assert "tasks.maintenance.wakeup" in graph["tasks.worker.queue_tick"]
+    assert "tasks.broker.wakeup" in graph["tasks.worker.queue_tick"]
     assert "tasks.providers.twilio_sms" in graph["tasks.providers.registry"]
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     # The bench is walked too: its runner imports each scenario module.
@@ -135,8 +135,10 @@ def test_local_stack_is_used_only_by_up():
 # ── The layers between the folders ───────────────────────────────────────────
 
 #: What sends, serves or commands: the building blocks below never reach up.
-_ABOVE_THE_BLOCKS = ("tasks.sending", "tasks.worker", "tasks.relay", "tasks.portal",
-                     "tasks.staff", "tasks.cli")
+_ABOVE_THE_BLOCKS = ("tasks.sending", "tasks.maintenance", "tasks.broker", "tasks.worker",
+                     "tasks.relay", "tasks.portal", "tasks.staff", "tasks.cli")
+#: What serves or commands: the worker's parts never reach these.
+_SURFACES = ("tasks.relay", "tasks.portal", "tasks.staff", "tasks.cli")
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,11 @@ LAYERS: dict[str, Layer] = {
     "tasks.providers":    Layer(never_imports=_ABOVE_THE_BLOCKS),
     "tasks.auth":         Layer(never_imports=_ABOVE_THE_BLOCKS),
     "tasks.coordination": Layer(never_imports=_ABOVE_THE_BLOCKS),
-    "tasks.sending":      Layer(never_imports=("tasks.relay", "tasks.portal", "tasks.staff",
-                                               "tasks.cli")),
+    "tasks.broker":       Layer(never_imports=("tasks.sending", "tasks.maintenance",
+                                               "tasks.worker", *_SURFACES)),
+    "tasks.sending":      Layer(never_imports=("tasks.maintenance", "tasks.worker", *_SURFACES)),
+    "tasks.maintenance":  Layer(never_imports=("tasks.worker", *_SURFACES)),
+    "tasks.worker":       Layer(never_imports=_SURFACES),
     "tasks.cli":          Layer(only_imported_by=()),
     "tasks.local":        Layer(only_imported_by=("tasks.cli.up",)),
     "db":                 Layer(never_imports=("tasks",)),
@@ -245,7 +250,7 @@ def test_celery_finds_the_app_through_the_package() -> None:
         "import tasks\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('tasks.'))\n"
         "from celery.app.utils import find_app\n"
-        "from tasks.worker.app import app as worker_app\n"
+        "from tasks.broker.app import app as worker_app\n"
         "app = find_app('tasks')\n"
         "app.loader.import_default_modules()\n"
         "print(json.dumps({'loaded_by_face': loaded, 'same': app is worker_app,\n"

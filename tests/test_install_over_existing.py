@@ -38,7 +38,7 @@ SEED_ROWS = 1000
 @contextmanager
 def eager_pipeline(url: str, redis_url: str, twilio, resend_, monkeypatch) -> Iterator[None]:
     """conftest's `pipeline`, pointed at this test's own database."""
-    from tasks.worker.app import app
+    from tasks.broker.app import app
 
     state = ResendSdkState.capture()
     for key, value in provider_env(url, redis_url, twilio, resend_).items():

@@ -128,9 +128,9 @@ def test_sweep_sends_again_what_lost_its_task_and_nothing_else(conn, twilio_wire
 
 def test_unpark_publishes_parked_sends_once_within_the_brokers_horizon(conn, twilio_wire):
     from db import deliveries as db_deliveries
+    from tasks.broker.app import BROKER_HORIZON_S
     from tasks.database import engine
     from tasks.maintenance.unpark import unpark_due
-    from tasks.worker.app import BROKER_HORIZON_S
 
     soon = new_registration(conn, customer_phone=PHONE, notification_pref="sms")
     later = new_registration(conn, customer_phone=OTHER, notification_pref="sms")
@@ -172,9 +172,9 @@ def test_digests_mail_staff_the_replies_whose_window_closed(relay_client, conn, 
 
 def test_next_due_is_the_earliest_work_with_parked_sends_half_a_horizon_early(conn):
     from db import deliveries as db_deliveries
+    from tasks.broker.app import BROKER_HORIZON_S
     from tasks.database import engine
     from tasks.maintenance.next_due import next_wakeup
-    from tasks.worker.app import BROKER_HORIZON_S
 
     assert next_wakeup(_budget()).wake_in_s is None  # nothing waits
 

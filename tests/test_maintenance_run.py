@@ -66,7 +66,7 @@ def test_the_task_module_holds_no_job_of_its_own():
     imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for a in node.names}
     assert not {m for m in imported if m == "db" or m.startswith("db.")}
-    assert not imported & {"tasks.database", "tasks.worker.dispatch", "sqlalchemy"}
+    assert not imported & {"tasks.database", "tasks.broker.dispatch", "sqlalchemy"}
     [drain] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "drain_due"]
     calls = {n.func.id for n in ast.walk(drain)
              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}

@@ -122,8 +122,8 @@ def test_a_digest_retry_beyond_the_broker_horizon_parks_and_the_queue_run_takes_
     # holds a countdown waits in the database. A digest's place there is its
     # lease: it lapses when the backoff is over, and the queue run, woken
     # for it, takes the digest again; no message waits in the broker.
+    from tasks.broker.app import QUEUE_EMAIL, QUEUE_TICK, app
     from tasks.worker import send_reply_digest
-    from tasks.worker.app import QUEUE_EMAIL, QUEUE_TICK, app
     from tests.relay_helpers import celery_broker, flush_broker
 
     monkeypatch.setenv("SEND_RETRY_BACKOFF_BASE", "400")  # a first backoff of 200-400 s

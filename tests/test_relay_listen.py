@@ -148,7 +148,7 @@ def test_without_a_pg_cron_job_the_relay_ticks_on_its_own(live_broker, no_cron_u
         assert queued_task_names(live_broker) == ["process_notification_queue"]
         assert client.get("/healthz").json()["ticker"] == "own"
         # The run started (a worker would say so): the next own tick enqueues again.
-        from tasks.maintenance.wakeup import run_started
+        from tasks.broker.wakeup import run_started
 
         run_started()
         wait_for(lambda: len(queued_task_names(live_broker)) == 2, timeout=5)

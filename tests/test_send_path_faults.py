@@ -300,7 +300,7 @@ AMQP = "amqp://guest:guest@127.0.0.1:5672/unused"
 
 def _work_controller(concurrency: int, pool: str):
     """A real Celery worker object, built (worker_init sent) but never started."""
-    from tasks.worker.app import app
+    from tasks.broker.app import app
 
     return app.WorkController(concurrency=concurrency, pool_cls=pool, hostname="budget@test")
 

@@ -547,7 +547,7 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server) -> No
     import redis
     profile = _PROFILE
     budget = PROFILES[profile]
-    from tasks.worker.app import app
+    from tasks.broker.app import app
 
     _ctx.update(conn=conn, twilio=twilio_wire, resend=resend_wire,
                 redis=redis.Redis.from_url(redis_server.url))

@@ -2,7 +2,7 @@
 
 db/direct.py runs the send statements on the pooled psycopg connection: they
 must commit and roll back with the SQLAlchemy transaction around them.
-tasks/worker/broker_transport.py keeps one Redis client per kombu channel: messages
+tasks/broker/broker_transport.py keeps one Redis client per kombu channel: messages
 must still go out and be consumed, and a channel whose pool was replaced must
 not keep a client on the old one.
 """
@@ -84,7 +84,7 @@ def test_a_lost_connection_is_invalidated_not_pooled_again(conn, sa_engine):
 
 
 def test_the_broker_channel_reuses_its_client_and_still_carries_messages(broker_app):
-    from tasks.worker.broker_transport import Channel
+    from tasks.broker.broker_transport import Channel
 
     with broker_app.connection_for_write() as connection:
         channel = connection.default_channel
@@ -108,7 +108,7 @@ def test_the_broker_channel_reuses_its_client_and_still_carries_messages(broker_
 def test_other_brokers_keep_their_own_transport():
     from kombu import Connection
 
-    from tasks.worker.broker_transport import Transport, use
+    from tasks.broker.broker_transport import Transport, use
 
     use()
     assert isinstance(Connection("redis://127.0.0.1:1/0").transport, Transport)

@@ -197,8 +197,8 @@ def test_the_limiter_on_every_store(store: CoordinationStore) -> None:
 
 
 def test_the_wakeup_on_every_store(store: CoordinationStore) -> None:
-    from tasks.maintenance import wakeup
-    from tasks.worker.app import app
+    from tasks.broker import wakeup
+    from tasks.broker.app import app
 
     assert not app.conf.task_always_eager
     wakeup.store.use(store)

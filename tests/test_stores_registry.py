@@ -24,7 +24,7 @@ AMQP = "amqp://guest:guest@127.0.0.1:5672/unused"
 ENGINE_MODULES = {"tasks.coordination.store_redis", "tasks.coordination.store_postgres",
                   "tasks.coordination.store_process"}
 #: The modules that decide over the interface.
-DECISIONS = ("tasks/coordination/rate_limit.py", "tasks/maintenance/wakeup.py",
+DECISIONS = ("tasks/coordination/rate_limit.py", "tasks/broker/wakeup.py",
              "tasks/portal/limits.py", "tasks/coordination/worker_metrics.py")
 
 

@@ -96,9 +96,8 @@ def link(redis_server) -> Iterator[SilentLink]:
 @pytest.fixture()
 def app_via_link(link, redis_server, clean_db, monkeypatch) -> Iterator[Celery]:
     """The process's app and tick coalescing, reaching the test Redis through `link`."""
-    from tasks.maintenance import wakeup
-    from tasks.relay import tick_publisher
-    from tasks.worker.app import app
+    from tasks.broker import tick_publisher, wakeup
+    from tasks.broker.app import app
 
     url = f"redis://127.0.0.1:{link.port}/0"
     monkeypatch.setenv("CELERY_BROKER_URL", url)
@@ -140,8 +139,7 @@ def _in_thread(fn) -> tuple[threading.Thread, dict[str, object]]:
 
 def test_a_tick_on_a_silent_broker_fails_and_the_next_after_the_heal_is_queued(
         app_via_link, link, redis_server):
-    from tasks.maintenance.wakeup import PENDING_KEY, run_started
-    from tasks.worker.queue_tick import request_tick
+    from tasks.broker.wakeup import PENDING_KEY, request_tick, run_started
 
     first = request_tick()
     assert first.task_id and _queued(redis_server) == 1
@@ -167,9 +165,8 @@ def test_a_tick_on_a_silent_broker_fails_and_the_next_after_the_heal_is_queued(
 def test_a_failed_publish_clears_the_marker_so_later_ticks_are_not_coalesced_away(
         app_via_link, link, redis_server, monkeypatch):
     # The marker lives in a Redis that stays up; only the broker goes silent.
-    from tasks.maintenance import wakeup
-    from tasks.maintenance.wakeup import PENDING_KEY
-    from tasks.worker.queue_tick import request_tick
+    from tasks.broker import wakeup
+    from tasks.broker.wakeup import PENDING_KEY, request_tick
 
     monkeypatch.setenv("COORDINATION_REDIS_URL", redis_server.url)
     reset_process_state()
@@ -187,7 +184,7 @@ def test_a_failed_publish_clears_the_marker_so_later_ticks_are_not_coalesced_awa
 
 
 def test_the_watchdog_abandons_a_publish_that_never_returns(app_via_link, redis_server):
-    from tasks.relay.tick_publisher import PublishTimeout, TickPublisher
+    from tasks.broker.tick_publisher import PublishTimeout, TickPublisher
     from tasks.worker.queue_tick import process_notification_queue
 
     publisher = TickPublisher(deadline_s=0.5)

@@ -19,8 +19,8 @@ from tests.worker_process import WorkerProcess, regnotify_worker_argv
 @pytest.fixture()
 def live_app(redis_server, clean_db, monkeypatch) -> Iterator[Celery]:
     """The module-level app publishing to the test Redis for real (not eager)."""
-    from tasks.maintenance import wakeup
-    from tasks.worker.app import app
+    from tasks.broker import wakeup
+    from tasks.broker.app import app
 
     monkeypatch.setenv("CELERY_BROKER_URL", redis_server.url)
     monkeypatch.setenv("DATABASE_URL", clean_db)
@@ -52,8 +52,7 @@ def _queued(url: str, queue: str = "notifications") -> int:
 
 
 def test_a_hundred_ticks_while_one_run_waits_enqueue_one(live_app, redis_server):
-    from tasks.maintenance.wakeup import run_started
-    from tasks.worker.queue_tick import request_tick
+    from tasks.broker.wakeup import request_tick, run_started
 
     results = [request_tick() for _ in range(100)]
     assert results[0].task_id and not results[0].coalesced
@@ -82,7 +81,7 @@ def test_tick_and_send_commands_coalesce_like_every_other_tick(live_app, redis_s
 
 
 def test_wakeups_are_not_stacked(live_app, redis_server):
-    from tasks.worker.queue_tick import arm_wakeup
+    from tasks.broker.wakeup import arm_wakeup
 
     assert arm_wakeup(30.0) == 30.0
     assert arm_wakeup(40.0) is None  # one already armed sooner
@@ -110,7 +109,7 @@ def test_a_message_leaves_about_a_second_after_its_window_closes(
             change_stage(conn, reg, "documents_collected")
             time.sleep(0.4)
         # Staggered changes: every row gets its own wake-up; nothing polls.
-        from tasks.worker.queue_tick import request_tick
+        from tasks.broker.wakeup import request_tick
 
         request_tick()
         deadline = time.monotonic() + 30

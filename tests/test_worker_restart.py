@@ -30,7 +30,7 @@ def _until(check: Callable[[], bool], timeout: float, what: str, proc: WorkerPro
 def test_worker_comes_back_after_celery_gives_up(
     tmp_path: Path, clean_db: str, twilio_wire, resend_wire
 ) -> None:
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     broker = EmbeddedRedis(port=free_port())
     broker.start()

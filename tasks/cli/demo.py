@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from db import demo as demo_db
+    from tasks.broker.wakeup import request_tick
     from tasks.cli.printing import console as piped_aware_console
     from tasks.database import engine
-    from tasks.worker.queue_tick import request_tick
 
     console = piped_aware_console()
     tag = uuid.uuid4().hex[:4]

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 def _dispatch(refs: Sequence[DeliveryRef]) -> int:
     from db.connector import family_errors
     from db.errors import BrokerUnavailable
-    from tasks.worker.dispatch import dispatch
+    from tasks.broker.dispatch import dispatch
 
     try:
         with family_errors(network=BrokerUnavailable):

@@ -33,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     use_database_url(args)
     from db import front_door
     from db.errors import RegistrationNotFound
+    from tasks.broker.wakeup import request_tick
     from tasks.database import engine
-    from tasks.worker.queue_tick import drain_due, request_tick
+    from tasks.worker.queue_tick import drain_due
 
     # request_notification decides and queues (the same function the API and
     # PostgREST call); nothing is written when it answers queued: false.

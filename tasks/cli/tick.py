@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         # Not needed to enqueue, but a worker with this setting would fail: say so now.
         use_database_url(args)
     broker = require_broker()
-    from tasks.worker.queue_tick import request_tick
+    from tasks.broker.wakeup import request_tick
 
     tick = request_tick()
     if tick.coalesced:

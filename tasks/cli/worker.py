@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     providers = banner_line()
     use_database_url(args)
     print(f"regnotify worker: {providers}", file=sys.stderr, flush=True)
+    from tasks.broker.app import ALL_QUEUES, app
     from tasks.log_hygiene import quiet_per_task_lines
-    from tasks.worker.app import ALL_QUEUES, app
 
     quiet_per_task_lines(args.loglevel)
 

@@ -5,7 +5,7 @@ counters and the sign-in counters are the same for every process. Each
 engine (Redis, PostgreSQL, this process's memory: see
 tasks.coordination.stores) implements these primitives, each one atomic on
 its own store (a Lua script, one SQL statement, a lock). The decisions built
-on them (tasks.coordination.rate_limit, tasks.maintenance.wakeup,
+on them (tasks.coordination.rate_limit, tasks.broker.wakeup,
 tasks.portal.limits, tasks.coordination.worker_metrics) are written once, over
 this interface, and never ask which engine they have.
 

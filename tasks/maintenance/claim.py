@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from db.queue import claim_due
+from tasks.broker.dispatch import dispatch
 from tasks.database import engine
 from tasks.maintenance.job import RunBudget, TickResult
-from tasks.worker.dispatch import dispatch
 
 
 def claim_due_rows(run: RunBudget) -> TickResult:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import uuid
 
 from db import replies
+from tasks.broker.app import app
+from tasks.broker.dispatch import dispatch_reply_digests
 from tasks.database import engine
 from tasks.maintenance.job import RunBudget, TickResult
 from tasks.sending.bounds import lease_seconds
-from tasks.worker.app import app
-from tasks.worker.dispatch import dispatch_reply_digests
 
 
 def claim_reply_digests(run: RunBudget) -> TickResult:

@@ -2,7 +2,7 @@
 
 It reads what the jobs before it left: the next pending queue row or held
 delivery, the next parked delivery, the next staff digest. The task arms one
-wake-up run for that time (tasks/maintenance/wakeup.py decides whether one is
+wake-up run for that time (tasks/broker/wakeup.py decides whether one is
 already armed), so a send_after minutes away needs no cron tick.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from db import deliveries, replies
 from db.queue import seconds_until_next_due
+from tasks.broker.app import BROKER_HORIZON_S
 from tasks.database import engine
 from tasks.maintenance.job import RunBudget, TickResult
-from tasks.worker.app import BROKER_HORIZON_S
 
 #: A floor on the wait: work another claimer holds must not spin runs in a tight loop.
 MIN_WAKE_S = 0.05

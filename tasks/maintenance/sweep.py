@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from db import deliveries
+from tasks.broker.dispatch import dispatch
 from tasks.database import engine
 from tasks.maintenance.job import RunBudget, TickResult
-from tasks.worker.dispatch import dispatch
 
 log = logging.getLogger(__name__)
 

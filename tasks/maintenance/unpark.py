@@ -9,10 +9,10 @@ send task, with a countdown to its reserved time.
 from __future__ import annotations
 
 from db import deliveries
+from tasks.broker.app import BROKER_HORIZON_S
+from tasks.broker.dispatch import dispatch_released
 from tasks.database import engine
 from tasks.maintenance.job import RunBudget, TickResult
-from tasks.worker.app import BROKER_HORIZON_S
-from tasks.worker.dispatch import dispatch_released
 
 #: At most this many per run: the next run takes the rest.
 UNPARK_LIMIT = 5000

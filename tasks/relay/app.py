@@ -46,7 +46,7 @@ def create_app(
     """Build the relay for these settings (the process's by default).
 
     Raises RelayConfigError without RELAY_TOKEN unless `local_only`. `tick`
-    replaces tasks.maintenance.wakeup.request_tick (tests that observe ticks). The
+    replaces tasks.broker.wakeup.request_tick (tests that observe ticks). The
     listener and the own ticker start with the app's lifespan. `group`: this
     app is one of several workers, which elect the one that runs those
     (tasks/relay/leader.py). `loopback`: the relay binds a loopback address

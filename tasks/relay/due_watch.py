@@ -1,6 +1,6 @@
 """Ask for a queue run when the earliest pending send_after changes: a short window leaves on time.
 
-A run arms the wake-up at the next send_after (tasks/maintenance/wakeup.py), but only a
+A run arms the wake-up at the next send_after (tasks/broker/wakeup.py), but only a
 run does: a burst that opens between two runs has none armed until the
 next tick, which is pg_cron's minute. The relay's LISTEN connection reads
 the earliest pending send_after every second (one index probe); when it

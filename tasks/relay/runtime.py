@@ -13,9 +13,9 @@ from db.as_caller import CallerPool
 from db.connection import make_engine
 from db.connector import family_errors
 from db.errors import DatabaseError
+from tasks.broker.wakeup import TickRequest
 from tasks.coordination.store_redis import connect
 from tasks.exceptions import DatabaseUnavailable, RelayConfigError
-from tasks.maintenance.wakeup import TickRequest
 from tasks.relay.due_watch import DueWatch
 from tasks.relay.leader import LISTENING_KEY, Leadership
 from tasks.relay.listener import Listener
@@ -51,7 +51,7 @@ class Relay:
         #: None: no token required (local-only without a token).
         self.token: str | None = token or None
         if tick is None:
-            from tasks.worker.queue_tick import request_tick
+            from tasks.broker.wakeup import request_tick
 
             tick = request_tick
         self._tick = tick

@@ -33,7 +33,6 @@ from tasks.sending.prepare import Prepared, prepare
 from tasks.sending.rate_slot import _limiter, plan_slot
 from tasks.sending.rate_slot import limiter as limiter  # tests reach it here
 from tasks.settings import Settings, get_settings
-from tasks.worker import worker_budget  # noqa: F401  (connects the worker's pool sizing)
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ def dispatch_fallbacks(fallbacks: Iterable[Fallback | None]) -> int:
     A broker failure is logged, not raised: the delivery is a committed
     `queued` row, so the queue run's sweep sends it.
     """
-    from tasks.worker.dispatch import dispatch
+    from tasks.broker.dispatch import dispatch
 
     refs = [f.ref for f in fallbacks if f is not None and not f.held]
     if not refs:

@@ -20,10 +20,10 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from tasks.broker.app import BROKER_HORIZON_S, app
+from tasks.broker.wakeup import arm_wakeup
 from tasks.providers.base import ProviderError
 from tasks.settings import Settings
-from tasks.worker.app import BROKER_HORIZON_S, app
-from tasks.worker.queue_tick import arm_wakeup
 
 
 @dataclass(frozen=True)

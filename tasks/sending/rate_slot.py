@@ -19,6 +19,7 @@ from functools import cache
 from sqlalchemy import Connection
 
 from db import deliveries
+from tasks.broker.app import app
 from tasks.coordination.rate_limit import RateLimiter
 from tasks.coordination.stores import coordination_redis_url
 from tasks.database import autocommit_engine
@@ -26,7 +27,6 @@ from tasks.providers.base import ProviderError
 from tasks.sending.bounds import call_bound_s
 from tasks.sending.outcome import Outcome, arm_release, parks
 from tasks.settings import get_settings
-from tasks.worker.app import app
 
 #: Longest a task sleeps for its slot; beyond it the task is published again for it.
 MAX_RATE_SLEEP_S = 1.0

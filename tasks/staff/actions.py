@@ -5,7 +5,6 @@ as the signed-in caller, which refuses anyone but active staff and records who d
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,9 +12,6 @@ from starlette.responses import Response
 
 from tasks.staff import data, web, words
 from tasks.staff.pages import parse_id
-
-if TYPE_CHECKING:
-    from tasks.relay.runtime import Relay
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +41,7 @@ async def send_now(request: Request) -> Response:
         code = reason if reason in words.NOT_QUEUED else "other"
         return web.redirect(f"{here}?done=not_queued&reason={code}")
     # As the API's notify does: a queue run now, not at the next tick.
-    relay: Relay = request.app.state.relay
-    await run_in_threadpool(relay.background_tick, "staff")
+    await run_in_threadpool(request.app.state.relay.background_tick, "staff")
     return web.redirect(f"{here}?done={'held' if answer.get('held_until') else 'sent'}")
 
 
@@ -88,7 +83,7 @@ def _dispatch(delivery_id: int, channel: str) -> None:
     from db.connector import family_errors
     from db.errors import BrokerUnavailable
     from db.queue import DeliveryRef
-    from tasks.worker.dispatch import dispatch
+    from tasks.broker.dispatch import dispatch
 
     try:
         with family_errors(network=BrokerUnavailable):

@@ -1,9 +1,8 @@
 """The `process_notification_queue` task: one queue run, the maintenance jobs in order.
 
 Each job is a module of tasks/maintenance/ (tasks/maintenance/job.py gives
-their shape); this module only lists them and runs them. Also the two ways to
-start a run: `request_tick` (coalesced) and `arm_wakeup` (one run at the next
-send_after); tasks/maintenance/wakeup.py decides, this module enqueues.
+their shape); this module only lists them and runs them. The ways to start a
+run (`request_tick`, `arm_wakeup`) are tasks/broker/wakeup.py's.
 """
 
 from __future__ import annotations
@@ -12,20 +11,13 @@ from dataclasses import asdict
 
 from celery import Task
 
+from tasks.broker.app import app
+from tasks.broker.wakeup import arm_wakeup, run_started
 from tasks.coordination.worker_metrics import record_queue_run
 from tasks.maintenance import claim, digests, holds, next_due, sweep, unpark
 from tasks.maintenance.job import Job, RunBudget, TickResult
-from tasks.maintenance.wakeup import (
-    TickRequest,
-    claim_wakeup,
-    run_started,
-    should_enqueue_tick,
-    tick_not_queued,
-    tick_queued,
-)
-from tasks.relay import tick_publisher
 from tasks.settings import get_settings
-from tasks.worker.app import app
+from tasks.worker import worker_budget  # noqa: F401  (connects the worker's pool sizing)
 from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
 
 #: The jobs of one run, in order; a new job is one line here. Sends first
@@ -63,35 +55,3 @@ def process_notification_queue(self: Task, reason: str = "tick") -> dict[str, ob
         armed = arm_wakeup(result.wake_in_s)
         result.wake_in_s = armed if armed is not None else result.wake_in_s
     return {"reason": reason, **asdict(result)}
-
-
-def request_tick() -> TickRequest:
-    """Enqueue process_notification_queue unless a run is already waiting to start.
-
-    The publish is bounded (tasks/relay/tick_publisher.py): on a broker that went
-    silent it raises within seconds instead of waiting forever.
-    """
-    if not should_enqueue_tick():
-        return TickRequest(None, True)
-    if app.conf.task_always_eager:
-        result = process_notification_queue.apply_async()
-        return TickRequest(result.id, False)
-    try:
-        result = tick_publisher.publisher.publish(
-            lambda producer: process_notification_queue.apply_async(
-                producer=producer, retry=True, retry_policy=tick_publisher.RETRY_POLICY))
-    except Exception:
-        # No run was queued: the marker must not coalesce the next ticks into
-        # nothing until it expires.
-        tick_not_queued()
-        raise
-    tick_queued()
-    return TickRequest(result.id, False)
-
-
-def arm_wakeup(seconds_until_due: float | None) -> float | None:
-    """Schedule one run for when the next pending row is due; returns the countdown used."""
-    countdown = claim_wakeup(seconds_until_due)
-    if countdown is not None:
-        process_notification_queue.apply_async(countdown=countdown, kwargs={"reason": "wake-up"})
-    return countdown

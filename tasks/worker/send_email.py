@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from celery import Task
 
+from tasks.broker.app import app
+from tasks.broker.dispatch import publish_batch
 from tasks.coordination.worker_metrics import record_retry
 from tasks.sending import delivery_flow, email_batch
 from tasks.sending.outcome import Outcome
-from tasks.worker.app import app
-from tasks.worker.dispatch import publish_batch
 from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
 
 

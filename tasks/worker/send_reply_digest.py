@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from celery import Task
 
+from tasks.broker.app import app
 from tasks.coordination.worker_metrics import record_retry
 from tasks.sending import digest
 from tasks.sending.digest import batch_key as batch_key  # tests reach it here
 from tasks.sending.digest import run as run  # tests reach it here
-from tasks.worker.app import app
 from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import Task
 
+from tasks.broker.app import app
 from tasks.coordination.worker_metrics import record_retry
 from tasks.sending import delivery_flow
-from tasks.worker.app import app
 from tasks.worker.infrastructure_retry import INFRASTRUCTURE_RETRY
 
 

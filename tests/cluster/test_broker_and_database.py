@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.process, pytest.mark.xdist_group(
 REGISTRATIONS = 150
 TWILIO_LATENCY = 0.2
 #: How long a change made after the broker's return may take to be sent
-#: (seen: 1-2 s; the relay's publishes are bounded, see tasks/relay/tick_publisher.py).
+#: (seen: 1-2 s; the relay's publishes are bounded, see tasks/broker/tick_publisher.py).
 AFTER_S = 120
 
 

@@ -68,7 +68,7 @@ class Stack:
 @pytest.fixture()
 def stack(tmp_path: Path, clean_db, redis_server, twilio_wire, resend_wire) -> Iterator[Stack]:
     """A worker (8 threads) on the test Redis, a 1 s ticker, retries tuned for test time."""
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     redis.Redis.from_url(redis_server.url).flushdb()
     env = provider_env(clean_db, redis_server.url, twilio_wire, resend_wire)

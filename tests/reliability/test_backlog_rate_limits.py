@@ -146,7 +146,7 @@ def rabbit_vhost() -> Iterator[str]:
 def test_rabbitmq_broker_two_workers_share_the_limits_through_postgresql(
     tmp_path, clean_db, rabbit_vhost, twilio_wire, resend_wire
 ):
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     env = provider_env(clean_db, rabbit_vhost, twilio_wire, resend_wire)
     env.update({

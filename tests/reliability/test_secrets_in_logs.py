@@ -27,7 +27,7 @@ PHONES = ["+15551234567", "+15005550001", "+15559876543"]
 
 
 def test_logs_hold_no_secret_and_no_full_phone(tmp_path: Path, clean_db, conn, redis_server):
-    from tasks.worker.app import create_app
+    from tasks.broker.app import create_app
 
     account_sid = "AC" + secrets.token_hex(16)
     auth_token = secrets.token_hex(16)

@@ -1,7 +1,8 @@
 """When to start a queue run: coalesced ticks, and one wake-up at the next send_after.
 
-Only the keys and the decisions live here; tasks/worker/queue_tick.py enqueues the
-runs (`request_tick`, `arm_wakeup`). Both are a marker of the coordination
+`request_tick` (coalesced) and `arm_wakeup` (one run at the next send_after)
+publish the run, by the task's registered name, so nothing here imports the
+worker's task modules. Both keep a marker of the coordination
 store (tasks.coordination.stores chooses it: Redis, else PostgreSQL), so
 every worker shares them whatever the broker. They only save work: if the
 keys are lost, the next tick or the cron safety net runs anyway.
@@ -13,9 +14,11 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from tasks.broker import tick_publisher
+from tasks.broker.app import app
+from tasks.broker.dispatch import registered_task
 from tasks.coordination.store import StoreUnavailable
 from tasks.coordination.stores import SharedStore
-from tasks.worker.app import app
 
 log = logging.getLogger(__name__)
 
@@ -109,4 +112,41 @@ def claim_wakeup(seconds_until_due: float | None) -> float | None:
             return None
     except StoreUnavailable as exc:
         log.warning("wake-up dedup unavailable: %s", type(exc.__cause__ or exc).__name__)
+    return countdown
+
+
+#: The task a queue run is.
+QUEUE_RUN = "process_notification_queue"
+
+
+def request_tick() -> TickRequest:
+    """Enqueue process_notification_queue unless a run is already waiting to start.
+
+    The publish is bounded (tasks/broker/tick_publisher.py): on a broker that went
+    silent it raises within seconds instead of waiting forever.
+    """
+    if not should_enqueue_tick():
+        return TickRequest(None, True)
+    run = registered_task(QUEUE_RUN)
+    if app.conf.task_always_eager:
+        return TickRequest(run.apply_async().id, False)
+    try:
+        result = tick_publisher.publisher.publish(
+            lambda producer: run.apply_async(
+                producer=producer, retry=True, retry_policy=tick_publisher.RETRY_POLICY))
+    except Exception:
+        # No run was queued: the marker must not coalesce the next ticks into
+        # nothing until it expires.
+        tick_not_queued()
+        raise
+    tick_queued()
+    return TickRequest(result.id, False)
+
+
+def arm_wakeup(seconds_until_due: float | None) -> float | None:
+    """Schedule one run for when the next pending row is due; returns the countdown used."""
+    countdown = claim_wakeup(seconds_until_due)
+    if countdown is not None:
+        registered_task(QUEUE_RUN).apply_async(countdown=countdown,
+                                               kwargs={"reason": "wake-up"})
     return countdown

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from kombu import Connection
 
-from tasks.worker.app import app
+from tasks.broker.app import app
 
 log = logging.getLogger(__name__)
 

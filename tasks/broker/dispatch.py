@@ -1,8 +1,8 @@
 """Publishing send tasks for deliveries, once the transaction that created them committed.
 
-The send tasks are looked up by their registered names: the task modules
+Tasks are looked up by their registered names: the task modules (tasks/worker/)
 import the send flow, and the send flow dispatches (a fallback, a batch's
-leftovers), so importing them here would close a cycle.
+leftovers), so importing them here would point an arrow back up.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from kombu import Producer
 
 from db.deliveries import Released
 from db.queue import DeliveryRef
+from tasks.broker.app import app
 from tasks.settings import get_settings
-from tasks.worker.app import app
 
 try:
     from kombu.exceptions import BatchPublishError
@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 PUBLISH_BATCH_COMMANDS = 200
 
 
-def _task(name: str) -> Task:
-    """The registered task `name` (send_sms, send_email, send_email_batch)."""
+def registered_task(name: str) -> Task:
+    """The registered task `name` (a send, a batch, a digest or the queue run)."""
     if name not in app.tasks:
         # A process that is no worker (the relay, the CLI) has not imported
         # the app's task modules yet.
@@ -51,7 +51,7 @@ def publish_batch(delivery_ids: Sequence[int], *, countdown: float | None = None
                   slot_at: float | None = None, producer: object | None = None) -> None:
     """Publish one send_email_batch task for these deliveries."""
     ids = [int(i) for i in delivery_ids]
-    _task("send_email_batch").apply_async(
+    registered_task("send_email_batch").apply_async(
         (ids,), {"slot_at": slot_at}, countdown=countdown, producer=producer,
         argsrepr=batch_argsrepr(ids), add_to_parent=False,
     )
@@ -91,7 +91,7 @@ def _publish(refs: Sequence[DeliveryRef], producer: Producer) -> None:
     for ref in refs:
         if ref.channel == "email" and len(emails) > 1:
             continue
-        task = _task("send_sms" if ref.channel == "sms" else "send_email")
+        task = registered_task("send_sms" if ref.channel == "sms" else "send_email")
         # add_to_parent=False: inside a tick run Celery would otherwise keep an
         # AsyncResult per published task in the run's request.children until
         # the run ends; nothing reads them, and a run that dispatches 80 000
@@ -112,7 +112,7 @@ def dispatch_reply_digests(digest_ids: Sequence[int], token: str) -> int:
     size = get_settings().resend_batch_size
     for start in range(0, len(ids), size):
         chunk = ids[start:start + size]
-        _task("send_reply_digests").apply_async(
+        registered_task("send_reply_digests").apply_async(
             (chunk, token), argsrepr=f"(reply_digests={chunk})", add_to_parent=False)
     return len(ids)
 
@@ -135,7 +135,7 @@ def dispatch_released(released: Sequence[Released]) -> int:
                 publish_batch(ids[start:start + size], countdown=in_s, slot_at=slot_at)
             count += len(ids)
             continue
-        task = _task("send_sms" if channel == "sms" else "send_email")
+        task = registered_task("send_sms" if channel == "sms" else "send_email")
         for i in ids:
             task.apply_async((i,), {"slot_at": slot_at}, countdown=in_s,
                              argsrepr=f"(delivery={i}, {channel})", add_to_parent=False)

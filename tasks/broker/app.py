@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
+from tasks.broker import broker_transport
 from tasks.settings import DEFAULT_BROKER_URL, get_settings
-from tasks.worker import broker_transport
 
 #: The tick runs on its own queue so a backlog of sends never delays claiming.
 QUEUE_TICK = "notifications"
@@ -37,7 +37,7 @@ def broker_url() -> str:
 def create_app() -> Celery:
     """Build the app from the environment's settings."""
     # Before any connection: a Redis broker's channels then share one client
-    # each instead of building one per message (tasks/worker/broker_transport.py).
+    # each instead of building one per message (tasks/broker/broker_transport.py).
     broker_transport.use()
     settings = get_settings()
     app = Celery("regnotify", broker=broker_url(), include=[
