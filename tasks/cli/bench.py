@@ -1,14 +1,16 @@
 """`regnotify bench`: the pipeline benchmark, on a private stack it starts and stops itself.
 
-The benchmark code (bench/) lives in the source tree, not in the wheel.
+The benchmark code (bench/) lives in the source tree, not in the wheel. It
+runs as `python -m bench` in a child process with these arguments: the
+application never imports its benchmark (the arrow would run back up).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tasks.exceptions import CommandError
@@ -37,34 +39,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the plan, print the table, write the files, end with the figures as one JSON line."""
+    """Start `python -m bench` with the same choices; its exit status is ours."""
     try:
-        from dataclasses import replace
-
-        from bench import plans, report, runner
-        from bench.pipeline import WorkerShape
-    except ImportError:  # bench/ (and the tests' wire servers it uses) are not in the wheel
+        found = importlib.util.find_spec("bench.runner") is not None
+    except ImportError:
+        found = False
+    if not found:  # bench/ is not in the wheel
         raise CommandError(
             "regnotify bench runs from a source checkout, not an installed package: "
-            "in the checkout run `scripts/setup`, then `.venv/bin/regnotify bench`") from None
-
-    plan = plans.PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
-    if args.processes or args.threads:
-        plan = replace(plan, shape=WorkerShape(args.processes or plan.shape.processes,
-                                               args.threads or plan.shape.threads))
-    notes = plan.scaled_down()
-    print(f"regnotify bench ({plan.mode}): workers {plan.shape}"
-          + (f"; scaled down: {'; '.join(notes)}" if notes else ""), flush=True)
-
-    def log(line: str) -> None:
-        print(line, flush=True)
-
-    began = time.monotonic()
-    results = runner.run(plan, log=log)
-    print()
-    print(report.table(results))
-    json_path, png_path = report.write_all(results, args.out)
-    print(f"\nwrote {json_path} and {png_path} in {time.monotonic() - began:.0f} s")
-    sys.stdout.flush()
-    print(json.dumps(results.issue_figures()))
-    return 0
+            "in the checkout run `scripts/setup`, then `.venv/bin/regnotify bench`")
+    argv = ["--out", str(args.out)]
+    argv += ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
+    argv += ["--processes", str(args.processes)] if args.processes else []
+    argv += ["--threads", str(args.threads)] if args.threads else []
+    return subprocess.call([sys.executable, "-m", "bench", *argv])
