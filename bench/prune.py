@@ -173,7 +173,7 @@ def measure(url: str, *, batch_size: int = DEFAULT_BATCH) -> PruneFigures:
 
 
 def _private_cluster(root: Path) -> EmbeddedPostgres:
-    from db.migrations import migrate
+    from db.install.migrations import migrate
 
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")
     pg.chown(root)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from db.migrations import migrate
+from db.install.migrations import migrate
 from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 from tasks.local.embedded_redis import EmbeddedRedis
 from tests.wire.resend_wire import ResendWire

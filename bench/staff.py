@@ -206,7 +206,7 @@ def seed(url: str, registrations: int, messages: int, replies: int) -> float:
 
 
 def _private_cluster(root: Path) -> EmbeddedPostgres:
-    from db.migrations import migrate
+    from db.install.migrations import migrate
 
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench")
     pg.chown(root)

@@ -233,7 +233,7 @@ def _database_only() -> Iterator[Stack]:
     pg.chown(root)
     try:
         pg.start()
-        from db.migrations import migrate
+        from db.install.migrations import migrate
 
         migrate(pg.url)
         yield Stack(pg, None, None, None, root)  # type: ignore[arg-type]

@@ -160,7 +160,7 @@ class Prepared:
 @contextmanager
 def prepared_cluster(rows: int, bindir: Path | None) -> Iterator[Prepared]:
     """Build the cluster every run copies, then stop it; removed afterwards."""
-    from db.migrations import migrate
+    from db.install.migrations import migrate
 
     root = Path(tempfile.mkdtemp(prefix="regnotify-trigger-profile-"))
     pg = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), database="regnotify_bench",

@@ -1,11 +1,12 @@
 """regnotify's application package: one folder per role.
 
-- `worker/`: the Celery app (`worker/app.py`) and every task; `celery -A tasks
-  worker` finds the app through `tasks/celery.py`.
+- `worker/`: every task the worker runs.
+- `broker/`: the Celery app (`broker/app.py`; `celery -A tasks worker` finds it
+  through `tasks/celery.py`) and every way a task is published.
 - `sending/`: the send path: one delivery, an e-mail batch, a staff digest,
   the one fail/retry/park decision, fallback, the call bound and the lease.
 - `maintenance/`: the queue run's jobs (claim, quiet-hour holds, sweep,
-  unpark, digests, next due), one module each, and when to start a run.
+  unpark, digests, next due), one module each.
 - `coordination/`: the state every worker shares (Redis, PostgreSQL or in
   process behind one store interface), the rate limiter and the workers'
   counters on top.

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from celery import Celery
 
-from db.migrations import migrate
+from db.install.migrations import migrate
 from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 from tasks.local.embedded_redis import EmbeddedRedis
 from tests.pg import connect

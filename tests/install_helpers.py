@@ -261,7 +261,7 @@ def catalog_state(db: Db) -> str:
     policy, trigger, role and membership), plus column order and owners.
     For comparing many times over; schema_state is the independent check.
     """
-    from db.catalog_snapshot import snapshot
+    from db.install.catalog_snapshot import snapshot
 
     with connect(db.admin_url) as c:
         lines = [f"{k} = {v}" for k, v in sorted(snapshot(c).items())]

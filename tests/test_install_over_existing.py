@@ -16,8 +16,8 @@ from contextlib import contextmanager
 import pytest
 
 from db.errors import MigrationError
-from db.migrations import migrate
-from db.undo import uninstall
+from db.install.migrations import migrate
+from db.install.undo import uninstall
 from tests.conftest import QUIET_HOURS_OFF, provider_env, reset_process_state
 from tests.flow import change_stage, make_due, run_tick
 from tests.install_helpers import (

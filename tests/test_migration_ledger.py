@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from db.migrations import MigrationError, discover, migrate, status
+from db.install.migrations import MigrationError, discover, migrate, status
 from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 from tests.conftest import (
     PLAIN_OWNER,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from db.migrations import MigrationError, discover, migrate, status
+from db.install.migrations import MigrationError, discover, migrate, status
 from db.queries import query
 from db.sql_files import migrations_dir
 from tests.pg import connect

@@ -17,14 +17,14 @@ import psycopg
 import pytest
 
 from db import vocabulary
+from db.install.vocabulary_file import TARGET, Vocabulary, read, render
 from db.queries import query
-from db.vocabulary_file import TARGET, Vocabulary, read, render
 from tasks.messages.catalog import catalog, catalog_file
 from tasks.portal.i18n import strings_file
 from tests.conftest import QUIET_HOURS_OFF
 from tests.pg import as_role, connect, new_registration
 
-REGENERATE = "python -m db.vocabulary_file DATABASE_URL (a migrated database)"
+REGENERATE = "python -m db.install.vocabulary_file DATABASE_URL (a migrated database)"
 
 
 def missing_files(v: Vocabulary) -> list[str]:
@@ -65,7 +65,7 @@ def test_every_language_has_its_catalog_files():
 
 def test_the_lists_live_in_one_place():
     # Every Python reader is the generated module, not a list of its own.
-    from db import install_preflight
+    from db.install import install_preflight
     from tasks.messages import catalog as messages
     from tasks.portal import data, i18n
     from tasks.relay import api_me, openapi_api
@@ -83,7 +83,7 @@ def test_the_lists_live_in_one_place():
     root = Path(__file__).resolve().parents[1]
     for rel in ("tasks/messages/catalog.py", "tasks/portal/i18n.py", "tasks/portal/data.py",
                 "tasks/relay/api_me.py", "tasks/relay/openapi_api.py",
-                "db/install_preflight.py"):
+                "db/install/install_preflight.py"):
         text = (root / rel).read_text()
         assert '"es"' not in text and '"both"' not in text and '"opted_out"' not in text, rel
 

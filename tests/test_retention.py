@@ -226,7 +226,7 @@ def test_our_jobs_run_history_goes_and_other_jobs_history_stays(db, clean_db, cr
 
 
 def test_without_pg_cron_the_migration_says_the_relay_prunes(pg_cluster):
-    from db.migrations import migrate
+    from db.install.migrations import migrate
 
     url = fresh_database(pg_cluster, "prune_nocron")
     seen: dict[str, list[str]] = {}

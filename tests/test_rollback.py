@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from db.catalog_snapshot import snapshot
 from db.errors import MigrationError
-from db.migrations import discover, migrate, status
+from db.install.catalog_snapshot import snapshot
+from db.install.migrations import discover, migrate, status
+from db.install.undo import down_dir, number, plan, rollback, undo_file
 from db.sql_files import migrations_dir
-from db.undo import down_dir, number, plan, rollback, undo_file
 from tasks.cli.main import main
 from tests.install_helpers import (
     KINDS,
@@ -254,7 +254,7 @@ def _straight_states(pg_cluster, tmp_path: Path) -> dict[int, str]:
 
 def _normalized(db) -> str:
     """catalog_state with each ACL's items sorted: steps back re-grant in their own order."""
-    from db.catalog_snapshot import normalized
+    from db.install.catalog_snapshot import normalized
 
     with connect(db.admin_url) as c:
         snap = normalized(snapshot(c))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from db import schema_file
+from db.install import schema_file
 from tests.pg import connect
 
 _DATABASE = "regnotify_schema_file"

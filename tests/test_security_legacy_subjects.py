@@ -8,8 +8,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from db.migrations import discover, migrate
-from db.undo import number, rollback
+from db.install.migrations import discover, migrate
+from db.install.undo import number, rollback
 from tests.install_helpers import database
 from tests.pg import as_role, connect
 

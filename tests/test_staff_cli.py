@@ -52,7 +52,7 @@ def test_bad_input_is_one_line_with_the_fix(clean_db, capsys, argv):
 
 
 def test_the_undo_restores_jwt_is_admin_and_the_file_applies_again(pg_cluster):
-    from db.migrations import migrate
+    from db.install.migrations import migrate
     from db.sql_files import migrations_dir
 
     url = fresh_owned_database(pg_cluster, "regnotify_staff_undo", "staff_undo_owner",

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from db.migrations import migrate
-from db.undo import rollback
+from db.install.migrations import migrate
+from db.install.undo import rollback
 from tests.install_helpers import database
 from tests.pg import as_role, connect
 from tests.staff_helpers import staff_claims

@@ -88,7 +88,7 @@ def test_the_timeline_runs_in_plpgsql_and_the_undo_restores_the_sql_functions(db
 
 
 def test_the_undo_gives_back_the_database_as_migrated_up_to_24(tmp_path: Path, pg_cluster):
-    from db.migrations import migrate
+    from db.install.migrations import migrate
     from tests.conftest import fresh_owned_database
 
     for path in sorted(migrations_dir().glob("*.sql")):

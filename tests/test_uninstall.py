@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from db.migrations import migrate
-from db.undo import uninstall
+from db.install.migrations import migrate
+from db.install.undo import uninstall
 from tasks.cli.main import main
 from tasks.local.embedded_postgres import EmbeddedPostgres, free_port
 from tests.install_helpers import (

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 from db.connection import redacted
-from db.migrations import migrate, status
-from db.undo import rollback
+from db.install.migrations import migrate, status
+from db.install.undo import rollback
 from tasks.cli.database_url import add_database_url_option, resolve_database_url
 from tasks.exceptions import CommandError
 

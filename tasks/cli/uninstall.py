@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 
 from db.connection import redacted
-from db.undo import UndoReport, summarize, uninstall, uninstall_plan
+from db.install.undo import UndoReport, summarize, uninstall, uninstall_plan
 from tasks.cli.database_url import add_database_url_option, resolve_database_url
 from tasks.exceptions import CommandError
 

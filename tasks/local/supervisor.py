@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from db.connection import redacted
-from db.migrations import migrate
+from db.install.migrations import migrate
 from tasks.exceptions import CommandError, EmbeddedPostgresError
 from tasks.local import leftovers
 from tasks.local.child_processes import ChildProcesses

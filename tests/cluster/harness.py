@@ -194,7 +194,7 @@ class Cluster:
 
     def start_postgres(self) -> None:
         """initdb (as postgres), then the server in the pg host, listening on its address."""
-        from db.migrations import migrate
+        from db.install.migrations import migrate
         from tasks.local.embedded_postgres import EmbeddedPostgres
 
         data = self.state / "pg"

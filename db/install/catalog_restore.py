@@ -1,6 +1,6 @@
 """Drop what a snapshot key names, or put an adopted object back as it was.
 
-The keys are db/catalog_snapshot.py's. Dropping never cascades: an object
+The keys are db/install/catalog_snapshot.py's. Dropping never cascades: an object
 of the dealership's that depends on one of regnotify's stops the whole
 undo (its transaction rolls back) and the error names it.
 """
@@ -221,7 +221,7 @@ def _items(conn: psycopg.Connection, acl: str) -> list[tuple[str, str, bool]]:
 
 def _current(conn: psycopg.Connection, key: str) -> str:
     """The key's value now, as the snapshot writes it."""
-    from db.catalog_snapshot import snapshot_of
+    from db.install.catalog_snapshot import snapshot_of
 
     return snapshot_of(conn, key)
 

@@ -9,11 +9,11 @@ The ledger lives in schema `regnotify`, out of PostgREST's reach (it exposes
 `public.regnotify_migrations` is moved there on the next run.
 
 Beside it the runner records, in each file's own transaction, what the file
-created and what it changed that was there before (db/install_ledger.py),
-from a catalog snapshot taken before and after it (db/catalog_snapshot.py):
-what `regnotify migrate --to NN` and `regnotify uninstall` (db/undo.py) read
+created and what it changed that was there before (db/install/install_ledger.py),
+from a catalog snapshot taken before and after it (db/install/catalog_snapshot.py):
+what `regnotify migrate --to NN` and `regnotify uninstall` (db/install/undo.py) read
 to take regnotify out and leave the dealership's own objects as they were.
-Before the first file, a preflight (db/install_preflight.py) refuses a
+Before the first file, a preflight (db/install/install_preflight.py) refuses a
 dealership's existing table that cannot take the migrations.
 """
 
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import psycopg
 
-from db import install_ledger, install_preflight
-from db.catalog_snapshot import snapshot
 from db.connection import libpq_url
 from db.connector import family_errors
 from db.errors import CallerNotAllowed, DatabaseError, DatabaseUnavailable, MigrationError
+from db.install import install_ledger, install_preflight
+from db.install.catalog_snapshot import snapshot
 from db.sql_files import migrations_dir
 
 # Arbitrary but fixed: "regnotify" spelled as bytes, folded into a bigint.

@@ -13,7 +13,7 @@ Beside the applied-files ledger (regnotify.migrations) schema regnotify holds:
                       dropping something the dealership may have had first
   regnotify.created(key)  true for a key some applied migration created
 
-Keys are db/catalog_snapshot.py's. A database migrated by a runner older
+Keys are db/install/catalog_snapshot.py's. A database migrated by a runner older
 than these records has no baseline: its undo files run as written, and the
 runner's guard against dropping adopted objects is off.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import tuple_row
 
-from db.catalog_snapshot import snapshot
+from db.install.catalog_snapshot import snapshot
 
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS regnotify.baseline (key text PRIMARY KEY);

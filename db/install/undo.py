@@ -28,12 +28,12 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import tuple_row
 
-from db import install_ledger
-from db.catalog_restore import drop_kind, drop_statements, restore, run_drop
-from db.catalog_snapshot import snapshot
 from db.connector import family_errors
 from db.errors import DatabaseError, MigrationError
-from db.migrations import (
+from db.install import install_ledger
+from db.install.catalog_restore import drop_kind, drop_statements, restore, run_drop
+from db.install.catalog_snapshot import snapshot
+from db.install.migrations import (
     LEDGER,
     MIGRATION_LOCK_KEY,
     _applied,
