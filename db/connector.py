@@ -14,6 +14,9 @@ wrap their work in `family_errors()` and catch members:
 
 `family_errors` is also a decorator for plain functions. Inside a Celery task
 driver errors stay as they are: BRIEFLY_AWAY lists the ones the task retries.
+A task that handles one member itself maps just that one
+(`family_errors(only=(PublishUncertain,))`); every other driver error leaves
+unmapped, for Celery's retry.
 
 The mapping, by the driver's class (the first match wins)::
 
@@ -29,6 +32,7 @@ The mapping, by the driver's class (the first match wins)::
     any other psycopg or SQLAlchemy error    DatabaseError (`sqlstate` when the server gave one)
     SQLAlchemy ArgumentError/NoSuchModule    DatabaseUnavailable (not a PostgreSQL URL)
     redis RedisError                         StoreUnavailable
+    kombu BatchPublishError                  PublishUncertain (a BrokerUnavailable)
     kombu/amqp connection or channel errors  BrokerUnavailable
     ConnectionError, TimeoutError, gaierror  the `network` member the edge names (else none)
 
@@ -56,6 +60,7 @@ from db.errors import (
     DatabaseError,
     DatabaseNotMigrated,
     DatabaseUnavailable,
+    PublishUncertain,
     RegistrationNotFound,
     RegnotifyError,
     StoreUnavailable,
@@ -81,6 +86,11 @@ BRIEFLY_AWAY: tuple[type[BaseException], ...] = (
     kombu_exc.OperationalError,
 )
 
+#: kombu 5.7's "a pipelined flush failed, delivery uncertain"; older kombu
+#: (celery 5.4 allows it) publishes one message at a time and has no such class.
+_BATCH_PUBLISH: tuple[type[BaseException], ...] = tuple(
+    cls for cls in (getattr(kombu_exc, "BatchPublishError", None),) if cls is not None)
+
 #: The broker's failures (a publish that did not happen); serialization
 #: errors are not among them: they are a bug, not the broker being away.
 _BROKER_ERRORS: tuple[type[BaseException], ...] = (
@@ -88,7 +98,7 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (
     kombu_exc.ConnectionError,  # amqp's, re-exported by kombu
     kombu_exc.ChannelError,
     kombu_exc.LimitExceeded,
-    kombu_exc.BatchPublishError,
+    *_BATCH_PUBLISH,
 )
 
 #: The socket layer, for edges that know which service they were talking to.
@@ -160,13 +170,19 @@ def family_error(error: BaseException, *, database_url: str | None = None,
 
 @contextmanager
 def family_errors(*, database_url: str | None = None,
-                  network: type[RegnotifyError] | None = None) -> Iterator[None]:
-    """Raise the family's member for any driver error inside (chained to it); the rest as is."""
+                  network: type[RegnotifyError] | None = None,
+                  only: tuple[type[RegnotifyError], ...] | None = None) -> Iterator[None]:
+    """Raise the family's member for any driver error inside (chained to it); the rest as is.
+
+    `only`: map just the driver errors that mean one of these members (and
+    their subclasses); any other leaves as the driver raised it (inside a
+    task, whose retry knows the driver's classes: BRIEFLY_AWAY).
+    """
     try:
         yield
     except DRIVER_ERRORS as exc:
         problem = family_error(exc, database_url=database_url, network=network)
-        if problem is None:
+        if problem is None or (only is not None and not isinstance(problem, only)):
             raise
         raise problem from exc
 
@@ -201,6 +217,10 @@ def _member(error: BaseException, database_url: str | None,
         return StoreUnavailable(
             f"the coordination store (Redis) failed ({type(error).__name__}: "
             f"{first_line(error)}): is it running, and is its URL right?")
+    if isinstance(error, _BATCH_PUBLISH):
+        return PublishUncertain(
+            f"a batch of tasks failed midway ({first_line(error)}): some may be queued",
+            detail=masked(str(error).strip()))
     if isinstance(error, _BROKER_ERRORS):
         return BrokerUnavailable(
             f"cannot reach the broker ({first_line(error)}): is it running, and is "
@@ -213,6 +233,7 @@ def _member(error: BaseException, database_url: str | None,
 def _database(error: psycopg.Error, database_url: str | None) -> DatabaseError:
     state = error.sqlstate
     detail = masked(str(error).strip())
+    constraint = error.diag.constraint_name if state is not None else None
     if isinstance(error, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
         return DatabaseNotMigrated(
             "the database has no regnotify tables (or an older set): "
@@ -227,10 +248,10 @@ def _database(error: psycopg.Error, database_url: str | None) -> DatabaseError:
         return RegistrationNotFound(first_line(error), sqlstate=state, detail=detail)
     if state is not None and state.startswith("23"):
         return ValueRefused(f"the database refused this value ({first_line(error)})",
-                            sqlstate=state, detail=detail)
+                            sqlstate=state, detail=detail, constraint=constraint)
     return DatabaseError(
         f"the database refused a statement ({state or type(error).__name__}: "
-        f"{first_line(error)})", sqlstate=state, detail=detail)
+        f"{first_line(error)})", sqlstate=state, detail=detail, constraint=constraint)
 
 
 def _unreachable(error: BaseException, database_url: str | None) -> DatabaseUnavailable:

@@ -17,8 +17,11 @@ whole family::
     │   ├── CallerNotAllowed        db.errors: no grant, or row-level security said no (42501)
     │   ├── RegistrationNotFound    db.errors: no such registration, or not the caller's (P0002)
     │   └── ValueRefused            db.errors: a constraint refused a value (class 23)
-    ├── StoreUnavailable            db.errors: the coordination store (Redis) cannot be used
+    ├── StoreUnavailable            db.errors: the coordination store (Redis, or its tables
+    │                               in PostgreSQL) cannot be used; every engine raises it
     ├── BrokerUnavailable           db.errors: the Celery broker cannot be reached
+    │   └── PublishUncertain        db.errors: a pipelined publish failed midway: some tasks
+    │                               may be queued, some not
     ├── MigrationError              db.errors: a migration cannot be applied
     ├── CallerRoleRefused           db.errors: claims whose role the API never runs as
     ├── CommandError                tasks.exceptions: a command refuses its input (own exit code)
@@ -72,14 +75,16 @@ class DatabaseError(RegnotifyError):
 
     `sqlstate` is the server's code when it answered with one (None for a
     lost connection or SQLAlchemy's own errors); `detail` is the driver's own
-    text, secrets masked, for messages that quote it.
+    text, secrets masked, for messages that quote it; `constraint` the
+    constraint the server named (a refused value's), else None.
     """
 
     def __init__(self, message: str, *, sqlstate: str | None = None,
-                 detail: str | None = None) -> None:
+                 detail: str | None = None, constraint: str | None = None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.detail = message if detail is None else detail
+        self.constraint = constraint
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -103,7 +108,12 @@ class ValueRefused(DatabaseError):
 
 
 class StoreUnavailable(RegnotifyError):
-    """The coordination store (Redis) did not answer, or answered with an error."""
+    """The coordination store did not answer, or answered with an error.
+
+    The one class for every engine (tasks.coordination.store re-exports it):
+    Redis's errors mean it through the connector; the PostgreSQL engine
+    raises it for any DatabaseError, chained to it.
+    """
 
 
 class BrokerUnavailable(RegnotifyError):
@@ -112,6 +122,14 @@ class BrokerUnavailable(RegnotifyError):
     def __init__(self, message: str, *, detail: str | None = None) -> None:
         super().__init__(message)
         self.detail = message if detail is None else detail
+
+
+class PublishUncertain(BrokerUnavailable):
+    """A batch of tasks failed midway through its flush: some may be queued and some not.
+
+    Publishing them again one by one is safe (a task sent twice finds its
+    delivery done or leased).
+    """
 
 
 class MigrationError(RegnotifyError):

@@ -3,7 +3,10 @@
 `regnotify send`/`status` and the relay's /api routes call the same SQL
 functions through here. The functions run as whoever calls them: the API
 passes a connection from db.as_caller; the CLI its own, marked as the
-backend with act_as_backend().
+backend with act_as_backend(). What the functions refuse on purpose (42501
+not allowed, P0002 not found) comes out as the connector names it:
+CallerNotAllowed, RegistrationNotFound; any other database error as its
+member of the family too (db.connector).
 """
 
 from __future__ import annotations
@@ -14,17 +17,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
-from db.errors import CallerNotAllowed, RegistrationNotFound
+from db.connector import family_errors
 from db.queries import query
 from db.status import DeliveryEntry, PrefChange, QueueEntry, RegistrationDetail
 
 T = TypeVar("T")
-
-#: SQLSTATEs the functions raise on purpose.
-_NOT_ALLOWED = "42501"
-_NOT_FOUND = "P0002"
 
 
 def act_as_backend(conn: Connection) -> None:
@@ -32,16 +30,9 @@ def act_as_backend(conn: Connection) -> None:
     conn.exec_driver_sql(query("act_as_backend"))
 
 
+@family_errors()
 def _call(conn: Connection, name: str, params: Mapping[str, Any]) -> Any:
-    try:
-        return conn.exec_driver_sql(query(name), dict(params)).scalar()
-    except DBAPIError as exc:
-        state = getattr(exc.orig, "sqlstate", None)
-        if state == _NOT_ALLOWED:
-            raise CallerNotAllowed(str(exc.orig).splitlines()[0]) from None
-        if state == _NOT_FOUND:
-            raise RegistrationNotFound(str(exc.orig).splitlines()[0]) from None
-        raise
+    return conn.exec_driver_sql(query(name), dict(params)).scalar()
 
 
 def request_notification(conn: Connection, registration_id: str, *,
@@ -73,12 +64,8 @@ def update_my_registration(conn: Connection, registration_id: str,
     update_my_registration's SQL has a line for.
     """
     params = update_params(registration_id, changes, editable)
-    try:
+    with family_errors():
         row = conn.exec_driver_sql(query("update_my_registration"), params).mappings().first()
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == _NOT_ALLOWED:
-            raise CallerNotAllowed(str(exc.orig).splitlines()[0]) from None
-        raise
     return None if row is None else {key: str(value) if key == "id" else value
                                      for key, value in row.items()}
 

@@ -16,11 +16,17 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import tuple_row
 
-from db.errors import MigrationError
+from db.connector import family_errors
+from db.errors import DatabaseError, MigrationError, ValueRefused
 from db.vocabulary import LANGUAGES, PREFERENCES, SKIP_REASONS
 
 _TEXT = "text"
 _TZ = "timestamp with time zone"
+#: A CHECK refused the value (the other class-23 states cannot happen on the
+#: copy: its NOT NULLs are dropped, and LIKE copies no unique or foreign key).
+_CHECK_VIOLATION = "23514"
+#: Class 22, data exception: the value is not of the column's type.
+_DATA_EXCEPTION = "22"
 
 # The columns regnotify reads and writes, as the migrations create them.
 # `base` columns come with the table (02, 03): an adopted table must have
@@ -143,7 +149,9 @@ def _check_values(conn: psycopg.Connection, table: str, short: str,
         return []
     out: list[str] = []
     try:
-        with conn.transaction(force_rollback=True):
+        # family_errors outside each transaction: the savepoint rolls back on
+        # the driver's error, then the connector names it.
+        with family_errors(), conn.transaction(force_rollback=True):
             conn.execute(f"CREATE TEMP TABLE regnotify_preflight "
                          f"(LIKE {table} INCLUDING CONSTRAINTS)")
             for col in cols:
@@ -152,19 +160,23 @@ def _check_values(conn: psycopg.Connection, table: str, short: str,
             for col, vals in targets.items():
                 for val in vals:
                     try:
-                        with conn.transaction():
+                        with family_errors(), conn.transaction():
                             conn.execute(f'INSERT INTO regnotify_preflight ("{col}") '
                                          "VALUES (%s)", (val,))
-                    except psycopg.errors.CheckViolation as exc:
-                        con = exc.diag.constraint_name or "a CHECK constraint"
+                    except ValueRefused as exc:
+                        if exc.sqlstate != _CHECK_VIOLATION:
+                            raise
+                        con = exc.constraint or "a CHECK constraint"
                         out.append(
                             f"{short}.{col}: {con} refuses '{val}', a value regnotify "
                             f"writes: widen it (ALTER TABLE {table} DROP CONSTRAINT {con}, "
                             f"ADD CONSTRAINT {con} CHECK ({col} IN "
                             f"({', '.join(repr(v) for v in vals)})));")
                         break
-                    except psycopg.errors.DataError:
+                    except DatabaseError as exc:
+                        if not (exc.sqlstate or "").startswith(_DATA_EXCEPTION):
+                            raise
                         break  # a type conflict, said above
-    except psycopg.Error:
+    except DatabaseError:
         return out
     return out

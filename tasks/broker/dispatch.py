@@ -15,15 +15,12 @@ from itertools import groupby
 from celery import Task
 from kombu import Producer
 
+from db.connector import family_errors
 from db.deliveries import Released
+from db.errors import PublishUncertain
 from db.queue import DeliveryRef
 from tasks.broker.app import app
 from tasks.settings import get_settings
-
-try:
-    from kombu.exceptions import BatchPublishError
-except ImportError:  # kombu before 5.7 publishes one message at a time
-    BatchPublishError = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +67,21 @@ def dispatch(refs: Sequence[DeliveryRef]) -> int:
     # and the messages pipelined: publishing them one round trip (and one
     # kombu Redis client) at a time was a tenth of a busy worker's CPU.
     with app.producer_or_acquire() as producer:
-        if BatchPublishError is None or not hasattr(producer, "batch"):
+        if not hasattr(producer, "batch"):  # kombu before 5.7: one message at a time
             _publish(refs, producer)
             return len(refs)
         try:
-            with producer.batch(max_size=PUBLISH_BATCH_COMMANDS):
+            # Only a flush that failed midway is mapped: any other driver error
+            # leaves as it is, for the task's retry (db.connector.BRIEFLY_AWAY).
+            with family_errors(only=(PublishUncertain,)), \
+                    producer.batch(max_size=PUBLISH_BATCH_COMMANDS):
                 _publish(refs, producer)
-        except BatchPublishError as exc:
+        except PublishUncertain as exc:
             # A flush failed, so some of these may be queued and some not. The
             # unbatched path retries through broker hiccups, as before; a task
             # published twice finds its delivery done or leased and does nothing.
             log.warning("batched publish failed (%s); publishing %d tasks one by one",
-                        exc, len(refs))
+                        exc.detail, len(refs))
             _publish(refs, producer)
     return len(refs)
 

@@ -10,8 +10,10 @@ tasks.portal.limits, tasks.coordination.worker_metrics) are written once, over
 this interface, and never ask which engine they have.
 
 An engine that cannot reach its server raises StoreUnavailable, whatever its
-driver raised; callers fall back to this process (fallback_store) or go on
-without the shared state, each as it says.
+driver raised: the family's one class (db.errors, re-exported here), which
+the connector (db.connector) maps the drivers' errors to. Callers fall back
+to this process (fallback_store) or go on without the shared state, each as
+it says.
 
 Times are on the store's own clock (Redis TIME, PostgreSQL clock_timestamp,
 time.monotonic) so every process sharing a store sees the same moments;
@@ -27,17 +29,14 @@ from typing import ClassVar
 
 from sqlalchemy import Connection, Engine
 
-from db.errors import RegnotifyError
+# Re-exported: the engines raise it and the decisions over them catch it.
+from db.errors import StoreUnavailable as StoreUnavailable
 
 #: How the PostgreSQL engine gets its engine: called at each use, so a
 #: process that re-reads its settings (tests) gets the current one.
 EngineFactory = Callable[[], Engine]
 #: "Any wait" (a caller's float('inf')) as every engine is given it: one finite bound.
 ANY_WAIT_S = 1e9
-
-
-class StoreUnavailable(RegnotifyError):
-    """The coordination store did not answer (its driver's error is the cause)."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-import sqlalchemy.exc
 from sqlalchemy import Connection
 
 from db import coordination
-from db.errors import DatabaseUnavailable
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.coordination.store import (
     CoordinationStore,
     EngineFactory,
@@ -55,15 +55,20 @@ class PostgresStore(CoordinationStore):
 
     @contextmanager
     def _db(self, conn: Connection | None = None) -> Iterator[Connection]:
-        """The caller's connection, or one from the pool (committed when done)."""
+        """The caller's connection, or one from the pool (committed when done).
+
+        Any database error (as the connector names it) means the store is
+        unavailable to the caller, who falls back as it says.
+        """
         try:
-            if conn is not None:
-                yield conn
-                return
-            with self._engine().begin() as own:
-                yield own
-        except (sqlalchemy.exc.SQLAlchemyError, DatabaseUnavailable) as exc:
-            raise StoreUnavailable(f"coordination in PostgreSQL: {type(exc).__name__}") from exc
+            with family_errors():
+                if conn is not None:
+                    yield conn
+                    return
+                with self._engine().begin() as own:
+                    yield own
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"coordination in PostgreSQL: {exc}") from exc
 
     def slot_reserve(self, key: str, spacing: Spacing, max_wait_s: float, *,
                      conn: Connection | None = None) -> tuple[bool, float]:

@@ -1,27 +1,21 @@
 """The coordination store in a Redis: each primitive one command or one Lua script.
 
 Scripts read the server's clock (TIME), so every process sharing the Redis
-sees the same moments whatever its own clock says.
+sees the same moments whatever its own clock says. Each command runs inside
+db.connector.family_errors, which says Redis's errors as StoreUnavailable.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TypeGuard
 
 import redis
 from sqlalchemy import Connection
 
-from tasks.coordination.store import (
-    ANY_WAIT_S,
-    CoordinationStore,
-    Gate,
-    Spacing,
-    StoreUnavailable,
-    Where,
-)
+from db.connector import family_errors
+from tasks.coordination.store import ANY_WAIT_S, CoordinationStore, Gate, Spacing, Where
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -126,14 +120,6 @@ return 1
 """
 
 
-@contextmanager
-def _answering() -> Iterator[None]:
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"coordination Redis: {type(exc).__name__}") from exc
-
-
 class RedisStore(CoordinationStore):
     """The coordination Redis (COORDINATION_REDIS_URL, else the broker's)."""
 
@@ -154,29 +140,29 @@ class RedisStore(CoordinationStore):
 
     def slot_reserve(self, key: str, spacing: Spacing, max_wait_s: float, *,
                      conn: Connection | None = None) -> tuple[bool, float]:
-        with _answering():
+        with family_errors():
             granted, wait = self._gcra(
                 keys=[key], args=[spacing.interval_s, spacing.tolerance_s, max_wait_s])
         return bool(int(granted)), float(wait)
 
     def slot_defer(self, key: str, seconds: float) -> None:
-        with _answering():
+        with family_errors():
             self._defer(keys=[key], args=[seconds])
 
     def gate_depart(self, key: str, gate: Gate, token: str, *,
                     conn: Connection | None = None) -> float:
-        with _answering():
+        with family_errors():
             return float(self._gate(keys=[key],
                                     args=[gate.limit, gate.window_s, token, gate.hold_s]))
 
     def gate_landed(self, key: str, token: str, *, conn: Connection | None = None) -> None:
-        with _answering():
+        with family_errors():
             self._landed(keys=[key], args=[token])
 
     def reserve_and_depart(self, slot_key: str, spacing: Spacing, gate_key: str, gate: Gate,
                            token: str, *, conn: Connection | None = None
                            ) -> tuple[bool, float, bool]:
-        with _answering():
+        with family_errors():
             granted, wait, admitted = self._reserve_depart(
                 keys=[slot_key, gate_key],
                 args=[spacing.interval_s, spacing.tolerance_s, ANY_WAIT_S, gate.limit,
@@ -184,20 +170,20 @@ class RedisStore(CoordinationStore):
         return bool(int(granted)), float(wait), admitted == b"0"
 
     def marker_set(self, key: str, ttl_s: float, *, overwrite: bool = False) -> bool:
-        with _answering():
+        with family_errors():
             return bool(self.client.set(key, "1", nx=not overwrite,
                                         px=max(1, math.ceil(ttl_s * 1000))))
 
     def wake_arm(self, key: str, countdown_s: float) -> bool:
-        with _answering():
+        with family_errors():
             return bool(int(self._arm(keys=[key], args=[countdown_s])))
 
     def forget(self, key: str) -> None:
-        with _answering():
+        with family_errors():
             self.client.delete(key)
 
     def counters_add(self, increments: Mapping[str, Mapping[str, int | float]]) -> None:
-        with _answering():
+        with family_errors():
             pipe = self.client.pipeline(transaction=False)
             for key, fields in increments.items():
                 for name, amount in fields.items():
@@ -209,6 +195,6 @@ class RedisStore(CoordinationStore):
             pipe.execute()
 
     def counters_read(self, key: str) -> dict[str, float]:
-        with _answering():
+        with family_errors():
             raw = self.client.hgetall(key)
         return {k.decode(): float(v) for k, v in raw.items()}

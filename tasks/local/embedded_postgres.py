@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 
+from db.connector import family_errors
+from db.errors import DatabaseUnavailable
 from tasks.exceptions import EmbeddedPostgresError
 from tasks.local.ports import free_port, port_in_use
 from tasks.local.postgres_binaries import (
@@ -260,13 +262,13 @@ class EmbeddedPostgres:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        last: Exception | None = None
+        last: str | None = None
         while time.monotonic() < deadline:
             try:
-                with psycopg.connect(self.admin_url, connect_timeout=2):
+                with family_errors(), psycopg.connect(self.admin_url, connect_timeout=2):
                     return
-            except psycopg.OperationalError as exc:
-                last = exc
+            except DatabaseUnavailable as exc:
+                last = exc.detail  # the server's own words ("starting up", ...)
                 time.sleep(0.1)
         raise EmbeddedPostgresError(f"PostgreSQL did not accept connections: {last}")
 

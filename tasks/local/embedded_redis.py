@@ -15,6 +15,8 @@ from pathlib import Path
 
 import redis
 
+from db.connector import family_errors
+from db.errors import StoreUnavailable
 from tasks.exceptions import EmbeddedRedisError
 from tasks.local.server_binaries import ServerBinaries, ServerBinariesError, package_dir, resolve
 
@@ -107,10 +109,11 @@ class EmbeddedRedis:
                     err = (self._proc.stderr.read() if self._proc.stderr else b"").decode()
                     raise EmbeddedRedisError(f"{binary.name} exited: {err.strip()[-500:]}")
                 try:
-                    if client.ping():
-                        return
-                except redis.RedisError:
-                    pass
+                    with family_errors():
+                        if client.ping():
+                            return
+                except StoreUnavailable:
+                    pass  # not listening yet
                 if time.monotonic() > deadline:
                     raise EmbeddedRedisError(f"{binary.name} did not answer on port {self.port}")
                 time.sleep(0.05)

@@ -1,4 +1,8 @@
-"""What a signed-in customer sees and may change, read as that customer (RLS decides)."""
+"""What a signed-in customer sees and may change, read as that customer (RLS decides).
+
+The portal is an edge: the database's errors come out of here as members of
+the family (db.connector), which the routes catch.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from db.as_caller import CallerPool, Statement, run_as_caller
+from db.connector import family_errors
+from db.errors import DatabaseError
 from db.queries import query
 from db.vocabulary import LANGUAGES, PREFERENCES
 
@@ -64,9 +68,10 @@ async def load(pool: CallerPool, claims: Mapping[str, Any]) -> Overview:
     The three reads go together in one transaction as the customer, one round
     trip (db.as_caller.run_as_caller).
     """
-    stages, rows, deliveries = await run_as_caller(pool, claims, [
-        Statement(query("portal_stages")), Statement(query("portal_registrations")),
-        Statement(query("portal_deliveries"))])
+    with family_errors():
+        stages, rows, deliveries = await run_as_caller(pool, claims, [
+            Statement(query("portal_stages")), Statement(query("portal_registrations")),
+            Statement(query("portal_deliveries"))])
     registrations = []
     for row in rows:
         vehicle = " ".join(str(p) for p in (row["vehicle_year"], row["vehicle_make"],
@@ -92,11 +97,12 @@ async def _defaults(pool: CallerPool) -> Defaults:
     if cached is not None and now - cached[0] < 60:
         return cached[1]
     try:
-        async with pool.connection() as conn:
-            cur = await conn.execute(query("portal_defaults"))
-            row = await cur.fetchone()
+        with family_errors():
+            async with pool.connection() as conn:
+                cur = await conn.execute(query("portal_defaults"))
+                row = await cur.fetchone()
         found = Defaults(row[0], row[1], row[2]) if row is not None else Defaults()
-    except psycopg.Error:
+    except DatabaseError:
         # A login role that may not read the configuration: dates in UTC, an
         # unchosen language named only as the dealership's default, no number.
         found = Defaults()
@@ -114,6 +120,8 @@ async def set_preference(pool: CallerPool, claims: Mapping[str, Any], registrati
         reg = str(uuid.UUID(registration_id))
     except (ValueError, AttributeError):
         return False
-    [changed] = await run_as_caller(pool, claims, [Statement(query("portal_set_pref"), {
-        "pref": pref, "set_language": language is not None, "language": language, "id": reg})])
+    with family_errors():
+        [changed] = await run_as_caller(pool, claims, [Statement(query("portal_set_pref"), {
+            "pref": pref, "set_language": language is not None, "language": language,
+            "id": reg})])
     return bool(changed)

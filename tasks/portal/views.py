@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from psycopg_pool import PoolTimeout
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from db import customer_subjects
-from db.errors import DatabaseUnavailable
+from db.connector import family_errors
+from db.errors import DatabaseError
 from tasks.auth.verified_claims import verify_cached
 from tasks.exceptions import InvalidToken
 from tasks.masking import mask_phone
@@ -162,7 +160,7 @@ async def _home(request: Request, portal: Portal, claims: dict[str, Any], status
                 **ctx: Any) -> Response:
     try:
         overview = await data.load(request.app.state.relay.caller_pool(), claims)
-    except (psycopg.Error, PoolTimeout, DatabaseUnavailable) as exc:
+    except DatabaseError as exc:  # any: data.load says them as the family's members
         log.warning("portal: database unavailable (%s)", type(exc).__name__)
         return HTMLResponse("<!doctype html><title>503</title><p>Please try again in a minute.",
                             status_code=503, headers=HEADERS)
@@ -259,9 +257,9 @@ def _check(portal: Portal, sender: Sender, phone: str, code: str, ip: str) -> Re
     if result.token:
         return result
     try:
-        with portal.engine().begin() as conn:
+        with family_errors(), portal.engine().begin() as conn:
             subject = customer_subjects.subject_for(conn, phone)
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+    except DatabaseError as exc:
         log.warning("portal: no session made, database unavailable (%s)", type(exc).__name__)
         return Result(Outcome.UNAVAILABLE)
     return Result(Outcome.OK, own_session(portal.settings, phone, subject))
@@ -281,7 +279,7 @@ async def preference(request: Request) -> Response:
     try:
         changed = await data.set_preference(request.app.state.relay.caller_pool(), claims, reg,
                                             pref, form.get("language"))
-    except (psycopg.Error, PoolTimeout, DatabaseUnavailable) as exc:
+    except DatabaseError as exc:
         log.warning("portal: preference not saved (%s)", type(exc).__name__)
         changed = False
     if not changed:
