@@ -72,7 +72,7 @@ URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
 
 #: The database, the store or the broker briefly away (a restart, a failover,
 #: a full pool): running the same idempotent work again later is safe. The
-#: worker's tasks retry these (tasks/worker/retry_policy.py).
+#: worker's tasks retry these (tasks/worker/infrastructure_retry.py).
 BRIEFLY_AWAY: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
