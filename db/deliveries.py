@@ -173,6 +173,13 @@ def claim(
                  bool(row["was_unknown"]), row["previous_attempt_at"])
 
 
+def recorded_elsewhere(conn: Connection, delivery_id: int, provider_message_id: str) -> bool:
+    """True when a delivery other than this one already records the provider's message."""
+    rows = direct.fetch(conn, "message_recorded_elsewhere",
+                        {"id": delivery_id, "provider_message_id": provider_message_id})
+    return bool(rows and rows[0]["recorded"])
+
+
 def mark_sent(conn: Connection, delivery_id: int, provider_message_id: str) -> None:
     """Record the provider's acceptance."""
     direct.run(conn, "mark_sent", {"id": delivery_id, "provider_message_id": provider_message_id})

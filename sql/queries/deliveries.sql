@@ -109,6 +109,14 @@ SELECT NULL, NULL, NULL, NULL, NULL, t.skip_reason,
 FROM target AS t
 WHERE t.skip_reason IS NOT NULL OR t.moved OR t.quiet_until IS NOT NULL;
 
+-- name: message_recorded_elsewhere
+-- Whether another delivery already names this provider message: a lost
+-- answer's lookup must not adopt a later burst's identical text.
+SELECT EXISTS (
+    SELECT 1 FROM public.registration_notifications AS n
+    WHERE n.provider_message_id = %(provider_message_id)s AND n.id <> %(id)s
+) AS recorded;
+
 -- name: mark_sent
 -- The provider accepted: a webhook may already have moved it further.
 UPDATE public.registration_notifications

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -43,8 +44,13 @@ class SmsProvider(Protocol):
         """Send; return the provider's message id or raise ProviderError."""
         ...
 
-    def find_sent(self, sms: Sms, since: datetime) -> str | None:
-        """The id of an identical message accepted since `since`, if any."""
+    def find_sent(self, sms: Sms, since: datetime,
+                  recorded: Callable[[str], bool] | None = None) -> str | None:
+        """The id of an identical message accepted around `since`, if any.
+
+        `recorded(id)`: whether another delivery already owns that message,
+        which is then never the one looked for.
+        """
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from tasks.providers.base import BatchResult, Email, Sms
@@ -22,7 +23,8 @@ class ConsoleSms:
         log.info("SMS %s to %s: %s", message_id, sms.to, sms.body)
         return message_id
 
-    def find_sent(self, sms: Sms, since: datetime) -> str | None:
+    def find_sent(self, sms: Sms, since: datetime,
+                  recorded: Callable[[str], bool] | None = None) -> str | None:
         """Nothing to look up: a console send cannot have half-happened."""
         return None
 

@@ -33,7 +33,7 @@ class TimedProvider:
         """The inner send, timed."""
         return str(self._timed("send", "sent", message))
 
-    def find_sent(self, message: object, since: object) -> str | None:
+    def find_sent(self, message: object, since: object, recorded: object = None) -> str | None:
         """The inner lookup, timed (SMS providers only)."""
-        found = self._timed("find_sent", "lookup", message, since)
+        found = self._timed("find_sent", "lookup", message, since, recorded)
         return None if found is None else str(found)

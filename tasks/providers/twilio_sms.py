@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -202,7 +203,8 @@ class TwilioSms:
             ) from exc
         return str(message.sid)
 
-    def find_sent(self, sms: Sms, since: datetime) -> str | None:
+    def find_sent(self, sms: Sms, since: datetime,
+                  recorded: Callable[[str], bool] | None = None) -> str | None:
         """Look for our message among the newest ones to this number since the earlier attempt.
 
         No DateSent filter: a message Twilio accepted but still holds in its
@@ -211,12 +213,16 @@ class TwilioSms:
         The newest LOOKUP_PAGE messages to one customer reach far past any
         retry window; DateCreated bounds the match instead, so an identical
         text from an earlier burst (A->B->A) is not mistaken for this one.
+        A later burst's identical text can stand in the window too: a message
+        another delivery records is never ours, and of the rest the one
+        created nearest our attempt is.
         """
         filters: dict[str, Any] = {"to": sms.to}
         if self._from and not self._service:
             filters["from_"] = self._from
         # Clocks differ: look a little before our own record of the attempt.
         earliest = since - timedelta(minutes=5)
+        candidates: list[tuple[timedelta, str]] = []
         try:
             for message in self._client().messages.list(
                 limit=LOOKUP_PAGE, page_size=LOOKUP_PAGE, **filters
@@ -224,8 +230,12 @@ class TwilioSms:
                 created = message.date_created
                 if created is not None and created < earliest:
                     continue
-                if message.body == sms.body:
-                    return str(message.sid)
+                if message.body != sms.body:
+                    continue
+                sid = str(message.sid)
+                if recorded is not None and recorded(sid):
+                    continue
+                candidates.append((abs(created - since) if created else timedelta(0), sid))
         except TwilioRestException as exc:
             raise self._classify(exc, lookup=True) from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError, TwilioException,
@@ -233,7 +243,7 @@ class TwilioSms:
             raise ProviderError(
                 "network", _describe(exc), transient=True, outcome_unknown=True
             ) from exc
-        return None
+        return min(candidates)[1] if candidates else None
 
     def _classify(self, exc: TwilioRestException, *, lookup: bool = False) -> ProviderError:
         code = int(exc.code) if exc.code else None

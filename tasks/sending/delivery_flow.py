@@ -168,7 +168,7 @@ def _send(held: _HeldConnection, delivery_id: int, channel: str, slot_at: float 
         if isinstance(claim, Refused):
             return _refused(d, claim)
         try:
-            found = _find_earlier(claim, prepared)
+            found = _find_earlier(claim, prepared, held.get(), d.id)
         except ProviderError as exc:
             # The lookup itself failed: the earlier attempt is still unknown.
             return d, claim, exc
@@ -203,12 +203,16 @@ def _refused(d: Delivery, refused: Refused) -> Outcome:
                    slot_at=time.time(), ids=(d.id,))
 
 
-def _find_earlier(claim: Claim, prepared: Prepared) -> str | None:
+def _find_earlier(claim: Claim, prepared: Prepared, conn: Connection,
+                  delivery_id: int) -> str | None:
     """The id of an earlier attempt of the claimed delivery the provider accepted, if any.
 
     Twilio has no idempotency key: a previous attempt whose answer was lost
-    may have been accepted. Adopt that message rather than send a second.
+    may have been accepted. Adopt that message rather than send a second,
+    never one another delivery (a later burst's identical text) records.
     """
     if prepared.find_earlier and claim.was_unknown and claim.previous_attempt_at is not None:
-        return prepared.find_earlier(claim.previous_attempt_at)
+        return prepared.find_earlier(
+            claim.previous_attempt_at,
+            lambda sid: deliveries.recorded_elsewhere(conn, delivery_id, sid))
     return None

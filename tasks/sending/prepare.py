@@ -50,8 +50,9 @@ class Prepared:
     template: str
     send: Callable[[], str]
     #: Looks for an earlier attempt the provider may have accepted (given
-    #: when that attempt started); None where the provider needs no lookup.
-    find_earlier: Callable[[datetime], str | None] | None
+    #: when that attempt started, and which messages other deliveries
+    #: already record); None where the provider needs no lookup.
+    find_earlier: Callable[[datetime, Callable[[str], bool]], str | None] | None
 
 
 def prepare(d: Delivery, ctx: MessageContext, settings: Settings) -> Prepared:
@@ -68,7 +69,8 @@ def prepare(d: Delivery, ctx: MessageContext, settings: Settings) -> Prepared:
         earlier = Sms(to=d.recipient or d.contact, body=d.body or sms.body)
         return Prepared(sms.to, texts.name, sms.body, None, rendered_sms.template,
                         send=lambda: texts.send(sms),
-                        find_earlier=lambda since: texts.find_sent(earlier, since))
+                        find_earlier=lambda since, recorded: texts.find_sent(
+                            earlier, since, recorded))
     email, template = delivery_email(d, ctx)
     mails = email_provider()
     # No lookup: Resend answers a repeated Idempotency-Key with the first send's id.
