@@ -42,11 +42,13 @@ from hypothesis.stateful import (
 from tests.flow import run_tick
 from tests.pg import new_registration
 from tests.send_path_model_support import (
+    SlowCalls,
     WorkerDied,
     concurrently,
     move_clock,
     reset_clock,
     seconds_to_local,
+    set_world,
     worker_dies,
 )
 
@@ -65,9 +67,18 @@ PROFILES = {
     "soak": {"max_examples": 200, "stateful_step_count": 60},
 }
 
-SMS_FAULTS = ("timeout_after_accept:2", "drop", "429:0", "500", "21211", "21610")
-EMAIL_FAULTS = ("timeout_after_accept:2", "drop", "429:0", "daily_quota_exceeded", "500",
+SMS_FAULTS = ("lost_answer", "drop", "429:0", "500", "21211", "21610")
+EMAIL_FAULTS = ("lost_answer", "drop", "429:0", "daily_quota_exceeded", "500",
                 "validation_error", "concurrent_idempotent_requests")
+#: The worlds an example runs in. PROVIDER_TIMEOUT_S 0.3: every worst case is
+#: real and short (a lost answer is a real read timeout). 10, the default:
+#: the production bounds (a 55 s lease, a 25 s gate hold), whose worst-case
+#: calls pass on the model's clock (a lost answer: the connection closed
+#: after the provider accepted, the same to the client as its read timeout).
+TIMEOUTS = (0.3, 10.0)
+COORDINATION = ("redis", "postgresql")
+#: The worker's `-c`: above the WORKER_CONCURRENCY setting (2) of the world.
+THREADS = (4, 8)
 
 _ctx: dict[str, Any] = {}
 STATS: Counter[str] = Counter()
@@ -90,12 +101,26 @@ class SendPathModel(RuleBasedStateMachine):
         #: Twilio SIDs and Resend ids already checked.
         self.seen_sms = 0
         self.seen_mail = 0
+        self.timeout_s = 1.0
+        self.threads = 1
+        _ctx["model"] = self
         STATS["examples"] += 1
 
     # ── set-up ────────────────────────────────────────────────────────────
-    @initialize()
-    def fresh_world(self) -> None:
+    @initialize(timeout_s=st.sampled_from(TIMEOUTS), coordination=st.sampled_from(COORDINATION),
+                threads=st.sampled_from(THREADS))
+    def fresh_world(self, timeout_s: float, coordination: str, threads: int) -> None:
+        from tasks.sending.bounds import lease_seconds
+        from tasks.settings import get_settings
+
         conn = self.conn
+        set_world(timeout_s=timeout_s, coordination=coordination, threads=threads,
+                  redis_url=_ctx["redis_url"])
+        self.timeout_s, self.threads = timeout_s, threads
+        slow: SlowCalls = _ctx["slow"]
+        slow.clear()
+        slow.timeout_s, slow.lease_s = timeout_s, lease_seconds(get_settings())
+        STATS[f"world:timeout {timeout_s}s, {coordination}, -c {threads}"] += 1
         conn.execute("TRUNCATE registration_notifications, notification_queue, registrations, "
                      "sms_opt_outs, webhook_events, inbound_messages, reply_digests, "
                      # A MessageSid seen in an earlier example would read as a replay.
@@ -152,6 +177,11 @@ class SendPathModel(RuleBasedStateMachine):
         before = self._snapshot()
         with contextlib.suppress(WorkerDied):  # the worker's death ends only its task
             action()
+        slow: SlowCalls = _ctx["slow"]
+        errors = [e for e in slow.errors if not isinstance(e, WorkerDied)]
+        slow.errors.clear()
+        if errors:
+            raise errors[0]
         self._check_step(before, self._snapshot(), name)
         if name.startswith("drain"):
             # Hypothesis checks invariants after its rules; the drain's steps too.
@@ -408,7 +438,84 @@ class SendPathModel(RuleBasedStateMachine):
         STATS[f"fault:{channel if who < 3 else 'staff'}:{fault}"] += 1
         FAULT_LOG.append(f"example {STATS['examples']} step {self.step_no + 1}: "
                          f"{fault} for {address}")
+        if fault == "lost_answer":
+            # Accepted, the answer never comes: a real read timeout where it is short.
+            fault = (f"timeout_after_accept:{self.timeout_s + 0.3}" if self.timeout_s < 1
+                     else "drop_after_accept")
         self._step(f"fault {fault}", lambda: wire.script(address, [fault]))
+
+    @rule(who=st.integers(0, 3), channel=st.sampled_from(("sms", "email")),
+          kind=st.sampled_from(("worst", "worst", "past_lease")), times=st.integers(1, 2))
+    def slow_provider(self, who: int, channel: str, kind: str, times: int) -> None:
+        """The next call(s) for an address are slow: at the adapters' worst, or
+        answered after the claim's lease lapsed; meanwhile the queue run's
+        sweep and a second worker run (see SlowCalls). Two: a lookup and the
+        send after it."""
+        if who == 3:
+            address = STAFF
+        else:
+            column = "customer_phone" if channel == "sms" else "customer_email"
+            address = self.conn.execute(f"SELECT {column} AS a FROM registrations WHERE id = %s",
+                                        (self.regs[who],)).fetchone()["a"]
+        STATS[f"fault:{channel if who < 3 else 'staff'}:slow {kind}"] += times
+        FAULT_LOG.append(f"example {STATS['examples']} step {self.step_no + 1}: "
+                         f"slow {kind} x{times} for {address}")
+
+        def act() -> None:
+            for _ in range(times):
+                _ctx["slow"].arm(address, kind)
+        self._step(f"fault slow {kind} x{times}", act)
+
+    def while_a_call_is_out(self, seconds: float) -> None:
+        """The rest of the world while a provider call is held: time passes,
+        the queue run's sweep re-drives what lapsed, a second worker runs it."""
+        conn = self.conn
+        move_clock(conn, seconds)
+        with contextlib.suppress(WorkerDied):
+            run_tick()
+            for row in _due_deliveries(conn):
+                _send_step(row["id"], row["channel"])
+            for ids, token in _digest_claims(conn):
+                _digest_run(ids, token)
+
+    @rule()
+    def concurrent_sends(self) -> None:
+        """As many sends at once as the worker has threads, through the real
+        tasks, each call slow enough that they all hold their connection together."""
+        rows = _due_deliveries(self.conn)
+        if not rows:
+            return
+        picks = [rows[i % len(rows)] for i in range(self.threads)]
+
+        def act() -> None:
+            import sqlalchemy.exc
+
+            from tasks.worker.send_email import send_email
+            from tasks.worker.send_sms import send_sms
+
+            latency = min(self.timeout_s * 0.6, 0.25)
+            results: list[Any] = [None] * len(picks)
+
+            def one(i: int) -> Any:
+                task = send_sms if picks[i]["channel"] == "sms" else send_email
+                return lambda: results.__setitem__(i, task.apply((picks[i]["id"],)))
+            for wire in (self.twilio, self.resend):
+                wire.configure(latency=latency)
+            try:
+                errors = concurrently(*(one(i) for i in range(len(picks))))
+            finally:
+                for wire in (self.twilio, self.resend):
+                    wire.configure(latency=0.0)
+            if errors:
+                raise errors[0]
+            for row, result in zip(picks, results, strict=True):
+                if result is not None and result.failed():
+                    exc = result.result
+                    assert not isinstance(exc, sqlalchemy.exc.TimeoutError), (
+                        f"step {self.step_no}: delivery {row['id']}: a QueuePool timeout "
+                        f"ended its send without a retry ({self.threads} threads): {exc}")
+                    raise AssertionError(f"delivery {row['id']}: its task failed: {exc!r}")
+        self._step(f"{len(picks)} sends at once", act)
 
     # ── the end of an example: drain, then nothing lost, audit agrees ─────
     def teardown(self) -> None:
@@ -422,6 +529,7 @@ class SendPathModel(RuleBasedStateMachine):
         conn = self.conn
         for wire in (self.twilio, self.resend):
             wire.clear_scripts()
+        _ctx["slow"].clear()
         for _ in range(6):
             self._step("drain: time +4h", lambda: move_clock(conn, 4 * 3600))
             self._step("drain: queue run", run_tick)
@@ -543,14 +651,24 @@ _PROFILE = os.environ.get("REGNOTIFY_MODEL_PROFILE", "ci")
 # cores; the timeout is far above that, so a slow machine is never mistaken
 # for a failure (an interrupted example leaves the shared connection mid-query).
 @pytest.mark.timeout(6 * 3600 if _PROFILE == "soak" else 900)
-def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server) -> None:
+def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server, monkeypatch) -> None:
     import redis
     profile = _PROFILE
     budget = PROFILES[profile]
+    from tasks import database
     from tasks.worker.app import app
 
-    _ctx.update(conn=conn, twilio=twilio_wire, resend=resend_wire,
-                redis=redis.Redis.from_url(redis_server.url))
+    # The world's settings change per example; all of them are undone after.
+    for key in ("PROVIDER_TIMEOUT_S", "WORKER_CONCURRENCY", "CELERY_BROKER_URL",
+                "COORDINATION_REDIS_URL"):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    slow = SlowCalls(lambda seconds: _ctx["model"].while_a_call_is_out(seconds))
+    _ctx.update(conn=conn, twilio=twilio_wire, resend=resend_wire, slow=slow,
+                redis=redis.Redis.from_url(redis_server.url), redis_url=redis_server.url)
+    twilio_wire.pause = resend_wire.pause = slow
     STATS.clear()
     FAULT_LOG.clear()
     # Not eager: what the queue run, `send --now` and `retry-failed` publish
@@ -565,6 +683,9 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server) -> No
             suppress_health_check=list(HealthCheck)))
     finally:
         app.conf.task_always_eager = True
+        twilio_wire.pause = resend_wire.pause = None
+        database._threads = None
+        database.reset_engine()
         report = {"profile": profile, **dict(sorted(STATS.items())),
                   "faults_at": FAULT_LOG[:400]}
         out = os.environ.get("REGNOTIFY_MODEL_REPORT")
