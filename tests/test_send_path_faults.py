@@ -394,3 +394,81 @@ def test_1_a_pool_timeout_is_retried_like_any_infrastructure_error(clean_db):
         for c in held:
             c.close()
         small.dispose()
+
+
+def test_4_a_digest_that_waited_at_the_gate_past_its_lease_is_leased_again_for_its_call(
+        conn, resend_wire, monkeypatch):
+    # The digest's send waits at the gate (another call holds the one place a
+    # second has) for longer than its lease; the lease is renewed after the
+    # wait, so the queue run cannot take the digest while its e-mail is out.
+    import threading
+    import time
+
+    from db import replies
+    from tasks.database import engine
+    from tasks.sending.bounds import lease_seconds
+    from tasks.sending.delivery_flow import limiter
+    from tasks.settings import get_settings
+    from tasks.worker.send_reply_digest import send_reply_digests
+    from tests.conftest import reset_process_state
+    from tests.send_path_model_support import move_clock, reset_clock
+
+    monkeypatch.setenv("RESEND_RATE_PER_S", "1")  # one call in any second
+    reset_process_state()
+    conn.execute("UPDATE notification_config SET staff_email = %s", (STAFF,))
+    _digest(conn, "+15552220500", "waited at the gate")
+    conn.execute("UPDATE reply_digests SET send_after = now() - interval '1 second'")
+    with engine().begin() as c:
+        ids = replies.claim_digests(c, limit=10, lease_s=60, token="first")
+    assert len(ids) == 1
+
+    other_call_out = threading.Event()
+    release_other = threading.Event()
+
+    def another_call() -> None:
+        with limiter("email").call():  # holds the gate's one place
+            other_call_out.set()
+            release_other.wait(10)
+
+    taken_while_out: list[list[int]] = []
+
+    def while_the_email_is_out(request, phase: str) -> None:
+        if phase == "arrived":
+            with engine().begin() as c:
+                taken_while_out.append(
+                    replies.claim_digests(c, limit=10, lease_s=60, token="second"))
+
+    other = threading.Thread(target=another_call)
+    other.start()
+    assert other_call_out.wait(10)
+    results: list[object] = []
+    task = threading.Thread(target=lambda: results.append(
+        send_reply_digests.apply(args=(ids, "first")).get()))
+    resend_wire.pause = while_the_email_is_out
+    try:
+        task.start()
+        # The task took its digest (leased anew, for lease_seconds, at its
+        # start), rendered it, and waits at the gate.
+        deadline = time.monotonic() + 10
+        while not conn.execute("SELECT lease_until < now() + interval '59 seconds' AS t "
+                               "FROM reply_digests WHERE id = %s", (ids[0],)).fetchone()["t"]:
+            assert time.monotonic() < deadline, "the task never took its digest"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert conn.execute("SELECT attempts FROM reply_digests WHERE id = %s",
+                            (ids[0],)).fetchone()["attempts"] == 0
+        # The wait lasts longer than the lease the digest was taken with.
+        move_clock(conn, lease_seconds(get_settings()) + 5)
+        release_other.set()
+        task.join(30)
+        other.join(10)
+    finally:
+        resend_wire.pause = None
+        release_other.set()
+        reset_clock(conn)
+    assert results and str(results[0]).startswith("sent"), results
+    assert taken_while_out == [[]], taken_while_out
+    assert resend_wire.accepted_count() == 1
+    row = conn.execute("SELECT status, claim_token FROM reply_digests WHERE id = %s",
+                       (ids[0],)).fetchone()
+    assert (row["status"], row["claim_token"]) == ("sent", "first")
