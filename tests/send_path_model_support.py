@@ -158,9 +158,13 @@ def set_world(*, timeout_s: float, coordination: str, threads: int, redis_url: s
     if coordination == "postgresql":
         os.environ["CELERY_BROKER_URL"] = "amqp://guest:guest@127.0.0.1:5672/unused"
         os.environ.pop("COORDINATION_REDIS_URL", None)
+        # Celery itself reads CELERY_BROKER_URL too: its publishes still go to
+        # the test's broker, where the model's queue runs leave them.
+        os.environ["CELERY_BROKER_WRITE_URL"] = redis_url
     else:
         os.environ["CELERY_BROKER_URL"] = redis_url
         os.environ.pop("COORDINATION_REDIS_URL", None)
+        os.environ.pop("CELERY_BROKER_WRITE_URL", None)
     reset_process_state()
     from tasks import database
 
@@ -219,7 +223,8 @@ class SlowCalls:
 
     def __init__(self, while_out: Any, *, real_cap_s: float = 0.25) -> None:
         self._lock = threading.Lock()
-        self._armed: dict[str, list[str]] = {}
+        #: address -> the kinds of its next calls (None: that call is not slow).
+        self._armed: dict[str, list[str | None]] = {}
         #: Requests being held: id(request) -> kind.
         self._pending: dict[int, str] = {}
         self.while_out = while_out
@@ -230,7 +235,7 @@ class SlowCalls:
         self.timeout_s = 1.0
         self.lease_s = 19.0
 
-    def arm(self, address: str, kind: str) -> None:
+    def arm(self, address: str, kind: str | None) -> None:
         with self._lock:
             self._armed.setdefault(address, []).append(kind)
 
@@ -247,8 +252,11 @@ class SlowCalls:
             if phase == "arrived":
                 if self._pending:
                     return  # one call held at a time: the world's own calls go through
-                kind = next((self._armed[a].pop(0) for a in request_addresses(request)
-                             if self._armed.get(a)), None)
+                address = next((a for a in request_addresses(request) if self._armed.get(a)),
+                               None)
+                if address is None:
+                    return
+                kind = self._armed[address].pop(0)
                 if kind is None:
                     return
                 pending[id(request)] = kind
