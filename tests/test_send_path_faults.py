@@ -472,3 +472,48 @@ def test_4_a_digest_that_waited_at_the_gate_past_its_lease_is_leased_again_for_i
     row = conn.execute("SELECT status, claim_token FROM reply_digests WHERE id = %s",
                        (ids[0],)).fetchone()
     assert (row["status"], row["claim_token"]) == ("sent", "first")
+
+
+def test_1_eight_sends_at_once_on_a_worker_started_with_c_8_all_go(
+        conn, twilio_wire, resend_wire, redis_server, monkeypatch, built_workers):
+    # Shrunk by the model from the behaviour before the fix: a worker started
+    # with -c 8 over WORKER_CONCURRENCY=2, PostgreSQL coordination, eight
+    # sends at once, each call slow enough that all hold their connection
+    # together. The pool stayed at 2 (+2 overflow), each holder asked it for a
+    # second connection for the rate limiter, and the sends that found none
+    # within 30 s ended in a QueuePool timeout, not retried.
+    import os
+
+    from tasks.worker.send_email import send_email
+    from tasks.worker.send_sms import send_sms
+    from tests.send_path_model_support import concurrently, set_world
+
+    for key in ("PROVIDER_TIMEOUT_S", "WORKER_CONCURRENCY", "CELERY_BROKER_URL",
+                "COORDINATION_REDIS_URL", "CELERY_BROKER_WRITE_URL"):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    set_world(timeout_s=0.3, coordination="postgresql", threads=8, redis_url=redis_server.url)
+    from tasks.sending.delivery_flow import limiter
+
+    assert limiter("sms").backend == "postgresql"
+    for i in range(4):
+        reg = new_registration(conn, customer_phone=f"+1555333{i + 700:04d}",
+                               customer_email=f"c8-{i}@example.com", notification_pref="both")
+        change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    due = _claim_due()
+    tasks = [(send_sms, i) for i in due["sms"]] + [(send_email, i) for i in due["email"]]
+    assert len(tasks) == 8
+    for wire in (twilio_wire, resend_wire):
+        wire.configure(latency=0.18)
+    results: dict[int, object] = {}
+    errors = concurrently(*(
+        (lambda t=t, i=i: results.__setitem__(i, t.apply((i,)))) for t, i in tasks))
+    assert not errors, errors
+    failed = {i: r.result for i, r in results.items() if r.failed()}  # type: ignore[attr-defined]
+    assert not failed, failed
+    assert twilio_wire.accepted_count() == 4 and resend_wire.accepted_count() == 4
+    assert {r["status"] for r in conn.execute(
+        "SELECT status FROM registration_notifications")} == {"sent"}
