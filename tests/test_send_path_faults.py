@@ -517,3 +517,58 @@ def test_1_eight_sends_at_once_on_a_worker_started_with_c_8_all_go(
     assert twilio_wire.accepted_count() == 4 and resend_wire.accepted_count() == 4
     assert {r["status"] for r in conn.execute(
         "SELECT status FROM registration_notifications")} == {"sent"}
+
+
+def test_6_a_retried_text_whose_lookup_and_send_take_their_worst_is_not_sent_by_a_second_worker(
+        conn, twilio_wire, monkeypatch):
+    # The first attempt's connection drops (Twilio may have it); the retry
+    # looks it up and sends, each call at the adapters' worst (the provider
+    # sees the request 2 x PROVIDER_TIMEOUT_S after it left). Meanwhile the
+    # queue run's sweep and a second worker take any delivery whose lease
+    # lapsed. With a lease shorter than a lookup plus a send (2 x timeout + 15
+    # = 35 s against 40 s) the second worker claimed it while the first
+    # worker's text was still on its way, found nothing at Twilio and sent a
+    # second text.
+    from tasks.sending import delivery_flow
+    from tasks.sending.bounds import lease_seconds
+    from tasks.settings import get_settings
+    from tests.conftest import reset_process_state
+    from tests.flow import run_tick
+    from tests.send_path_model_support import SlowCalls, move_clock, reset_clock
+
+    monkeypatch.setenv("PROVIDER_TIMEOUT_S", "10")  # the default: a 20 s call at worst
+    reset_process_state()
+    phone = "+15553330600"
+    reg = new_registration(conn, customer_phone=phone, notification_pref="sms")
+    change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    (delivery_id,) = _claim_due()["sms"]
+    twilio_wire.script(phone, ["drop"])
+    assert delivery_flow.run(delivery_id, "sms").status == "retry"
+    conn.execute("UPDATE registration_notifications SET next_attempt_at = now()")
+
+    second: list[str] = []
+
+    def while_out(seconds: float) -> None:
+        move_clock(conn, seconds)
+        run_tick()
+        lapsed = conn.execute("SELECT lease_until <= now() AS lapsed FROM "
+                              "registration_notifications WHERE id = %s",
+                              (delivery_id,)).fetchone()["lapsed"]
+        if lapsed:
+            second.append(str(delivery_flow.run(delivery_id, "sms")))
+
+    slow = SlowCalls(while_out)
+    slow.timeout_s, slow.lease_s = 10.0, lease_seconds(get_settings())
+    slow.arm(phone, "worst")  # the lookup
+    slow.arm(phone, "worst")  # the send
+    twilio_wire.pause = slow
+    try:
+        outcome = delivery_flow.run(delivery_id, "sms")
+    finally:
+        twilio_wire.pause = None
+        reset_clock(conn)
+    assert slow.fired == ["worst", "worst"] and not slow.errors, (slow.fired, slow.errors)
+    assert outcome.status == "sent", outcome
+    assert second == [], second
+    assert twilio_wire.accepted_count() == 1, [s.id for s in twilio_wire.sends()]
