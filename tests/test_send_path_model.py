@@ -83,6 +83,10 @@ THREADS = (4, 8)
 _ctx: dict[str, Any] = {}
 STATS: Counter[str] = Counter()
 FAULT_LOG: list[str] = []
+#: The steps of the example running now (the one that failed, after a failure):
+#: a failure that depends on real time may not replay, and Hypothesis then
+#: prints no sequence of its own.
+STEP_LOG: list[str] = []
 
 
 class SendPathModel(RuleBasedStateMachine):
@@ -104,6 +108,7 @@ class SendPathModel(RuleBasedStateMachine):
         self.timeout_s = 1.0
         self.threads = 1
         _ctx["model"] = self
+        STEP_LOG.clear()
         STATS["examples"] += 1
 
     # ── set-up ────────────────────────────────────────────────────────────
@@ -117,6 +122,7 @@ class SendPathModel(RuleBasedStateMachine):
         set_world(timeout_s=timeout_s, coordination=coordination, threads=threads,
                   redis_url=_ctx["redis_url"])
         self.timeout_s, self.threads = timeout_s, threads
+        STEP_LOG.append(f"world: PROVIDER_TIMEOUT_S={timeout_s}, {coordination}, -c {threads}")
         slow: SlowCalls = _ctx["slow"]
         slow.clear()
         slow.timeout_s, slow.lease_s = timeout_s, lease_seconds(get_settings())
@@ -173,7 +179,8 @@ class SendPathModel(RuleBasedStateMachine):
     def _step(self, name: str, action: Any) -> None:
         self.step_no += 1
         STATS["steps"] += 1
-        STATS[f"rule:{name}"] += 1
+        STEP_LOG.append(f"{self.step_no}: {name}")
+        STATS[f"rule:{name.split(' [')[0].split(' for ')[0]}"] += 1
         before = self._snapshot()
         with contextlib.suppress(WorkerDied):  # the worker's death ends only its task
             action()
@@ -398,7 +405,8 @@ class SendPathModel(RuleBasedStateMachine):
                 else:
                     one()
         label = "two workers" if twice else "one worker"
-        self._step(f"delivery step, {label}{' (dies ' + die + ')' if die else ''}", act)
+        self._step(f"delivery step, {label}{' (dies ' + die + ')' if die else ''}"
+                   f" [delivery {row['id']} {row['channel']}]", act)
 
     @rule(size=st.integers(2, 3), die=st.sampled_from((None, None, "before_call",
                                                         "after_accept")))
@@ -444,7 +452,7 @@ class SendPathModel(RuleBasedStateMachine):
         FAULT_LOG.append(f"example {STATS['examples']} step {self.step_no + 1}: "
                          f"{fault} for {address}")
         token = self._fault_token(fault)
-        self._step(f"fault {token}", lambda: wire.script(address, [token]))
+        self._step(f"fault {token} for {address}", lambda: wire.script(address, [token]))
 
     @rule(who=st.integers(0, 3), channel=st.sampled_from(("sms", "email")),
           kind=st.sampled_from(("worst", "worst", "past_lease")), times=st.integers(1, 2),
@@ -474,7 +482,8 @@ class SendPathModel(RuleBasedStateMachine):
                 _ctx["slow"].arm(address, None)  # that call itself is not slow
             for _ in range(times):
                 _ctx["slow"].arm(address, kind)
-        self._step(f"fault {first + ', then ' if first else ''}slow {kind} x{times}", act)
+        self._step(f"fault {first + ', then ' if first else ''}slow {kind} x{times} for {address}",
+                   act)
 
     def _fault_token(self, fault: str) -> str:
         if fault == "lost_answer":
@@ -706,10 +715,12 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server, monke
         for kind in slow.fired:  # the slow calls that happened, not only armed
             STATS[f"slow call held: {kind}"] += 1
         report = {"profile": profile, **dict(sorted(STATS.items())),
-                  "faults_at": FAULT_LOG[:400]}
+                  "faults_at": FAULT_LOG[:400], "last_example": STEP_LOG}
         out = os.environ.get("REGNOTIFY_MODEL_REPORT")
         if out:
             with open(out, "w") as fh:
                 json.dump(report, fh, indent=1)
         print(f"send-path model: {STATS['examples']} examples, {STATS['steps']} steps",
               file=sys.__stderr__)
+        if sys.exc_info()[0] is not None:
+            print("the last example's steps:\n  " + "\n  ".join(STEP_LOG), file=sys.__stderr__)
