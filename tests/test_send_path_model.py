@@ -87,6 +87,13 @@ FAULT_LOG: list[str] = []
 #: a failure that depends on real time may not replay, and Hypothesis then
 #: prints no sequence of its own.
 STEP_LOG: list[str] = []
+#: The steps of the first example that failed, and its error.
+FIRST_FAILURE: list[str] = []
+
+
+def _keep_first_failure(exc: BaseException) -> None:
+    if not FIRST_FAILURE:
+        FIRST_FAILURE.extend([*STEP_LOG, f"failed: {type(exc).__name__}: {exc}"])
 
 
 class SendPathModel(RuleBasedStateMachine):
@@ -119,6 +126,9 @@ class SendPathModel(RuleBasedStateMachine):
         from tasks.settings import get_settings
 
         conn = self.conn
+        if os.environ.get("REGNOTIFY_MODEL_TIMEOUT"):
+            # To look at one world only (the production bounds: 10).
+            timeout_s = float(os.environ["REGNOTIFY_MODEL_TIMEOUT"])
         set_world(timeout_s=timeout_s, coordination=coordination, threads=threads,
                   redis_url=_ctx["redis_url"])
         self.timeout_s, self.threads = timeout_s, threads
@@ -181,18 +191,22 @@ class SendPathModel(RuleBasedStateMachine):
         STATS["steps"] += 1
         STEP_LOG.append(f"{self.step_no}: {name}")
         STATS[f"rule:{name.split(' [')[0].split(' for ')[0]}"] += 1
-        before = self._snapshot()
-        with contextlib.suppress(WorkerDied):  # the worker's death ends only its task
-            action()
-        slow: SlowCalls = _ctx["slow"]
-        errors = [e for e in slow.errors if not isinstance(e, WorkerDied)]
-        slow.errors.clear()
-        if errors:
-            raise errors[0]
-        self._check_step(before, self._snapshot(), name)
-        if name.startswith("drain"):
-            # Hypothesis checks invariants after its rules; the drain's steps too.
-            self.at_most_one_message_per_burst_and_channel()
+        try:
+            before = self._snapshot()
+            with contextlib.suppress(WorkerDied):  # the worker's death ends only its task
+                action()
+            slow: SlowCalls = _ctx["slow"]
+            errors = [e for e in slow.errors if not isinstance(e, WorkerDied)]
+            slow.errors.clear()
+            if errors:
+                raise errors[0]
+            self._check_step(before, self._snapshot(), name)
+            if name.startswith("drain"):
+                # Hypothesis checks invariants after its rules; the drain's steps too.
+                self.at_most_one_message_per_burst_and_channel()
+        except BaseException as exc:
+            _keep_first_failure(exc)
+            raise
 
     def _delivery_by(self, column: str, value: Any) -> list[dict[str, Any]]:
         return self.conn.execute(
@@ -240,6 +254,13 @@ class SendPathModel(RuleBasedStateMachine):
 
     @invariant()
     def at_most_one_message_per_burst_and_channel(self) -> None:
+        try:
+            self._at_most_one_message_per_burst_and_channel()
+        except AssertionError as exc:
+            _keep_first_failure(exc)
+            raise
+
+    def _at_most_one_message_per_burst_and_channel(self) -> None:
         per_burst: Counter[tuple[Any, ...]] = Counter()
         for send in self.resend.sends():
             if send.to == STAFF:
@@ -697,6 +718,7 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server, monke
     twilio_wire.pause = resend_wire.pause = slow
     STATS.clear()
     FAULT_LOG.clear()
+    FIRST_FAILURE.clear()
     # Not eager: what the queue run, `send --now` and `retry-failed` publish
     # waits in the broker, and the model's rules play the workers, one
     # delivery (or batch, or digest claim) at a time, in any order.
@@ -715,12 +737,13 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server, monke
         for kind in slow.fired:  # the slow calls that happened, not only armed
             STATS[f"slow call held: {kind}"] += 1
         report = {"profile": profile, **dict(sorted(STATS.items())),
-                  "faults_at": FAULT_LOG[:400], "last_example": STEP_LOG}
+                  "faults_at": FAULT_LOG[:400], "first_failure": FIRST_FAILURE}
         out = os.environ.get("REGNOTIFY_MODEL_REPORT")
         if out:
             with open(out, "w") as fh:
                 json.dump(report, fh, indent=1)
         print(f"send-path model: {STATS['examples']} examples, {STATS['steps']} steps",
               file=sys.__stderr__)
-        if sys.exc_info()[0] is not None:
-            print("the last example's steps:\n  " + "\n  ".join(STEP_LOG), file=sys.__stderr__)
+        if FIRST_FAILURE:
+            print("the first failing example's steps:\n  " + "\n  ".join(FIRST_FAILURE),
+                  file=sys.__stderr__)
