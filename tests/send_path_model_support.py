@@ -225,8 +225,10 @@ class SlowCalls:
         self._lock = threading.Lock()
         #: address -> the kinds of its next calls (None: that call is not slow).
         self._armed: dict[str, list[str | None]] = {}
-        #: Requests being held: id(request) -> kind.
+        #: Requests accepted whose answer is to be held: id(request) -> kind.
         self._pending: dict[int, str] = {}
+        #: A call is held now (the world's own calls then pass unheld).
+        self._holding = False
         self.while_out = while_out
         self.real_cap_s = real_cap_s
         self.fired: list[str] = []
@@ -248,10 +250,9 @@ class SlowCalls:
         import time
 
         with self._lock:
-            pending = self._pending
+            if self._holding:
+                return  # one call held at a time: the world's own calls go through
             if phase == "arrived":
-                if self._pending:
-                    return  # one call held at a time: the world's own calls go through
                 address = next((a for a in request_addresses(request) if self._armed.get(a)),
                                None)
                 if address is None:
@@ -259,22 +260,30 @@ class SlowCalls:
                 kind = self._armed[address].pop(0)
                 if kind is None:
                     return
-                pending[id(request)] = kind
                 self.fired.append(kind)
+                if kind == "past_lease":
+                    self._pending[id(request)] = kind  # held when its answer goes out
+                    return
             else:
-                kind = pending.pop(id(request), None)
+                # A request the provider dropped never gets here: nothing stays pending
+                # but its entry, which the next clear() forgets.
+                kind = self._pending.pop(id(request), None)
                 if kind is None:
                     return
-        # 'worst': the provider sees the request at the end of the call's
-        # bound (connect and upload at their timeouts); it answers at once.
-        # Part of it for real, under the read timeout; the rest on the clock.
-        bound = 2 * self.timeout_s
-        real = min(self.timeout_s * 0.6, self.real_cap_s)
-        if phase == "arrived" and kind == "worst":
-            time.sleep(real)
-            self._out(bound - real)
-        elif phase == "answering" and kind == "past_lease":
-            self._out(self.lease_s + 1)
+            self._holding = True
+        try:
+            if kind == "worst":
+                # The provider sees the request at the end of the call's bound
+                # (connect and upload at their timeouts) and answers at once:
+                # part of it for real, under the read timeout, the rest on the clock.
+                real = min(self.timeout_s * 0.6, self.real_cap_s)
+                time.sleep(real)
+                self._out(2 * self.timeout_s - real)
+            else:
+                self._out(self.lease_s + 1)
+        finally:
+            with self._lock:
+                self._holding = False
 
     def _out(self, seconds: float) -> None:
         try:
