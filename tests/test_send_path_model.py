@@ -497,12 +497,16 @@ class SendPathModel(RuleBasedStateMachine):
                          f"{first + ', then ' if first else ''}slow {kind} x{times} for {address}")
         wire = self.twilio if channel == "sms" and who < 3 else self.resend
 
+        # Any next call on the channel (an address may change or never be
+        # sent to again); after a scripted failure, the address's own.
+        target = address if first else f"*{'email' if who == 3 else channel}"
+
         def act() -> None:
             if first:
                 wire.script(address, [self._fault_token(first)])
                 _ctx["slow"].arm(address, None)  # that call itself is not slow
             for _ in range(times):
-                _ctx["slow"].arm(address, kind)
+                _ctx["slow"].arm(target, kind)
         self._step(f"fault {first + ', then ' if first else ''}slow {kind} x{times} for {address}",
                    act)
 
