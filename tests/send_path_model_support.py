@@ -277,10 +277,14 @@ class SlowCalls:
             if kind == "worst":
                 # The provider sees the request at the end of the call's bound
                 # (connect and upload at their timeouts) and answers at once:
-                # part of it for real, under the read timeout, the rest on the clock.
+                # part of it for real, under the read timeout, the rest on the
+                # clock while the world acts. Only where the read timeout
+                # leaves room for the world's own steps (a second or more):
+                # past it the client would give up, a lost answer instead.
                 real = min(self.timeout_s * 0.6, self.real_cap_s)
                 time.sleep(real)
-                self._out(2 * self.timeout_s - real)
+                if self.timeout_s >= 1:
+                    self._out(2 * self.timeout_s - real)
             else:
                 self._out(self.lease_s + 1)
         finally:
