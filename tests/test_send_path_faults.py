@@ -1,12 +1,12 @@
-"""The six sequences a review found, each a test that failed before its fix.
+"""Sequences a review (2 to 5) and the model found, each a test that failed before its fix.
+
+The connection budget (1) and the worst-case bounds (6): tests/test_send_path_bounds.py.
 
 Eager Celery against the real PostgreSQL, Redis and the real SDKs talking to
 the wire stand-ins; each test drives the real task code step by step.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
@@ -153,6 +153,35 @@ def test_model_skipped_after_a_lost_answer_still_says_it_may_have_gone(conn, res
     assert resend_wire.accepted_count() == 1
 
 
+def test_model_a_retried_text_does_not_adopt_a_later_bursts_identical_text(conn, twilio_wire):
+    # From the model's soak run (bursts A -> B -> A of one customer): the first
+    # text's answer was lost; before its retry the customer went to another
+    # stage and back, and that burst's text, word for word the same, went out.
+    # The retry's lookup took the newest text with that body since five
+    # minutes before the first attempt: the later burst's. Both deliveries now
+    # name that message; the first text, which the customer did get, none.
+    from tasks.sending import delivery_flow
+
+    phone = "+15553330900"
+    reg = new_registration(conn, customer_phone=phone, notification_pref="sms")
+    change_stage(conn, reg, "sticker_ready")
+    make_due(conn)
+    (first,) = _claim_due()["sms"]
+    twilio_wire.script(phone, ["timeout_after_accept:2"])
+    assert delivery_flow.run(first, "sms").status == "retry"
+    for stage in ("needs_attention", "sticker_ready"):
+        change_stage(conn, reg, stage)
+        make_due(conn)
+        (later,) = _claim_due()["sms"]
+        assert delivery_flow.run(later, "sms").status == "sent"
+    conn.execute("UPDATE registration_notifications SET next_attempt_at = now() WHERE id = %s",
+                 (first,))
+    assert delivery_flow.run(first, "sms").status == "sent"
+    recorded = {r["provider_message_id"] for r in conn.execute(
+        "SELECT provider_message_id FROM registration_notifications")}
+    assert [s.id for s in twilio_wire.sends() if s.id not in recorded] == []
+
+
 # ── 5 ─ quiet hours are checked again at the claim ──────────────────────────
 
 def test_5_a_retry_that_comes_due_inside_quiet_hours_waits_for_the_morning(conn, twilio_wire):
@@ -263,134 +292,79 @@ def test_4_a_digest_sent_before_its_worker_died_is_not_mailed_again_with_a_new_o
     assert {r["status"] for r in conn.execute("SELECT status FROM reply_digests")} == {"sent"}
 
 
-# ── 6 ─ the bounds cover the worst case ─────────────────────────────────────
+def test_4_a_digest_that_waited_at_the_gate_past_its_lease_is_leased_again_for_its_call(
+        conn, resend_wire, monkeypatch):
+    # The digest's send waits at the gate (another call holds the one place a
+    # second has) for longer than its lease; the lease is renewed after the
+    # wait, so the queue run cannot take the digest while its e-mail is out.
+    import threading
+    import time
 
-def test_6_lease_and_gate_hold_cover_a_lookup_and_a_send_at_their_worst(monkeypatch):
-    from tasks.providers.registry import email_provider, reset_providers, sms_provider
-    from tasks.sending import delivery_flow
-    from tasks.settings import get_settings
-
-    monkeypatch.setenv("PROVIDER_TIMEOUT_S", "10")
-    get_settings.cache_clear()
-    reset_providers()
-    delivery_flow._limiter.cache_clear()
-    settings = get_settings()
-    # Each adapter passes its timeout as the connect AND the read timeout:
-    # one call can last their sum.
-    texts = sms_provider()
-    texts._client()
-    twilio_worst = 2 * texts._local.http.timeout
-    import resend
-
-    email_provider()
-    resend_worst = 2 * resend.default_http_client._timeout
-    worst = max(twilio_worst, resend_worst)
-    assert worst == 20
-    # The lease covers a lookup and a send, each at its worst.
-    assert delivery_flow.lease_seconds(settings) >= 2 * worst
-    # The gate holds a call's place for as long as the call can be out.
-    for channel in ("sms", "email"):
-        assert delivery_flow.limiter(channel).hold_s >= worst
-
-
-# ── 1 ─ the connection budget ───────────────────────────────────────────────
-
-AMQP = "amqp://guest:guest@127.0.0.1:5672/unused"
-
-
-def _work_controller(concurrency: int, pool: str):
-    """A real Celery worker object, built (worker_init sent) but never started."""
-    from tasks.broker.app import app
-
-    return app.WorkController(concurrency=concurrency, pool_cls=pool, hostname="budget@test")
-
-
-@pytest.fixture()
-def built_workers() -> Iterator[None]:
-    """Undo what building a worker does to this test process, for the tests after it.
-
-    Building one marks the process as a worker (result.get() then refuses to
-    block: eager tasks in later tests would fail) and sizes the pool for it.
-    """
-    from celery._state import _set_task_join_will_block
-
-    from tasks import database
-
-    yield
-    _set_task_join_will_block(False)
-    database._threads = None
-    database.reset_engine()
-
-
-def test_1_the_pool_follows_the_worker_threads_however_they_are_set(conn, capfd, built_workers):
-    from tasks.database import engine, reset_engine
-
-    reset_engine()
-    _work_controller(64, "threads")
-    assert engine().pool.size() == 64
-    # 64 thread(s) fit the test server; 500 do not, and the worker says so in one line.
-    assert "max_connections" not in capfd.readouterr().err
-    _work_controller(500, "threads")
-    lines = [line for line in capfd.readouterr().err.splitlines() if "max_connections" in line]
-    assert len(lines) == 1 and "500 thread(s) x 1 process(es)" in lines[0], lines
-    # Prefork: one thread per child process, the budget is the children.
-    _work_controller(3, "prefork")
-    assert engine().pool.size() == 1
-
-
-def test_1_a_send_holds_one_connection_at_a_time_with_postgresql_coordination(
-        conn, twilio_wire, monkeypatch):
-    from sqlalchemy import event
-
+    from db import replies
     from tasks.database import engine
-    from tasks.sending import delivery_flow
+    from tasks.sending.bounds import lease_seconds
+    from tasks.sending.delivery_flow import limiter
+    from tasks.settings import get_settings
+    from tasks.worker.send_reply_digest import send_reply_digests
     from tests.conftest import reset_process_state
+    from tests.send_path_model_support import move_clock, reset_clock
 
-    monkeypatch.setenv("CELERY_BROKER_URL", AMQP)
-    monkeypatch.delenv("COORDINATION_REDIS_URL", raising=False)
+    monkeypatch.setenv("RESEND_RATE_PER_S", "1")  # one call in any second
     reset_process_state()
-    reg = new_registration(conn, customer_phone="+15553330400", notification_pref="sms")
-    change_stage(conn, reg, "sticker_ready")
-    make_due(conn)
-    (delivery_id,) = _claim_due()["sms"]
-    assert delivery_flow.limiter("sms").backend == "postgresql"
+    conn.execute("UPDATE notification_config SET staff_email = %s", (STAFF,))
+    _digest(conn, "+15552220500", "waited at the gate")
+    conn.execute("UPDATE reply_digests SET send_after = now() - interval '1 second'")
+    with engine().begin() as c:
+        ids = replies.claim_digests(c, limit=10, lease_s=60, token="first")
+    assert len(ids) == 1
 
-    out = peak = 0
+    other_call_out = threading.Event()
+    release_other = threading.Event()
 
-    def checkout(*_a):
-        nonlocal out, peak
-        out += 1
-        peak = max(peak, out)
+    def another_call() -> None:
+        with limiter("email").call():  # holds the gate's one place
+            other_call_out.set()
+            release_other.wait(10)
 
-    def checkin(*_a):
-        nonlocal out
-        out -= 1
+    taken_while_out: list[list[int]] = []
 
-    pool = engine().pool
-    event.listen(pool, "checkout", checkout)
-    event.listen(pool, "checkin", checkin)
+    def while_the_email_is_out(request, phase: str) -> None:
+        if phase == "arrived":
+            with engine().begin() as c:
+                taken_while_out.append(
+                    replies.claim_digests(c, limit=10, lease_s=60, token="second"))
+
+    other = threading.Thread(target=another_call)
+    other.start()
+    assert other_call_out.wait(10)
+    results: list[object] = []
+    task = threading.Thread(target=lambda: results.append(
+        send_reply_digests.apply(args=(ids, "first")).get()))
+    resend_wire.pause = while_the_email_is_out
     try:
-        assert delivery_flow.run(delivery_id, "sms").status == "sent"
+        task.start()
+        # The task took its digest (leased anew, for lease_seconds, at its
+        # start), rendered it, and waits at the gate.
+        deadline = time.monotonic() + 10
+        while not conn.execute("SELECT lease_until < now() + interval '59 seconds' AS t "
+                               "FROM reply_digests WHERE id = %s", (ids[0],)).fetchone()["t"]:
+            assert time.monotonic() < deadline, "the task never took its digest"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert conn.execute("SELECT attempts FROM reply_digests WHERE id = %s",
+                            (ids[0],)).fetchone()["attempts"] == 0
+        # The wait lasts longer than the lease the digest was taken with.
+        move_clock(conn, lease_seconds(get_settings()) + 5)
+        release_other.set()
+        task.join(30)
+        other.join(10)
     finally:
-        event.remove(pool, "checkout", checkout)
-        event.remove(pool, "checkin", checkin)
-    assert twilio_wire.accepted_count() == 1
-    assert peak == 1
-
-
-def test_1_a_pool_timeout_is_retried_like_any_infrastructure_error(clean_db):
-    import sqlalchemy.exc
-
-    from db.connection import make_engine
-    from tasks.worker.infrastructure_retry import INFRASTRUCTURE_ERRORS
-
-    small = make_engine(clean_db, pool_size=1, pool_timeout=0.1)
-    held = [small.connect(), small.connect()]  # the pool and its overflow
-    try:
-        with pytest.raises(sqlalchemy.exc.TimeoutError) as caught:
-            small.connect()
-        assert isinstance(caught.value, INFRASTRUCTURE_ERRORS)
-    finally:
-        for c in held:
-            c.close()
-        small.dispose()
+        resend_wire.pause = None
+        release_other.set()
+        reset_clock(conn)
+    assert results and str(results[0]).startswith("sent"), results
+    assert taken_while_out == [[]], taken_while_out
+    assert resend_wire.accepted_count() == 1
+    row = conn.execute("SELECT status, claim_token FROM reply_digests WHERE id = %s",
+                       (ids[0],)).fetchone()
+    assert (row["status"], row["claim_token"]) == ("sent", "first")

@@ -42,11 +42,13 @@ from hypothesis.stateful import (
 from tests.flow import run_tick
 from tests.pg import new_registration
 from tests.send_path_model_support import (
+    SlowCalls,
     WorkerDied,
     concurrently,
     move_clock,
     reset_clock,
     seconds_to_local,
+    set_world,
     worker_dies,
 )
 
@@ -65,13 +67,33 @@ PROFILES = {
     "soak": {"max_examples": 200, "stateful_step_count": 60},
 }
 
-SMS_FAULTS = ("timeout_after_accept:2", "drop", "429:0", "500", "21211", "21610")
-EMAIL_FAULTS = ("timeout_after_accept:2", "drop", "429:0", "daily_quota_exceeded", "500",
+SMS_FAULTS = ("lost_answer", "drop", "429:0", "500", "21211", "21610")
+EMAIL_FAULTS = ("lost_answer", "drop", "429:0", "daily_quota_exceeded", "500",
                 "validation_error", "concurrent_idempotent_requests")
+#: The worlds an example runs in. PROVIDER_TIMEOUT_S 0.3: every worst case is
+#: real and short (a lost answer is a real read timeout). 10, the default:
+#: the production bounds (a 55 s lease, a 25 s gate hold), whose worst-case
+#: calls pass on the model's clock (a lost answer: the connection closed
+#: after the provider accepted, the same to the client as its read timeout).
+TIMEOUTS = (0.3, 10.0)
+COORDINATION = ("redis", "postgresql")
+#: The worker's `-c`: above the WORKER_CONCURRENCY setting (2) of the world.
+THREADS = (4, 8)
 
 _ctx: dict[str, Any] = {}
 STATS: Counter[str] = Counter()
 FAULT_LOG: list[str] = []
+#: The steps of the example running now (the one that failed, after a failure):
+#: a failure that depends on real time may not replay, and Hypothesis then
+#: prints no sequence of its own.
+STEP_LOG: list[str] = []
+#: The steps of the first example that failed, and its error.
+FIRST_FAILURE: list[str] = []
+
+
+def _keep_first_failure(exc: BaseException) -> None:
+    if not FIRST_FAILURE:
+        FIRST_FAILURE.extend([*STEP_LOG, f"failed: {type(exc).__name__}: {exc}"])
 
 
 class SendPathModel(RuleBasedStateMachine):
@@ -90,12 +112,33 @@ class SendPathModel(RuleBasedStateMachine):
         #: Twilio SIDs and Resend ids already checked.
         self.seen_sms = 0
         self.seen_mail = 0
+        self.timeout_s = 1.0
+        self.threads = 1
+        #: Deliveries staff re-queued with `retry-failed` after a lost answer.
+        self.forced: set[int] = set()
+        _ctx["model"] = self
+        STEP_LOG.clear()
         STATS["examples"] += 1
 
     # ── set-up ────────────────────────────────────────────────────────────
-    @initialize()
-    def fresh_world(self) -> None:
+    @initialize(timeout_s=st.sampled_from(TIMEOUTS), coordination=st.sampled_from(COORDINATION),
+                threads=st.sampled_from(THREADS))
+    def fresh_world(self, timeout_s: float, coordination: str, threads: int) -> None:
+        from tasks.sending.bounds import lease_seconds
+        from tasks.settings import get_settings
+
         conn = self.conn
+        if os.environ.get("REGNOTIFY_MODEL_TIMEOUT"):
+            # To look at one world only (the production bounds: 10).
+            timeout_s = float(os.environ["REGNOTIFY_MODEL_TIMEOUT"])
+        set_world(timeout_s=timeout_s, coordination=coordination, threads=threads,
+                  redis_url=_ctx["redis_url"])
+        self.timeout_s, self.threads = timeout_s, threads
+        STEP_LOG.append(f"world: PROVIDER_TIMEOUT_S={timeout_s}, {coordination}, -c {threads}")
+        slow: SlowCalls = _ctx["slow"]
+        slow.clear()
+        slow.timeout_s, slow.lease_s = timeout_s, lease_seconds(get_settings())
+        STATS[f"world:timeout {timeout_s}s, {coordination}, -c {threads}"] += 1
         conn.execute("TRUNCATE registration_notifications, notification_queue, registrations, "
                      "sms_opt_outs, webhook_events, inbound_messages, reply_digests, "
                      # A MessageSid seen in an earlier example would read as a replay.
@@ -148,14 +191,24 @@ class SendPathModel(RuleBasedStateMachine):
     def _step(self, name: str, action: Any) -> None:
         self.step_no += 1
         STATS["steps"] += 1
-        STATS[f"rule:{name}"] += 1
-        before = self._snapshot()
-        with contextlib.suppress(WorkerDied):  # the worker's death ends only its task
-            action()
-        self._check_step(before, self._snapshot(), name)
-        if name.startswith("drain"):
-            # Hypothesis checks invariants after its rules; the drain's steps too.
-            self.at_most_one_message_per_burst_and_channel()
+        STEP_LOG.append(f"{self.step_no}: {name}")
+        STATS[f"rule:{name.split(' [')[0].split(' for ')[0]}"] += 1
+        try:
+            before = self._snapshot()
+            with contextlib.suppress(WorkerDied):  # the worker's death ends only its task
+                action()
+            slow: SlowCalls = _ctx["slow"]
+            errors = [e for e in slow.errors if not isinstance(e, WorkerDied)]
+            slow.errors.clear()
+            if errors:
+                raise errors[0]
+            self._check_step(before, self._snapshot(), name)
+            if name.startswith("drain"):
+                # Hypothesis checks invariants after its rules; the drain's steps too.
+                self.at_most_one_message_per_burst_and_channel()
+        except BaseException as exc:
+            _keep_first_failure(exc)
+            raise
 
     def _delivery_by(self, column: str, value: Any) -> list[dict[str, Any]]:
         return self.conn.execute(
@@ -203,6 +256,13 @@ class SendPathModel(RuleBasedStateMachine):
 
     @invariant()
     def at_most_one_message_per_burst_and_channel(self) -> None:
+        try:
+            self._at_most_one_message_per_burst_and_channel()
+        except AssertionError as exc:
+            _keep_first_failure(exc)
+            raise
+
+    def _at_most_one_message_per_burst_and_channel(self) -> None:
         per_burst: Counter[tuple[Any, ...]] = Counter()
         for send in self.resend.sends():
             if send.to == STAFF:
@@ -211,11 +271,15 @@ class SendPathModel(RuleBasedStateMachine):
             row = self.conn.execute(
                 "SELECT registration_id, queue_id, fallback_for FROM registration_notifications "
                 "WHERE id = %s", (int(delivery_id),)).fetchone()
-            if row is not None:
+            if row is not None and int(delivery_id) not in self.forced:
                 per_burst[(row["registration_id"], row["queue_id"], "email",
                            row["fallback_for"])] += 1
         texts: Counter[tuple[str, str | None]] = Counter()
+        unrecorded: set[tuple[str, str | None]] = set()
+        forced = self._forced_texts()
         for send in self.twilio.sends():
+            if (send.to, send.body) in forced:
+                continue
             row = self.conn.execute(
                 "SELECT registration_id, queue_id, fallback_for FROM registration_notifications "
                 "WHERE provider_message_id = %s", (send.id,)).fetchone()
@@ -223,11 +287,15 @@ class SendPathModel(RuleBasedStateMachine):
                 per_burst[(row["registration_id"], row["queue_id"], "sms",
                            row["fallback_for"])] += 1
             else:
-                texts[(send.to, send.body)] += 1
+                unrecorded.add((send.to, send.body))
+            texts[(send.to, send.body)] += 1
         doubled = {k: n for k, n in per_burst.items() if n > 1}
         assert not doubled, f"step {self.step_no}: accepted twice: {doubled}"
         for (to, body), n in texts.items():
-            # Not recorded (yet): as many bursts as rows claimed with this text, at most.
+            if (to, body) not in unrecorded:
+                continue
+            # Some not recorded (yet): as many texts, recorded or not, as bursts
+            # claimed with this text, at most.
             bursts = self.conn.execute(
                 "SELECT count(DISTINCT (queue_id, fallback_for)) AS n "
                 "FROM registration_notifications WHERE channel = 'sms' AND recipient = %s "
@@ -263,7 +331,19 @@ class SendPathModel(RuleBasedStateMachine):
     def retry_failed(self) -> None:
         from tasks.cli.main import main
 
-        self._step("retry-failed", lambda: main(["retry-failed"]))
+        def act() -> None:
+            # Staff re-queue what failed, outcome unknown included: the command
+            # warns those "may arrive twice", which is theirs to decide.
+            self.forced |= {r["id"] for r in self.conn.execute(
+                "SELECT id FROM registration_notifications "
+                "WHERE status = 'failed' AND outcome_unknown")}
+            main(["retry-failed"])
+        self._step("retry-failed", act)
+
+    def _forced_texts(self) -> set[tuple[str, str]]:
+        return {(r["recipient"], r["body"]) for r in self.conn.execute(
+            "SELECT recipient, body FROM registration_notifications "
+            "WHERE channel = 'sms' AND id = ANY(%s)", (list(self.forced),))}
 
     # ── the customer ──────────────────────────────────────────────────────
     @rule(who=st.integers(0, 2), pref=st.sampled_from(("sms", "email", "both", "none")))
@@ -363,7 +443,8 @@ class SendPathModel(RuleBasedStateMachine):
                 else:
                     one()
         label = "two workers" if twice else "one worker"
-        self._step(f"delivery step, {label}{' (dies ' + die + ')' if die else ''}", act)
+        self._step(f"delivery step, {label}{' (dies ' + die + ')' if die else ''}"
+                   f" [delivery {row['id']} {row['channel']}]", act)
 
     @rule(size=st.integers(2, 3), die=st.sampled_from((None, None, "before_call",
                                                         "after_accept")))
@@ -408,7 +489,101 @@ class SendPathModel(RuleBasedStateMachine):
         STATS[f"fault:{channel if who < 3 else 'staff'}:{fault}"] += 1
         FAULT_LOG.append(f"example {STATS['examples']} step {self.step_no + 1}: "
                          f"{fault} for {address}")
-        self._step(f"fault {fault}", lambda: wire.script(address, [fault]))
+        token = self._fault_token(fault)
+        self._step(f"fault {token} for {address}", lambda: wire.script(address, [token]))
+
+    @rule(who=st.integers(0, 3), channel=st.sampled_from(("sms", "email")),
+          kind=st.sampled_from(("worst", "worst", "past_lease")), times=st.integers(1, 2),
+          first=st.sampled_from((None, None, "drop", "lost_answer")))
+    def slow_provider(self, who: int, channel: str, kind: str, times: int,
+                      first: str | None) -> None:
+        """The next call(s) for an address are slow: at the adapters' worst, or
+        answered after the claim's lease lapsed; meanwhile the queue run's
+        sweep and a second worker run (see SlowCalls). Two: a lookup and the
+        send after it. `first`: the call before them fails so (its retry looks up)."""
+        if who == 3:
+            address = STAFF
+        else:
+            column = "customer_phone" if channel == "sms" else "customer_email"
+            address = self.conn.execute(f"SELECT {column} AS a FROM registrations WHERE id = %s",
+                                        (self.regs[who],)).fetchone()["a"]
+        STATS[f"fault:{channel if who < 3 else 'staff'}:slow {kind}"] += times
+        if first:
+            STATS[f"fault:{channel if who < 3 else 'staff'}:{first}"] += 1
+        FAULT_LOG.append(f"example {STATS['examples']} step {self.step_no + 1}: "
+                         f"{first + ', then ' if first else ''}slow {kind} x{times} for {address}")
+        wire = self.twilio if channel == "sms" and who < 3 else self.resend
+
+        # Any next call on the channel (an address may change or never be
+        # sent to again); after a scripted failure, the address's own.
+        target = address if first else f"*{'email' if who == 3 else channel}"
+
+        def act() -> None:
+            if first:
+                wire.script(address, [self._fault_token(first)])
+                _ctx["slow"].arm(address, None)  # that call itself is not slow
+            for _ in range(times):
+                _ctx["slow"].arm(target, kind)
+        self._step(f"fault {first + ', then ' if first else ''}slow {kind} x{times} for {address}",
+                   act)
+
+    def _fault_token(self, fault: str) -> str:
+        if fault == "lost_answer":
+            # Accepted, the answer never comes: a real read timeout where it is short.
+            return (f"timeout_after_accept:{self.timeout_s + 0.3}" if self.timeout_s < 1
+                    else "drop_after_accept")
+        return fault
+
+    def while_a_call_is_out(self, seconds: float) -> None:
+        """The rest of the world while a provider call is held: time passes,
+        the queue run's sweep re-drives what lapsed, a second worker runs it."""
+        conn = self.conn
+        move_clock(conn, seconds)
+        with contextlib.suppress(WorkerDied):
+            run_tick()
+            for row in _due_deliveries(conn):
+                _send_step(row["id"], row["channel"])
+            for ids, token in _digest_claims(conn):
+                _digest_run(ids, token)
+
+    @rule()
+    def concurrent_sends(self) -> None:
+        """As many sends at once as the worker has threads, through the real
+        tasks, each call slow enough that they all hold their connection together."""
+        rows = _due_deliveries(self.conn)
+        if not rows:
+            return
+        picks = [rows[i % len(rows)] for i in range(self.threads)]
+
+        def act() -> None:
+            import sqlalchemy.exc
+
+            from tasks.worker.send_email import send_email
+            from tasks.worker.send_sms import send_sms
+
+            latency = min(self.timeout_s * 0.6, 0.25)
+            results: list[Any] = [None] * len(picks)
+
+            def one(i: int) -> Any:
+                task = send_sms if picks[i]["channel"] == "sms" else send_email
+                return lambda: results.__setitem__(i, task.apply((picks[i]["id"],)))
+            for wire in (self.twilio, self.resend):
+                wire.configure(latency=latency)
+            try:
+                errors = concurrently(*(one(i) for i in range(len(picks))))
+            finally:
+                for wire in (self.twilio, self.resend):
+                    wire.configure(latency=0.0)
+            if errors:
+                raise errors[0]
+            for row, result in zip(picks, results, strict=True):
+                if result is not None and result.failed():
+                    exc = result.result
+                    assert not isinstance(exc, sqlalchemy.exc.TimeoutError), (
+                        f"step {self.step_no}: delivery {row['id']}: a QueuePool timeout "
+                        f"ended its send without a retry ({self.threads} threads): {exc}")
+                    raise AssertionError(f"delivery {row['id']}: its task failed: {exc!r}")
+        self._step(f"{len(picks)} sends at once", act)
 
     # ── the end of an example: drain, then nothing lost, audit agrees ─────
     def teardown(self) -> None:
@@ -422,6 +597,8 @@ class SendPathModel(RuleBasedStateMachine):
         conn = self.conn
         for wire in (self.twilio, self.resend):
             wire.clear_scripts()
+        # Slow calls still armed happen in the drain (they end in an answer):
+        # most sends of an example are the drain's.
         for _ in range(6):
             self._step("drain: time +4h", lambda: move_clock(conn, 4 * 3600))
             self._step("drain: queue run", run_tick)
@@ -462,7 +639,8 @@ class SendPathModel(RuleBasedStateMachine):
                 rows = [r for r in self._delivery_by("recipient", send.to)
                         if r["body"] == send.body and r["outcome_unknown"]
                         and r["status"] in ("failed", "skipped")]
-            assert rows, f"Twilio accepted {send.id} to {send.to}; no delivery says so"
+            assert rows or (send.to, send.body) in self._forced_texts(), (
+                f"Twilio accepted {send.id} to {send.to}; no delivery says so")
         for send in self.resend.sends():
             if send.to == STAFF:
                 # Sent with this id, or failed after its key went out (a
@@ -476,7 +654,7 @@ class SendPathModel(RuleBasedStateMachine):
                 continue
             (row,) = self._delivery_by("id", int(_tag(send, "delivery") or 0)) or [None]
             assert row is not None, f"Resend accepted {send.id}; no delivery"
-            assert row["provider_message_id"] == send.id or (
+            assert row["provider_message_id"] == send.id or row["id"] in self.forced or (
                 row["status"] in ("failed", "skipped") and row["outcome_unknown"]), (
                 f"Resend accepted {send.id} for delivery {row['id']}, which says "
                 f"{row['status']} {row['provider_message_id']}")
@@ -543,16 +721,27 @@ _PROFILE = os.environ.get("REGNOTIFY_MODEL_PROFILE", "ci")
 # cores; the timeout is far above that, so a slow machine is never mistaken
 # for a failure (an interrupted example leaves the shared connection mid-query).
 @pytest.mark.timeout(6 * 3600 if _PROFILE == "soak" else 900)
-def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server) -> None:
+def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server, monkeypatch) -> None:
     import redis
     profile = _PROFILE
     budget = PROFILES[profile]
+    from tasks import database
     from tasks.broker.app import app
 
-    _ctx.update(conn=conn, twilio=twilio_wire, resend=resend_wire,
-                redis=redis.Redis.from_url(redis_server.url))
+    # The world's settings change per example; all of them are undone after.
+    for key in ("PROVIDER_TIMEOUT_S", "WORKER_CONCURRENCY", "CELERY_BROKER_URL",
+                "COORDINATION_REDIS_URL", "CELERY_BROKER_WRITE_URL"):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    slow = SlowCalls(lambda seconds: _ctx["model"].while_a_call_is_out(seconds))
+    _ctx.update(conn=conn, twilio=twilio_wire, resend=resend_wire, slow=slow,
+                redis=redis.Redis.from_url(redis_server.url), redis_url=redis_server.url)
+    twilio_wire.pause = resend_wire.pause = slow
     STATS.clear()
     FAULT_LOG.clear()
+    FIRST_FAILURE.clear()
     # Not eager: what the queue run, `send --now` and `retry-failed` publish
     # waits in the broker, and the model's rules play the workers, one
     # delivery (or batch, or digest claim) at a time, in any order.
@@ -565,11 +754,19 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server) -> No
             suppress_health_check=list(HealthCheck)))
     finally:
         app.conf.task_always_eager = True
+        twilio_wire.pause = resend_wire.pause = None
+        database._threads = None
+        database.reset_engine()
+        for kind in slow.fired:  # the slow calls that happened, not only armed
+            STATS[f"slow call held: {kind}"] += 1
         report = {"profile": profile, **dict(sorted(STATS.items())),
-                  "faults_at": FAULT_LOG[:400]}
+                  "faults_at": FAULT_LOG[:400], "first_failure": FIRST_FAILURE}
         out = os.environ.get("REGNOTIFY_MODEL_REPORT")
         if out:
             with open(out, "w") as fh:
                 json.dump(report, fh, indent=1)
         print(f"send-path model: {STATS['examples']} examples, {STATS['steps']} steps",
               file=sys.__stderr__)
+        if FIRST_FAILURE:
+            print("the first failing example's steps:\n  " + "\n  ".join(FIRST_FAILURE),
+                  file=sys.__stderr__)

@@ -48,7 +48,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from email.message import Message
 from email.utils import formatdate
@@ -451,7 +451,11 @@ class _Handler(BaseHTTPRequestHandler):
             received_at=received_at,
             received_mono=received_mono,
         )
-        reply = self.server.wire._handle(request)
+        wire = self.server.wire
+        wire._pause(request, "arrived")
+        reply = wire._handle(request)
+        if reply is not None:
+            wire._pause(request, "answering")
         if reply is None or self.server.wire._stopping.is_set():
             # Closing without a byte of response is what a crashed proxy or a
             # reset connection looks like to the client.
@@ -532,6 +536,12 @@ class WireServer:
         self._last_port = 0
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        #: Called as ``pause(request, phase)`` around every provider request
+        #: (not the control API): phase "arrived" before the provider handles
+        #: it (a slow connect or upload: the provider has not seen it yet),
+        #: "answering" after it did and before the answer is written (a slow
+        #: read). A test holds the call there, or acts while it is out.
+        self.pause: Callable[[WireRequest, str], None] | None = None
         self._reset_state()
 
     # -- lifecycle -----------------------------------------------------------
@@ -861,6 +871,16 @@ class WireServer:
     @staticmethod
     def _recipient_key(recipient: str) -> str:
         return recipient.strip()
+
+    def _pause(self, request: WireRequest, phase: str) -> None:
+        hook = self.pause
+        if hook is None or request.path.startswith(CONTROL_PREFIX):
+            return
+        try:
+            hook(request, phase)
+        except Exception:
+            # The hook is the test's: its failure must not look like the provider's.
+            traceback.print_exc(file=sys.stderr)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
