@@ -35,6 +35,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -526,6 +527,51 @@ class SendPathModel(RuleBasedStateMachine):
                 _ctx["slow"].arm(target, kind)
         self._step(f"fault {first + ', then ' if first else ''}slow {kind} x{times} for {address}",
                    act)
+
+    def _a_text_is_due(self) -> bool:
+        return any(r["channel"] == "sms" for r in _due_deliveries(self.conn))
+
+    @precondition(_a_text_is_due)
+    @rule(pick=st.integers(0, 30), first=st.sampled_from(("drop", "drop", "lost_answer")))
+    def a_text_retried_at_its_worst(self, pick: int, first: str) -> None:
+        """A worker sends a due text and its connection drops (Twilio may have
+        it: `first`); the retry's lookup and its send then each take the
+        adapters' worst while the sweep and a second worker run (SlowCalls).
+        The same faults as `provider_fault` and `slow_provider`, armed on the
+        one text a worker takes now: armed on any address they are mostly
+        used up by other calls, or cleared by the drain, before a retry."""
+        rows = self.conn.execute(
+            "SELECT n.id, coalesce(n.recipient, r.customer_phone) AS address "
+            "FROM registration_notifications AS n JOIN registrations AS r "
+            "ON r.id = n.registration_id WHERE n.id = ANY(%s) ORDER BY n.id",
+            ([r["id"] for r in _due_deliveries(self.conn) if r["channel"] == "sms"],)
+        ).fetchall()
+        if not rows:
+            return
+        row = rows[pick % len(rows)]
+        address = row["address"]
+        STATS[f"fault:sms:{first}"] += 1
+        STATS["fault:sms:slow worst"] += 2
+        STATS["rule:text retried at its worst, armed"] += 1
+        FAULT_LOG.append(f"example {STATS['examples']} step {self.step_no + 1}: {first}, "
+                         f"then slow worst x2 for {address} [delivery {row['id']}]")
+
+        def act() -> None:
+            self.twilio.script(address, [self._fault_token(first)])
+            slow: SlowCalls = _ctx["slow"]
+            slow.arm(address, None)  # the first attempt itself is not slow
+            slow.arm(address, "worst")  # the retry's lookup
+            slow.arm(address, "worst")  # and its send
+            _send_step(row["id"], "sms")
+        self._step(f"delivery step, {first}, then slow worst x2 for {address} "
+                   f"[delivery {row['id']} sms]", act)
+
+    @precondition(_a_text_is_due)
+    @rule(pick=st.integers(0, 30))
+    def another_text_retried_at_its_worst(self, pick: int) -> None:
+        # Weighted twice among the rules, and drawn only while a text is due:
+        # the 10 s world, where a lease short of both calls shows, is half the examples.
+        self.a_text_retried_at_its_worst(pick, "drop")
 
     def _fault_token(self, fault: str) -> str:
         if fault == "lost_answer":
