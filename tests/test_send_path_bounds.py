@@ -166,10 +166,11 @@ def test_1_eight_sends_at_once_on_a_worker_started_with_c_8_all_go(
 
     for key in ("PROVIDER_TIMEOUT_S", "WORKER_CONCURRENCY", "CELERY_BROKER_URL",
                 "COORDINATION_REDIS_URL", "CELERY_BROKER_WRITE_URL"):
-        if key in os.environ:
-            monkeypatch.setenv(key, os.environ[key])
-        else:
-            monkeypatch.delenv(key, raising=False)
+        # setenv first, so the undo removes a key that was absent (a delenv of
+        # an absent key records nothing, and set_world's value would outlive us).
+        monkeypatch.setenv(key, os.environ.get(key, ""))
+        if os.environ[key] == "":
+            monkeypatch.delenv(key)
     set_world(timeout_s=0.3, coordination="postgresql", threads=8, redis_url=redis_server.url)
     from tasks.sending.delivery_flow import limiter
 

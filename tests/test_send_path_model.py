@@ -777,10 +777,11 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server, monke
     # The world's settings change per example; all of them are undone after.
     for key in ("PROVIDER_TIMEOUT_S", "WORKER_CONCURRENCY", "CELERY_BROKER_URL",
                 "COORDINATION_REDIS_URL", "CELERY_BROKER_WRITE_URL"):
-        if key in os.environ:
-            monkeypatch.setenv(key, os.environ[key])
-        else:
-            monkeypatch.delenv(key, raising=False)
+        # setenv first, so the undo removes a key that was absent (a delenv of
+        # an absent key records nothing, and set_world's value would outlive us).
+        monkeypatch.setenv(key, os.environ.get(key, ""))
+        if os.environ[key] == "":
+            monkeypatch.delenv(key)
     slow = SlowCalls(lambda seconds: _ctx["model"].while_a_call_is_out(seconds))
     _ctx.update(conn=conn, twilio=twilio_wire, resend=resend_wire, slow=slow,
                 redis=redis.Redis.from_url(redis_server.url), redis_url=redis_server.url)
