@@ -12,31 +12,19 @@ import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from bench import plans, report, runner
 from bench.pipeline import WorkerShape
-
-DEFAULT_OUT = Path("bench") / "results"
+from tasks.cli.bench import add_options
 
 
 def parser() -> argparse.ArgumentParser:
-    """The options `regnotify bench` documents."""
+    """The options `regnotify bench` documents (defined once, in tasks/cli/bench.py)."""
     p = argparse.ArgumentParser(
         prog="regnotify bench",
         description="measure the pipeline (trigger, claim, sends, latency, memory) "
                     "on a private stack")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true",
-                      help="a smaller run, under three minutes on two cores")
-    size.add_argument("--smoke", action="store_true",
-                      help="a tiny run that only checks the benchmark works (CI)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                   help=f"where the JSON file and the PNG chart go (default: {DEFAULT_OUT})")
-    p.add_argument("--processes", type=int, metavar="N",
-                   help="worker processes for the send scenarios (default: the plan's)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="threads per worker process (default: the plan's)")
+    add_options(p)
     return p
 
 

@@ -136,6 +136,23 @@ def concurrently(*calls: Any) -> list[BaseException]:
 
 # ── the world's settings ────────────────────────────────────────────────────
 
+#: The environment set_world changes.
+WORLD_ENV = ("PROVIDER_TIMEOUT_S", "WORKER_CONCURRENCY", "CELERY_BROKER_URL",
+             "COORDINATION_REDIS_URL", "CELERY_BROKER_WRITE_URL")
+
+
+def restore_world_env_after(monkeypatch: Any) -> None:
+    """Have `monkeypatch` put back every variable set_world may change, absent ones included."""
+    import os
+
+    for key in WORLD_ENV:
+        # setenv first, so the undo removes a key that was absent (a delenv of
+        # an absent key records nothing, and set_world's value would outlive us).
+        monkeypatch.setenv(key, os.environ.get(key, ""))
+        if os.environ[key] == "":
+            monkeypatch.delenv(key)
+
+
 def set_world(*, timeout_s: float, coordination: str, threads: int, redis_url: str) -> None:
     """The settings one example runs under, in this process's environment.
 

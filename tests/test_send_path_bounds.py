@@ -158,19 +158,12 @@ def test_1_eight_sends_at_once_on_a_worker_started_with_c_8_all_go(
     # together. The pool stayed at 2 (+2 overflow), each holder asked it for a
     # second connection for the rate limiter, and the sends that found none
     # within 30 s ended in a QueuePool timeout, not retried.
-    import os
 
     from tasks.worker.send_email import send_email
     from tasks.worker.send_sms import send_sms
-    from tests.send_path_model_support import concurrently, set_world
+    from tests.send_path_model_support import concurrently, restore_world_env_after, set_world
 
-    for key in ("PROVIDER_TIMEOUT_S", "WORKER_CONCURRENCY", "CELERY_BROKER_URL",
-                "COORDINATION_REDIS_URL", "CELERY_BROKER_WRITE_URL"):
-        # setenv first, so the undo removes a key that was absent (a delenv of
-        # an absent key records nothing, and set_world's value would outlive us).
-        monkeypatch.setenv(key, os.environ.get(key, ""))
-        if os.environ[key] == "":
-            monkeypatch.delenv(key)
+    restore_world_env_after(monkeypatch)
     set_world(timeout_s=0.3, coordination="postgresql", threads=8, redis_url=redis_server.url)
     from tasks.sending.delivery_flow import limiter
 

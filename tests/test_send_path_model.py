@@ -48,6 +48,7 @@ from tests.send_path_model_support import (
     concurrently,
     move_clock,
     reset_clock,
+    restore_world_env_after,
     seconds_to_local,
     set_world,
     worker_dies,
@@ -775,13 +776,7 @@ def test_the_send_path_model(conn, twilio_wire, resend_wire, redis_server, monke
     from tasks.broker.app import app
 
     # The world's settings change per example; all of them are undone after.
-    for key in ("PROVIDER_TIMEOUT_S", "WORKER_CONCURRENCY", "CELERY_BROKER_URL",
-                "COORDINATION_REDIS_URL", "CELERY_BROKER_WRITE_URL"):
-        # setenv first, so the undo removes a key that was absent (a delenv of
-        # an absent key records nothing, and set_world's value would outlive us).
-        monkeypatch.setenv(key, os.environ.get(key, ""))
-        if os.environ[key] == "":
-            monkeypatch.delenv(key)
+    restore_world_env_after(monkeypatch)
     slow = SlowCalls(lambda seconds: _ctx["model"].while_a_call_is_out(seconds))
     _ctx.update(conn=conn, twilio=twilio_wire, resend=resend_wire, slow=slow,
                 redis=redis.Redis.from_url(redis_server.url), redis_url=redis_server.url)

@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="measure the pipeline (trigger, claim, sends, latency, memory) on a private stack",
     )
+    add_options(p)
+    p.set_defaults(handler=run)
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options, shared with `python -m bench`, which parses them again."""
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
                       help="a smaller run, under three minutes on two cores")
@@ -35,7 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="worker processes for the send scenarios (default: the plan's)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads per worker process (default: the plan's)")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
